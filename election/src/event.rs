@@ -1,0 +1,339 @@
+//! The events of a station's append-only log (SPEC §3) and the checks each one must
+//! pass before the station records it or the center applies it: a ballot, ballots
+//! issued, a cancel, and the close of a contest with its tally sheet.
+//!
+//! What depends on the log's history (no cancel or ballot after a close, a cancel naming
+//! a recorded ballot) is for the log's keeper; this module checks one event on its own
+//! against the election definition.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ballot::{Ballot, BallotError, BallotId};
+use crate::definition::{Contest, ElectionDefinition, Station};
+use crate::tally::{SheetError, TallySheet};
+use crate::words::{figure, is_invisible_format, shown};
+
+/// Most ballots one `issued` event may hand out: more than any station issues in a day.
+pub const MAX_ISSUED_PER_EVENT: u64 = 100_000;
+/// Longest cancel reason, in characters.
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// One entry of a station's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum StationEvent {
+    /// One ballot.
+    Ballot(Ballot),
+    /// `count` more ballots of a contest handed to voters (发出选票).
+    Issued { contest: String, count: u64 },
+    /// A ballot entered by mistake is withdrawn (before close only).
+    Cancel { ballot_id: BallotId, reason: String },
+    /// The contest's tally sheet from the station's own count; nothing more for this
+    /// contest follows.
+    Close { contest: String, sheet: TallySheet },
+}
+
+/// Why an event is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("contest '{contest}' is not in this election")]
+    UnknownContest { contest: String },
+    #[error("station '{station}' does not collect ballots for contest '{contest}'")]
+    NotServed { station: String, contest: String },
+    #[error(transparent)]
+    Ballot(#[from] BallotError),
+    #[error(transparent)]
+    Sheet(#[from] SheetError),
+    #[error("contest '{contest}': ballots issued must be at least 1, not 0")]
+    NothingIssued { contest: String },
+    #[error(
+        "contest '{contest}': {} ballots issued at once is more than the {} allowed",
+        figure(*.count),
+        figure(*.max)
+    )]
+    TooManyIssued {
+        contest: String,
+        count: u64,
+        max: u64,
+    },
+    #[error("cancel of ballot {ballot_id}: a reason is required")]
+    EmptyReason { ballot_id: BallotId },
+    #[error(
+        "cancel of ballot {ballot_id}: the reason is {chars} characters long; at most {max} are allowed"
+    )]
+    ReasonTooLong {
+        ballot_id: BallotId,
+        chars: usize,
+        max: usize,
+    },
+    #[error("cancel of ballot {ballot_id}: the reason {shown} contains a control character")]
+    ReasonControlCharacter { ballot_id: BallotId, shown: String },
+}
+
+impl StationEvent {
+    /// The contest the event belongs to; a cancel names only a ballot.
+    pub fn contest(&self) -> Option<&str> {
+        match self {
+            StationEvent::Ballot(ballot) => Some(&ballot.contest),
+            StationEvent::Issued { contest, .. } | StationEvent::Close { contest, .. } => {
+                Some(contest)
+            }
+            StationEvent::Cancel { .. } => None,
+        }
+    }
+
+    /// The event's kind as the log names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StationEvent::Ballot(_) => "ballot",
+            StationEvent::Issued { .. } => "issued",
+            StationEvent::Cancel { .. } => "cancel",
+            StationEvent::Close { .. } => "close",
+        }
+    }
+
+    /// Check the event on its own: its contest exists and this station serves it, a
+    /// ballot passes [`Ballot::check`], an issued count is 1 to
+    /// [`MAX_ISSUED_PER_EVENT`], a cancel has a reason, a close's sheet passes
+    /// [`TallySheet::check`].
+    pub fn check(&self, def: &ElectionDefinition, station: &Station) -> Result<(), EventError> {
+        if let StationEvent::Cancel { ballot_id, reason } = self {
+            return check_reason(*ballot_id, reason);
+        }
+        let contest = self.served_contest(def, station)?;
+        match self {
+            StationEvent::Ballot(ballot) => ballot.check(contest)?,
+            StationEvent::Issued { count, .. } => check_issued(contest, *count)?,
+            StationEvent::Close { sheet, .. } => sheet.check(contest)?,
+            StationEvent::Cancel { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn served_contest<'d>(
+        &self,
+        def: &'d ElectionDefinition,
+        station: &Station,
+    ) -> Result<&'d Contest, EventError> {
+        let id = self.contest().unwrap_or_default();
+        let contest = def
+            .contest(id)
+            .ok_or_else(|| EventError::UnknownContest { contest: shown(id) })?;
+        if !station.contests.iter().any(|c| c == id) {
+            return Err(EventError::NotServed {
+                station: station.id.clone(),
+                contest: contest.id.clone(),
+            });
+        }
+        Ok(contest)
+    }
+}
+
+fn check_issued(contest: &Contest, count: u64) -> Result<(), EventError> {
+    if count == 0 {
+        return Err(EventError::NothingIssued {
+            contest: contest.id.clone(),
+        });
+    }
+    if count > MAX_ISSUED_PER_EVENT {
+        return Err(EventError::TooManyIssued {
+            contest: contest.id.clone(),
+            count,
+            max: MAX_ISSUED_PER_EVENT,
+        });
+    }
+    Ok(())
+}
+
+fn check_reason(ballot_id: BallotId, reason: &str) -> Result<(), EventError> {
+    if reason.trim().is_empty() {
+        return Err(EventError::EmptyReason { ballot_id });
+    }
+    let chars = reason.chars().count();
+    if chars > MAX_REASON_CHARS {
+        return Err(EventError::ReasonTooLong {
+            ballot_id,
+            chars,
+            max: MAX_REASON_CHARS,
+        });
+    }
+    if reason
+        .chars()
+        .any(|c| c.is_control() || is_invisible_format(c))
+    {
+        return Err(EventError::ReasonControlCharacter {
+            ballot_id,
+            shown: shown(reason),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ballot::Mark;
+    use crate::ballot::tests::contest;
+    use crate::definition::{ElectionHeader, StationKind, Unit, UnitKind};
+
+    fn election() -> (ElectionDefinition, Station) {
+        let station = Station {
+            id: "S-0001".into(),
+            name: "西堤头镇第1投票站".into(),
+            kind: StationKind::Fixed,
+            contests: vec!["D-001".into()],
+        };
+        let def = ElectionDefinition {
+            election: ElectionHeader {
+                id: "beichen-2021".into(),
+                name: "北辰".into(),
+                date: "2021-11-01".into(),
+                rules: "prc-direct".into(),
+            },
+            units: vec![Unit {
+                id: "xiditou".into(),
+                name: "西堤头镇".into(),
+                kind: UnitKind::Town,
+            }],
+            contests: vec![contest("D-001", 2, 3), contest("D-002", 1, 2)],
+            stations: vec![station.clone()],
+        };
+        (def, station)
+    }
+
+    #[test]
+    fn issued_counts_are_bounded() {
+        let (def, station) = election();
+        let issued = |count| StationEvent::Issued {
+            contest: "D-001".into(),
+            count,
+        };
+        assert_eq!(issued(1).check(&def, &station), Ok(()));
+        assert_eq!(issued(MAX_ISSUED_PER_EVENT).check(&def, &station), Ok(()));
+        assert!(matches!(
+            issued(0).check(&def, &station),
+            Err(EventError::NothingIssued { .. })
+        ));
+        assert!(matches!(
+            issued(MAX_ISSUED_PER_EVENT + 1).check(&def, &station),
+            Err(EventError::TooManyIssued { .. })
+        ));
+    }
+
+    #[test]
+    fn events_of_other_contests_are_refused() {
+        let (def, station) = election();
+        let unknown = StationEvent::Issued {
+            contest: "D-404".into(),
+            count: 1,
+        };
+        assert!(matches!(
+            unknown.check(&def, &station),
+            Err(EventError::UnknownContest { .. })
+        ));
+        let not_served = StationEvent::Close {
+            contest: "D-002".into(),
+            sheet: TallySheet::default(),
+        };
+        assert_eq!(
+            not_served.check(&def, &station).unwrap_err().to_string(),
+            "station 'S-0001' does not collect ballots for contest 'D-002'"
+        );
+    }
+
+    #[test]
+    fn ballots_and_sheets_are_checked() {
+        let (def, station) = election();
+        let ballot = Ballot {
+            id: BallotId([3; 16]),
+            contest: "D-001".into(),
+            marks: vec![Mark::For, Mark::None],
+            write_ins: vec![],
+        };
+        assert!(matches!(
+            StationEvent::Ballot(ballot).check(&def, &station),
+            Err(EventError::Ballot(BallotError::WrongMarkCount { .. }))
+        ));
+        let mut sheet = TallySheet::default();
+        sheet.for_votes.insert("nobody".into(), 1);
+        assert!(matches!(
+            StationEvent::Close {
+                contest: "D-001".into(),
+                sheet
+            }
+            .check(&def, &station),
+            Err(EventError::Sheet(SheetError::UnknownCandidate { .. }))
+        ));
+    }
+
+    #[test]
+    fn cancel_needs_a_sensible_reason() {
+        let (def, station) = election();
+        let cancel = |reason: &str| StationEvent::Cancel {
+            ballot_id: BallotId([9; 16]),
+            reason: reason.into(),
+        };
+        assert_eq!(cancel("entered twice").check(&def, &station), Ok(()));
+        assert!(matches!(
+            cancel("  ").check(&def, &station),
+            Err(EventError::EmptyReason { .. })
+        ));
+        assert!(
+            cancel(&"误".repeat(MAX_REASON_CHARS))
+                .check(&def, &station)
+                .is_ok()
+        );
+        assert!(matches!(
+            cancel(&"误".repeat(MAX_REASON_CHARS + 1)).check(&def, &station),
+            Err(EventError::ReasonTooLong { .. })
+        ));
+        assert!(matches!(
+            cancel("a\u{1b}[2J").check(&def, &station),
+            Err(EventError::ReasonControlCharacter { .. })
+        ));
+    }
+
+    #[test]
+    fn events_round_trip_through_json() {
+        let mut sheet = TallySheet::default();
+        sheet.add_issued(2);
+        let events = vec![
+            StationEvent::Ballot(Ballot {
+                id: BallotId([0xab; 16]),
+                contest: "D-001".into(),
+                marks: vec![Mark::For, Mark::Against, Mark::None],
+                write_ins: vec!["王五".into()],
+            }),
+            StationEvent::Issued {
+                contest: "D-001".into(),
+                count: 5,
+            },
+            StationEvent::Cancel {
+                ballot_id: BallotId([1; 16]),
+                reason: "entered twice".into(),
+            },
+            StationEvent::Close {
+                contest: "D-001".into(),
+                sheet,
+            },
+        ];
+        for event in events {
+            let text = serde_json::to_string(&event).unwrap();
+            assert!(
+                text.contains(&format!("\"event\":\"{}\"", event.kind())),
+                "{text}"
+            );
+            let back: StationEvent = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, event);
+        }
+        let ballot = serde_json::to_value(StationEvent::Ballot(Ballot {
+            id: BallotId([0xab; 16]),
+            contest: "D-001".into(),
+            marks: vec![Mark::For],
+            write_ins: vec![],
+        }))
+        .unwrap();
+        assert_eq!(ballot["id"], "abababababababababababababababab");
+        assert_eq!(ballot["marks"][0], "for");
+    }
+}
