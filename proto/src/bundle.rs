@@ -1,0 +1,444 @@
+//! Station enrollment bundles: everything a polling-station device needs to join
+//! an election (its identity, key and certificate, the CA, the center's address
+//! and the election definition), as one JSON file that the center writes with
+//! mode 0600 and the station reads at `station init`.
+//!
+//! The bundle holds the station's private key: it is written with owner-only
+//! permissions from the first byte, and `Debug` never shows the key.
+
+use std::fmt;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::write_atomic;
+use crate::identity::{self, ElectionCa, IdentityError};
+use crate::limits::MAX_BUNDLE_BYTES;
+
+/// The bundle format this code writes and reads.
+pub const BUNDLE_FORMAT_VERSION: u32 = 1;
+
+/// Unix permissions of a bundle file.
+pub const BUNDLE_FILE_MODE: u32 = 0o600;
+
+/// A station's enrollment bundle.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentBundle {
+    /// [`BUNDLE_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The election id.
+    pub election_id: String,
+    /// The station id; equals the CN of `station_cert_pem`.
+    pub station_id: String,
+    /// Where the station reaches the center, `HOST:PORT`.
+    pub center_address: String,
+    /// The election CA certificate (PEM): trust root for the center's certificate.
+    pub ca_cert_pem: String,
+    /// The station's client certificate (PEM), issued by the CA.
+    pub station_cert_pem: String,
+    /// The station's Ed25519 private key (PKCS#8 PEM): TLS client key and batch
+    /// signing key.
+    pub station_key_pem: String,
+    /// The election definition file, byte for byte (its SHA-256 is the
+    /// `definition_sha256` of every batch).
+    pub election_toml: String,
+}
+
+impl fmt::Debug for EnrollmentBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnrollmentBundle")
+            .field("format_version", &self.format_version)
+            .field("election_id", &self.election_id)
+            .field("station_id", &self.station_id)
+            .field("center_address", &self.center_address)
+            .field("ca_cert_pem", &self.ca_cert_pem)
+            .field("station_cert_pem", &self.station_cert_pem)
+            .field("station_key_pem", &"<redacted>")
+            .field(
+                "election_toml",
+                &format_args!("<{} bytes>", self.election_toml.len()),
+            )
+            .finish()
+    }
+}
+
+/// What is inconsistent inside a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleCheckError {
+    /// Unsupported `format_version`.
+    #[error("format_version {found} is not supported (this version reads {BUNDLE_FORMAT_VERSION})")]
+    Version {
+        /// The version in the bundle.
+        found: u32,
+    },
+    /// A required field is empty.
+    #[error("field {0} is empty")]
+    Empty(&'static str),
+    /// A certificate or key does not parse.
+    #[error("{what}: {source}")]
+    Identity {
+        /// Which field.
+        what: &'static str,
+        /// Why.
+        source: IdentityError,
+    },
+    /// The certificate is for another station.
+    #[error(
+        "station certificate is for station {cert:?}, but the bundle is for station {bundle:?}"
+    )]
+    StationMismatch {
+        /// CN of the certificate.
+        cert: String,
+        /// `station_id` of the bundle.
+        bundle: String,
+    },
+    /// The CA is for another election.
+    #[error("CA certificate is for election {ca:?}, but the bundle is for election {bundle:?}")]
+    ElectionMismatch {
+        /// Election (OU) of the CA certificate.
+        ca: String,
+        /// `election_id` of the bundle.
+        bundle: String,
+    },
+}
+
+/// Why a bundle file cannot be written or read; always names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// The file cannot be read or written.
+    #[error("{}: {action}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is larger than any bundle.
+    #[error("{}: {size} bytes, larger than the {max}-byte limit of an enrollment bundle", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// Not JSON of the bundle's shape.
+    #[error("{}: not a pollsync enrollment bundle: {source}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The JSON error (line and column).
+        source: serde_json::Error,
+    },
+    /// The bundle's content is inconsistent.
+    #[error("{}: invalid enrollment bundle: {source}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: BundleCheckError,
+    },
+}
+
+impl EnrollmentBundle {
+    /// Issues a new station certificate and key from `ca` and assembles the bundle.
+    pub fn issue(
+        ca: &ElectionCa,
+        station_id: &str,
+        center_address: &str,
+        election_toml: &str,
+    ) -> Result<Self, IdentityError> {
+        let station = ca.issue_station(station_id)?;
+        Ok(Self {
+            format_version: BUNDLE_FORMAT_VERSION,
+            election_id: ca.election_id().to_owned(),
+            station_id: station_id.to_owned(),
+            center_address: center_address.to_owned(),
+            ca_cert_pem: ca.cert_pem().to_owned(),
+            station_cert_pem: station.cert_pem,
+            station_key_pem: station.key_pem,
+            election_toml: election_toml.to_owned(),
+        })
+    }
+
+    /// Checks the bundle's consistency: version, non-empty fields, the CA names
+    /// this election, the station certificate was issued by the CA and names this
+    /// station (CN), and the private key belongs to the certificate.
+    pub fn check(&self) -> Result<(), BundleCheckError> {
+        if self.format_version != BUNDLE_FORMAT_VERSION {
+            return Err(BundleCheckError::Version {
+                found: self.format_version,
+            });
+        }
+        for (name, value) in [
+            ("election_id", &self.election_id),
+            ("station_id", &self.station_id),
+            ("center_address", &self.center_address),
+            ("ca_cert_pem", &self.ca_cert_pem),
+            ("station_cert_pem", &self.station_cert_pem),
+            ("station_key_pem", &self.station_key_pem),
+            ("election_toml", &self.election_toml),
+        ] {
+            if value.trim().is_empty() {
+                return Err(BundleCheckError::Empty(name));
+            }
+        }
+        let ident = |what: &'static str| move |source| BundleCheckError::Identity { what, source };
+        let ca_der =
+            identity::cert_der_from_pem(&self.ca_cert_pem).map_err(ident("ca_cert_pem"))?;
+        let ca_election =
+            identity::election_id_from_cert_der(&ca_der).map_err(ident("ca_cert_pem"))?;
+        if ca_election != self.election_id {
+            return Err(BundleCheckError::ElectionMismatch {
+                ca: ca_election,
+                bundle: self.election_id.clone(),
+            });
+        }
+        let cert_der = identity::cert_der_from_pem(&self.station_cert_pem)
+            .map_err(ident("station_cert_pem"))?;
+        let cn =
+            identity::station_id_from_cert_der(&cert_der).map_err(ident("station_cert_pem"))?;
+        if cn != self.station_id {
+            return Err(BundleCheckError::StationMismatch {
+                cert: cn,
+                bundle: self.station_id.clone(),
+            });
+        }
+        identity::verify_issued_by(&cert_der, &ca_der).map_err(ident("station_cert_pem"))?;
+        identity::check_key_matches_cert(&self.station_key_pem, &cert_der)
+            .map_err(ident("station_key_pem"))?;
+        Ok(())
+    }
+
+    /// Writes the bundle as JSON, mode 0600 from the start, atomically (temporary
+    /// file in the same directory, fsync, rename, fsync of the directory).
+    pub fn write(&self, path: &Path) -> Result<(), BundleError> {
+        self.check().map_err(|source| BundleError::Invalid {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut json = serde_json::to_vec_pretty(self).map_err(|source| BundleError::Json {
+            path: path.to_owned(),
+            source,
+        })?;
+        json.push(b'\n');
+        write_atomic(path, &json, BUNDLE_FILE_MODE).map_err(|source| BundleError::Io {
+            path: path.to_owned(),
+            action: "cannot write the enrollment bundle",
+            source,
+        })
+    }
+
+    /// Reads and checks a bundle (see [`EnrollmentBundle::check`]).
+    pub fn read(path: &Path) -> Result<Self, BundleError> {
+        let io = |action: &'static str| {
+            move |source| BundleError::Io {
+                path: path.to_owned(),
+                action,
+                source,
+            }
+        };
+        let file = std::fs::File::open(path).map_err(io("cannot open the enrollment bundle"))?;
+        let size = file
+            .metadata()
+            .map_err(io("cannot read the enrollment bundle"))?
+            .len();
+        if size > MAX_BUNDLE_BYTES {
+            return Err(BundleError::TooLarge {
+                path: path.to_owned(),
+                size,
+                max: MAX_BUNDLE_BYTES,
+            });
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        file.take(MAX_BUNDLE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io("cannot read the enrollment bundle"))?;
+        let bundle: Self = serde_json::from_slice(&bytes).map_err(|source| BundleError::Json {
+            path: path.to_owned(),
+            source,
+        })?;
+        bundle.check().map_err(|source| BundleError::Invalid {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(bundle)
+    }
+
+    /// The station's signing key (also its TLS client key).
+    pub fn signing_key(&self) -> Result<SigningKey, IdentityError> {
+        identity::signing_key_from_pem(&self.station_key_pem)
+    }
+
+    /// The station certificate, DER.
+    pub fn station_cert_der(&self) -> Result<Vec<u8>, IdentityError> {
+        identity::cert_der_from_pem(&self.station_cert_pem)
+    }
+
+    /// SHA-256 of `election_toml`'s bytes: the `definition_sha256` of batches.
+    pub fn definition_sha256(&self) -> [u8; 32] {
+        crate::envelope::definition_sha256(self.election_toml.as_bytes())
+    }
+
+    /// A tonic client TLS configuration for reaching `center_address` as this station.
+    pub fn client_tls_config(&self) -> tonic::transport::ClientTlsConfig {
+        crate::tls::client_tls_config(
+            &self.ca_cert_pem,
+            &self.station_cert_pem,
+            &self.station_key_pem,
+            &identity::server_name_of(&self.center_address),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn bundle() -> EnrollmentBundle {
+        let ca = ElectionCa::generate("beichen-2021").unwrap();
+        EnrollmentBundle::issue(
+            &ca,
+            "S-0001",
+            "127.0.0.1:7443",
+            "[election]\nid = \"beichen-2021\"\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn write_is_mode_0600_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("S-0001.bundle.json");
+        let b = bundle();
+        b.write(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(EnrollmentBundle::read(&path).unwrap(), b);
+        // Overwriting an existing, wider file leaves it 0600.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        b.write(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // No temporary file left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(
+            b.definition_sha256(),
+            crate::envelope::chain_hash(b.election_toml.as_bytes())
+        );
+        b.signing_key().unwrap();
+    }
+
+    #[test]
+    fn debug_redacts_the_key() {
+        let b = bundle();
+        let shown = format!("{b:?}");
+        assert!(shown.contains("<redacted>"));
+        assert!(!shown.contains("PRIVATE KEY"));
+        assert!(!shown.contains(&b.station_key_pem));
+    }
+
+    #[test]
+    fn read_names_file_and_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.json");
+
+        let err = EnrollmentBundle::read(&path).unwrap_err();
+        assert!(matches!(err, BundleError::Io { .. }));
+        assert!(err.to_string().contains("b.json"), "{err}");
+
+        std::fs::write(&path, "{not json").unwrap();
+        let err = EnrollmentBundle::read(&path).unwrap_err();
+        assert!(matches!(err, BundleError::Json { .. }), "{err}");
+        assert!(err.to_string().contains("b.json"));
+
+        let write_raw =
+            |b: &EnrollmentBundle| std::fs::write(&path, serde_json::to_vec(b).unwrap()).unwrap();
+
+        let mut b = bundle();
+        b.format_version = 2;
+        write_raw(&b);
+        let err = EnrollmentBundle::read(&path).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                BundleError::Invalid {
+                    source: BundleCheckError::Version { found: 2 },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let mut b = bundle();
+        b.station_id = "S-0002".into();
+        write_raw(&b);
+        let err = EnrollmentBundle::read(&path).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                BundleError::Invalid {
+                    source: BundleCheckError::StationMismatch { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("\"S-0002\""), "{err}");
+
+        // Key of another station.
+        let mut b = bundle();
+        b.station_key_pem = bundle().station_key_pem;
+        write_raw(&b);
+        let err = EnrollmentBundle::read(&path).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                BundleError::Invalid {
+                    source: BundleCheckError::Identity {
+                        what: "station_key_pem",
+                        source: IdentityError::KeyMismatch
+                    },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        // Certificate from another CA.
+        let mut b = bundle();
+        b.ca_cert_pem = bundle().ca_cert_pem;
+        write_raw(&b);
+        let err = EnrollmentBundle::read(&path).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                BundleError::Invalid {
+                    source: BundleCheckError::Identity {
+                        source: IdentityError::NotIssuedByCa(_),
+                        ..
+                    },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        // Refuses to write an inconsistent bundle.
+        let mut b = bundle();
+        b.election_id = "other".into();
+        assert!(matches!(
+            b.write(&path),
+            Err(BundleError::Invalid {
+                source: BundleCheckError::ElectionMismatch { .. },
+                ..
+            })
+        ));
+    }
+}
