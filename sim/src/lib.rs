@@ -1,0 +1,5 @@
+//! pollsync's simulator: election generator (`sim generate`); the election-day
+//! simulator, demo and benchmarks come with later issues.
+
+pub mod generate;
+mod names;
