@@ -1,2 +1,13 @@
-//! The polling-station agent: a durable local log of ballots and events, sealed into
-//! signed batches and pushed to the center. Built in issue 3; empty until then.
+//! The polling-station agent: a durable local log of ballots and events (`store`),
+//! the door checks and commands election workers use (`commands`, `import`), what the
+//! records say (`ledger`), and sealing into signed, hash-chained batches for the
+//! center (`store::Store::seal`).
+
+pub mod commands;
+pub mod error;
+pub mod import;
+pub mod ledger;
+pub mod store;
+
+pub use error::{Result, StationError};
+pub use store::Store;

@@ -1,0 +1,312 @@
+//! The station commands of SPEC §7 behind the command line: each takes the data
+//! folder and its arguments, does one thing, and returns what to print.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use pollsync_election::{Ballot, BallotId, Contest, EventError, StationEvent, TallySheet};
+use serde_json::json;
+
+use crate::error::{Result, StationError};
+use crate::ledger::{self, ContestTally};
+use crate::store::{META_LAST_CONTACT_MS, Provisioned, SealedBatch, Store, new_ballot_id};
+
+/// The contest `id` if this station collects it.
+pub fn served_contest<'a>(prov: &'a Provisioned, id: &str) -> Result<&'a Contest> {
+    let station = prov.station()?;
+    match prov.definition.contest(id) {
+        Some(contest) if station.contests.iter().any(|c| c == id) => Ok(contest),
+        _ => Err(StationError::NotServed {
+            contest: id.to_string(),
+            served: station.contests.join(", "),
+        }),
+    }
+}
+
+/// Check an event against the election and this station, then append it durably.
+fn record_event(store: &mut Store, prov: &Provisioned, event: StationEvent) -> Result<()> {
+    event.check(&prov.definition, prov.station()?)?;
+    store.append(std::slice::from_ref(&event), &mut |_| {})
+}
+
+pub fn init(dir: &Path, bundle: &Path, center: Option<&str>) -> Result<String> {
+    let store = Store::create(dir, bundle, center)?;
+    let prov = store.provisioned()?;
+    let station = prov.station()?;
+    let contests: Vec<String> = station
+        .contests
+        .iter()
+        .map(|id| match prov.definition.contest(id) {
+            Some(c) => format!("{id} ({})", c.name),
+            None => id.clone(),
+        })
+        .collect();
+    Ok(format!(
+        "station {} ({}) of election {} is set up in {}\ncontests: {}\ncenter: {}\n",
+        station.id,
+        station.name,
+        prov.definition.election.id,
+        dir.display(),
+        contests.join(", "),
+        prov.center_address
+    ))
+}
+
+pub fn issue(dir: &Path, contest: &str, count: u64) -> Result<String> {
+    let mut store = Store::open(dir)?;
+    let prov = store.provisioned()?;
+    let contest = served_contest(&prov, contest)?;
+    record_event(
+        &mut store,
+        &prov,
+        StationEvent::Issued {
+            contest: contest.id.clone(),
+            count,
+        },
+    )?;
+    Ok(format!(
+        "{count} more ballot(s) issued for {} ({})\n",
+        contest.id, contest.name
+    ))
+}
+
+pub fn record(
+    dir: &Path,
+    contest: &str,
+    for_ids: &[String],
+    against: &[String],
+    write_ins: &[String],
+) -> Result<BallotId> {
+    let mut store = Store::open(dir)?;
+    let prov = store.provisioned()?;
+    let contest = served_contest(&prov, contest)?;
+    let ballot = Ballot::from_choices(new_ballot_id()?, contest, for_ids, against, write_ins)
+        .map_err(EventError::from)?;
+    let id = ballot.id;
+    record_event(&mut store, &prov, StationEvent::Ballot(ballot))?;
+    Ok(id)
+}
+
+pub fn cancel(dir: &Path, ballot: &str, reason: &str) -> Result<String> {
+    let ballot_id: BallotId = ballot.parse()?;
+    let mut store = Store::open(dir)?;
+    let prov = store.provisioned()?;
+    record_event(
+        &mut store,
+        &prov,
+        StationEvent::Cancel {
+            ballot_id,
+            reason: reason.trim().to_string(),
+        },
+    )?;
+    Ok(format!("ballot {ballot_id} cancelled\n"))
+}
+
+/// How a contest is closed.
+pub enum SheetSource<'a> {
+    /// The tally sheet as the records say.
+    FromRecords,
+    /// The human count, from a tally-sheet JSON file.
+    File(&'a Path),
+}
+
+/// Close a contest with its tally sheet. Returns the text to print and, for a human
+/// count that differs from the records, the differences (printed as a warning).
+pub fn close(dir: &Path, contest: &str, source: SheetSource<'_>) -> Result<(String, Vec<String>)> {
+    let mut store = Store::open(dir)?;
+    let prov = store.provisioned()?;
+    let contest = served_contest(&prov, contest)?.clone();
+    let station = prov.station()?;
+    let records_of = |log: &[StationEvent]| -> TallySheet {
+        ledger::tally(&prov.definition, station, log)
+            .into_iter()
+            .find(|t| t.id == contest.id)
+            .map(|t| t.records)
+            .unwrap_or_else(|| TallySheet::for_contest(&contest))
+    };
+    let (sheet, differences) = match source {
+        SheetSource::FromRecords => {
+            let event = store.close_from_records(&|log| {
+                let event = StationEvent::Close {
+                    contest: contest.id.clone(),
+                    sheet: records_of(log),
+                };
+                event.check(&prov.definition, station)?;
+                Ok(event)
+            })?;
+            let StationEvent::Close { sheet, .. } = event else {
+                return Err(StationError::Corrupt {
+                    detail: "close produced another event".into(),
+                });
+            };
+            (sheet, Vec::new())
+        }
+        SheetSource::File(file) => {
+            let text = std::fs::read(file).map_err(|source| StationError::Io {
+                path: file.to_path_buf(),
+                source,
+            })?;
+            let sheet: TallySheet =
+                serde_json::from_slice(&text).map_err(|e| StationError::Io {
+                    path: file.to_path_buf(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("not a tally sheet: {e}"),
+                    ),
+                })?;
+            let differences =
+                sheet.differences_as(&records_of(&store.log()?), "tally sheet", "records");
+            record_event(
+                &mut store,
+                &prov,
+                StationEvent::Close {
+                    contest: contest.id.clone(),
+                    sheet: sheet.clone(),
+                },
+            )?;
+            (sheet, differences)
+        }
+    };
+    let text = format!(
+        "contest {} ({}) closed: issued {}, returned {}, valid {}, void {}; nothing more is taken for it\n",
+        contest.id, contest.name, sheet.issued, sheet.returned, sheet.valid, sheet.void
+    );
+    Ok((text, differences))
+}
+
+pub fn tally(dir: &Path) -> Result<(String, Vec<ContestTally>)> {
+    let store = Store::open(dir)?;
+    let prov = store.provisioned()?;
+    let tallies = ledger::tally(&prov.definition, prov.station()?, &store.log()?);
+    Ok((prov.station_id().to_string(), tallies))
+}
+
+pub fn tally_json(station: &str, tallies: &[ContestTally]) -> serde_json::Value {
+    json!({"station": station, "contests": tallies})
+}
+
+pub fn tally_text(
+    prov_def: &pollsync_election::ElectionDefinition,
+    station: &str,
+    tallies: &[ContestTally],
+) -> String {
+    let mut out = format!("station {station}\n");
+    for t in tallies {
+        let Some(contest) = prov_def.contest(&t.id) else {
+            continue;
+        };
+        let r = &t.records;
+        out.push_str(&format!(
+            "\n{} {} ({}): issued {}, returned {}, valid {}, void {}\n",
+            t.id,
+            contest.name,
+            if t.closed { "closed" } else { "open" },
+            r.issued,
+            r.returned,
+            r.valid,
+            r.void
+        ));
+        for c in &contest.candidates {
+            out.push_str(&format!(
+                "  {:<12} {:<8} FOR {:>6}  AGAINST {:>6}\n",
+                c.id,
+                c.name,
+                r.for_of(&c.id),
+                r.against_of(&c.id)
+            ));
+        }
+        for (name, votes) in &r.write_in {
+            out.push_str(&format!("  write-in {name}: FOR {votes}\n"));
+        }
+    }
+    out
+}
+
+/// `station status` figures.
+pub fn status(dir: &Path) -> Result<serde_json::Value> {
+    let store = Store::open(dir)?;
+    let prov = store.provisioned()?;
+    let counts = store.counts()?;
+    let head = store.head()?;
+    let last_contact: Option<u64> = store
+        .meta(META_LAST_CONTACT_MS)?
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|s| s.parse().ok());
+    Ok(json!({
+        "station": prov.station_id(),
+        "election": prov.definition.election.id,
+        "center": prov.center_address,
+        "events": {"pending": counts.pending_events, "sealed": counts.sealed_events},
+        "ballots_sealed": counts.sealed_ballots,
+        "batches": {"sealed": counts.batches_sealed, "acknowledged": counts.batches_acknowledged},
+        "head": {"sequence": head.sequence, "hash": head.hash_hex()},
+        "last_contact_unix_ms": last_contact,
+        "closed": store.closed_contests()?,
+    }))
+}
+
+pub fn status_text(v: &serde_json::Value) -> String {
+    let closed: Vec<&str> = v["closed"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
+        .unwrap_or_default();
+    format!(
+        "station {} of election {}\n\
+         events: {} waiting to be sealed, {} sealed ({} ballots)\n\
+         batches: {} sealed, {} acknowledged by the center\n\
+         last contact with the center ({}): {}\n\
+         closed contests: {}\n",
+        v["station"].as_str().unwrap_or("?"),
+        v["election"].as_str().unwrap_or("?"),
+        v["events"]["pending"],
+        v["events"]["sealed"],
+        v["ballots_sealed"],
+        v["batches"]["sealed"],
+        v["batches"]["acknowledged"],
+        v["center"].as_str().unwrap_or("?"),
+        match v["last_contact_unix_ms"].as_u64() {
+            Some(ms) => format!("{ms} (unix ms)"),
+            None => "never".into(),
+        },
+        if closed.is_empty() {
+            "none".to_string()
+        } else {
+            closed.join(", ")
+        },
+    )
+}
+
+pub fn seal(dir: &Path) -> Result<Vec<SealedBatch>> {
+    let mut store = Store::open(dir)?;
+    let prov = store.provisioned()?;
+    store.seal(&prov)
+}
+
+/// Seal what is pending, then write every batch not yet acknowledged into one file.
+pub fn export(dir: &Path, out: &Path) -> Result<(usize, u64)> {
+    let mut store = Store::open(dir)?;
+    let prov = store.provisioned()?;
+    store.seal(&prov)?;
+    let batches = store.unacknowledged()?;
+    let count = batches.len();
+    let bytes = batches.iter().map(|b| b.batch.len() as u64).sum();
+    let export = pollsync_proto::export::new_export(
+        &prov.bundle.election_id,
+        &prov.bundle.station_id,
+        batches,
+    );
+    pollsync_proto::write_export(out, &export).map_err(|e| StationError::Io {
+        path: out.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok((count, bytes))
+}
+
+/// Ballots per contest in a map, for messages.
+pub fn per_contest_text(counts: &BTreeMap<String, u64>) -> String {
+    counts
+        .iter()
+        .map(|(c, n)| format!("{c}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,240 @@
+//! The `station` command used at a polling station (投票站) or mobile ballot box.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use pollsync_station::commands::{self, SheetSource};
+use pollsync_station::import;
+use pollsync_station::store::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "station",
+    about = "pollsync polling-station agent: record ballots, close each contest with its tally sheet, send everything to the counting center",
+    long_about = "pollsync polling-station agent.\n\nRecords every ballot on this device first (it works without a network), \
+                  closes each contest with its tally sheet, and sends signed batches to the counting center. \
+                  Start with `station init --bundle FILE` using the enrollment bundle from the center."
+)]
+struct Cli {
+    /// Folder holding this station's data.
+    #[arg(
+        long,
+        global = true,
+        default_value = "./station-data",
+        value_name = "DIR"
+    )]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Json {
+    /// Print JSON for scripts instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Set up this device from the enrollment bundle the counting center issued for it.
+    Init {
+        /// The enrollment bundle file (from `center enroll`).
+        #[arg(long, value_name = "FILE")]
+        bundle: PathBuf,
+        /// Reach the center at this address instead of the one in the bundle.
+        #[arg(long, value_name = "HOST:PORT")]
+        center: Option<String>,
+    },
+    /// Record that more ballots of a contest were handed to voters (发出选票).
+    Issue {
+        /// The contest, e.g. D-001.
+        #[arg(long, value_name = "ID")]
+        contest: String,
+        /// How many more ballots were handed out.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        count: u64,
+    },
+    /// Record one ballot as it reads; prints the new ballot's id (keep it to cancel a mistake).
+    Record {
+        /// The contest the ballot belongs to, e.g. D-001.
+        #[arg(long, value_name = "ID")]
+        contest: String,
+        /// Candidates marked FOR (赞成), by id, separated by commas.
+        #[arg(long = "for", value_name = "ID,…", value_delimiter = ',')]
+        for_ids: Vec<String>,
+        /// Candidates marked AGAINST (反对), by id, separated by commas.
+        #[arg(long, value_name = "ID,…", value_delimiter = ',')]
+        against: Vec<String>,
+        /// A name written in (另选其他选民); repeat for each name.
+        #[arg(long = "write-in", value_name = "NAME")]
+        write_in: Vec<String>,
+    },
+    /// Record every ballot of a JSON-lines file, all or nothing: one ballot per line,
+    /// {"contest": "D-001", "for": ["D-001-1"], "against": [], "write_in": []}.
+    Import {
+        /// The JSON-lines file.
+        file: PathBuf,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Withdraw a ballot entered by mistake (only before its contest is closed).
+    Cancel {
+        /// The ballot id `station record` printed.
+        ballot: String,
+        /// Why it is withdrawn.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Close a contest with its tally sheet (计票结果); nothing more is taken for it afterwards.
+    Close {
+        /// The contest to close.
+        #[arg(long, value_name = "ID")]
+        contest: String,
+        /// The tally sheet from the human count, as JSON:
+        /// {"issued": n, "returned": n, "valid": n, "void": n, "for": {…}, "against": {…}, "write_in": {…}}.
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "from_records",
+            required_unless_present = "from_records"
+        )]
+        sheet: Option<PathBuf>,
+        /// Use the tally the records on this device give.
+        #[arg(long)]
+        from_records: bool,
+    },
+    /// Show what the records say, per contest.
+    Tally(Json),
+    /// Show events recorded, batches sealed and acknowledged, last contact, closed contests.
+    Status(Json),
+    /// Seal everything recorded into signed batches now (the running agent does this itself).
+    Seal(Json),
+    /// Write every batch the center has not acknowledged into one signed file, to carry by hand (USB).
+    Export {
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = cli.data.as_path();
+    match cli.command {
+        Command::Init { bundle, center } => {
+            print!("{}", commands::init(dir, &bundle, center.as_deref())?)
+        }
+        Command::Issue { contest, count } => print!("{}", commands::issue(dir, &contest, count)?),
+        Command::Record {
+            contest,
+            for_ids,
+            against,
+            write_in,
+        } => {
+            println!(
+                "{}",
+                commands::record(dir, &contest, &for_ids, &against, &write_in)?
+            )
+        }
+        Command::Import { file, json } => {
+            let mut store = Store::open(dir)?;
+            let prov = store.provisioned()?;
+            let imported = import::import(&mut store, &prov, &file)?;
+            let total: u64 = imported.values().sum();
+            if json.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"file": file.display().to_string(), "ballots": total, "contests": imported})
+                );
+            } else {
+                println!(
+                    "{total} ballot(s) imported from {} ({})",
+                    file.display(),
+                    commands::per_contest_text(&imported)
+                );
+            }
+        }
+        Command::Cancel { ballot, reason } => {
+            print!("{}", commands::cancel(dir, &ballot, &reason)?)
+        }
+        Command::Close {
+            contest,
+            sheet,
+            from_records: _,
+        } => {
+            let source = match &sheet {
+                Some(file) => SheetSource::File(file),
+                None => SheetSource::FromRecords,
+            };
+            let (text, differences) = commands::close(dir, &contest, source)?;
+            print!("{text}");
+            if !differences.is_empty() {
+                eprintln!(
+                    "warning: the tally sheet differs from this device's records; the center will show a discrepancy:"
+                );
+                for d in differences {
+                    eprintln!("  {d}");
+                }
+            }
+        }
+        Command::Tally(json) => {
+            let (station, tallies) = commands::tally(dir)?;
+            if json.json {
+                println!("{:#}", commands::tally_json(&station, &tallies));
+            } else {
+                let prov = Store::open(dir)?.provisioned()?;
+                print!(
+                    "{}",
+                    commands::tally_text(&prov.definition, &station, &tallies)
+                );
+            }
+        }
+        Command::Status(json) => {
+            let status = commands::status(dir)?;
+            if json.json {
+                println!("{status:#}");
+            } else {
+                print!("{}", commands::status_text(&status));
+            }
+        }
+        Command::Seal(json) => {
+            let made = commands::seal(dir)?;
+            if json.json {
+                let batches: Vec<_> = made
+                    .iter()
+                    .map(|b| serde_json::json!({"sequence": b.sequence, "events": b.events, "ballots": b.ballots}))
+                    .collect();
+                println!("{}", serde_json::json!({"sealed": batches}));
+            } else if made.is_empty() {
+                println!("nothing to seal");
+            } else {
+                for b in made {
+                    println!(
+                        "sealed batch {} ({} events, {} ballots)",
+                        b.sequence, b.events, b.ballots
+                    );
+                }
+            }
+        }
+        Command::Export { out } => {
+            let (count, bytes) = commands::export(dir, &out)?;
+            println!(
+                "wrote {count} batch(es), {bytes} bytes of signed data, to {}",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}

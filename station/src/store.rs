@@ -1,0 +1,583 @@
+//! The station's durable store: one SQLite file (WAL, `synchronous=FULL`) holding the
+//! enrollment, the append-only log of events not yet sealed, the sealed batches as the
+//! exact signed bytes that are sent, and what the center has acknowledged.
+//!
+//! Every write is one `BEGIN IMMEDIATE` transaction, so several `station` processes
+//! can work beside a running agent: appends and seals are serialised by SQLite, and an
+//! event is either wholly in the log or not at all. A command reports success only
+//! after its transaction is durable (G1).
+//!
+//! Secret ballot (G6): nothing here holds a time or a voter. Ballots wait in log order
+//! only until they are sealed; sealing shuffles them and deletes the ordered rows, with
+//! `secure_delete` on so the freed pages do not keep them.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pollsync_election::{BallotId, ElectionDefinition, Station, StationEvent, load};
+use pollsync_proto::convert::{event_from_pb, event_to_pb};
+use pollsync_proto::{ChainHead, EnrollmentBundle, GENESIS_HASH, pb};
+use prost::Message;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::error::{Result, StationError};
+
+/// The database file inside the data folder.
+pub const DB_FILE: &str = "station.db";
+/// How long a command waits for another process's write to finish.
+pub const BUSY_TIMEOUT_MS: u64 = 30_000;
+/// Room left in a batch for its header (ids, sequence, hashes) and per-event framing.
+const BATCH_HEADER_BYTES: usize = 1_024;
+const EVENT_FRAMING_BYTES: usize = 8;
+/// The largest single event: it must fit in a batch on its own.
+pub const MAX_EVENT_BYTES: usize = pollsync_proto::limits::MAX_BATCH_BYTES - BATCH_HEADER_BYTES;
+
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+-- Events recorded but not yet sealed, in log order (prost-encoded pb.Event).
+CREATE TABLE pending (id INTEGER PRIMARY KEY, event BLOB NOT NULL);
+-- Sealed batches: the exact signed bytes (prost-encoded pb.SignedBatch) and their chain hash.
+CREATE TABLE batches (
+    sequence INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL,
+    signed BLOB NOT NULL,
+    events INTEGER NOT NULL,
+    ballots INTEGER NOT NULL,
+    acknowledged INTEGER NOT NULL DEFAULT 0
+);
+-- Contests whose tally sheet is recorded: nothing more is taken for them.
+CREATE TABLE closed (contest TEXT PRIMARY KEY) WITHOUT ROWID;
+";
+
+const META_BUNDLE: &str = "bundle";
+const META_CENTER: &str = "center_address";
+/// Unix time in ms of the last exchange with the center (not tied to any ballot).
+pub const META_LAST_CONTACT_MS: &str = "last_contact_unix_ms";
+
+/// What the enrollment bundle provisioned, loaded once per command.
+pub struct Provisioned {
+    pub bundle: EnrollmentBundle,
+    pub definition: ElectionDefinition,
+    /// Where to reach the center (the bundle's, unless `init --center` overrode it).
+    pub center_address: String,
+}
+
+impl Provisioned {
+    pub fn station_id(&self) -> &str {
+        &self.bundle.station_id
+    }
+
+    /// This station's entry in the definition (checked at `init`).
+    pub fn station(&self) -> Result<&Station> {
+        self.definition
+            .station(&self.bundle.station_id)
+            .ok_or_else(|| StationError::Corrupt {
+                detail: format!(
+                    "station {} is missing from the stored definition",
+                    self.bundle.station_id
+                ),
+            })
+    }
+}
+
+/// Figures of `station status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub pending_events: u64,
+    pub sealed_events: u64,
+    pub sealed_ballots: u64,
+    pub batches_sealed: u64,
+    pub batches_acknowledged: u64,
+}
+
+/// One batch made by [`Store::seal`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedBatch {
+    pub sequence: u64,
+    pub events: u64,
+    pub ballots: u64,
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+fn db_path(dir: &Path) -> PathBuf {
+    dir.join(DB_FILE)
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StationError + '_ {
+    move |source| StationError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    Ok(())
+}
+
+impl Store {
+    /// Set up a new station in `dir` from its enrollment bundle. Refuses if a station is
+    /// already there. The folder is made 0700 and the database 0600: it holds the key.
+    pub fn create(dir: &Path, bundle_file: &Path, center_override: Option<&str>) -> Result<Store> {
+        let bundle = EnrollmentBundle::read(bundle_file)?;
+        let definition = load(
+            &format!("{} (election definition)", bundle_file.display()),
+            &bundle.election_toml,
+        )
+        .map_err(|errors| StationError::BundleDefinition {
+            file: bundle_file.to_path_buf(),
+            errors,
+        })?;
+        if definition.station(&bundle.station_id).is_none() {
+            return Err(StationError::StationNotInElection {
+                file: bundle_file.to_path_buf(),
+                station: bundle.station_id.clone(),
+                election: definition.election.id.clone(),
+            });
+        }
+        let center = center_override
+            .unwrap_or(&bundle.center_address)
+            .to_string();
+        check_address(&center)?;
+
+        let path = db_path(dir);
+        if path.exists() {
+            let existing = Store::open(dir)?.provisioned()?;
+            return Err(StationError::AlreadyInitialised {
+                dir: dir.to_path_buf(),
+                station: existing.bundle.station_id,
+                election: existing.bundle.election_id,
+            });
+        }
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_error(dir))?;
+        // Create the file 0600 before SQLite opens it; its -wal and -shm files take
+        // the same mode.
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        let mut conn = Connection::open(&path)?;
+        configure(&conn)?;
+        let bundle_json = serde_json::to_vec(&bundle).map_err(|e| StationError::Corrupt {
+            detail: e.to_string(),
+        })?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(SCHEMA)?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            params![META_BUNDLE, bundle_json],
+        )?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            params![META_CENTER, center.as_bytes()],
+        )?;
+        tx.commit()?;
+        Ok(Store { conn })
+    }
+
+    /// Open the station set up in `dir`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let path = db_path(dir);
+        if !path.is_file() {
+            return Err(StationError::NotInitialised {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let conn = Connection::open(&path)?;
+        configure(&conn)?;
+        Ok(Store { conn })
+    }
+
+    pub fn provisioned(&self) -> Result<Provisioned> {
+        let bundle_json: Vec<u8> =
+            self.meta(META_BUNDLE)?
+                .ok_or_else(|| StationError::Corrupt {
+                    detail: "the enrollment is missing".into(),
+                })?;
+        let bundle: EnrollmentBundle =
+            serde_json::from_slice(&bundle_json).map_err(|e| StationError::Corrupt {
+                detail: format!("stored enrollment: {e}"),
+            })?;
+        let definition =
+            load("stored election definition", &bundle.election_toml).map_err(|e| {
+                StationError::Corrupt {
+                    detail: e.to_string(),
+                }
+            })?;
+        let center = self
+            .meta(META_CENTER)?
+            .unwrap_or_else(|| bundle.center_address.clone().into_bytes());
+        let center_address = String::from_utf8(center).map_err(|_| StationError::Corrupt {
+            detail: "center address is not text".into(),
+        })?;
+        Ok(Provisioned {
+            bundle,
+            definition,
+            center_address,
+        })
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    pub fn closed_contests(&self) -> Result<BTreeSet<String>> {
+        closed_contests(&self.conn)
+    }
+
+    /// Append `events` to the log in one durable transaction, after the checks that
+    /// depend on what the log already holds: nothing for a closed contest, a contest
+    /// closed once, a cancel names a ballot recorded here and not yet cancelled. The
+    /// caller has already run each event through `StationEvent::check`. `progress` is
+    /// told how many events are written so far.
+    pub fn append(&mut self, events: &[StationEvent], progress: &mut dyn FnMut(u64)) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        append_in(&tx, events, progress)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Close `contest` with the tally sheet its records give, computed and appended in
+    /// one transaction so that no ballot recorded meanwhile is left out of the sheet.
+    /// `make` turns the whole log into the close event (and may refuse).
+    pub fn close_from_records(
+        &mut self,
+        make: &dyn Fn(&[StationEvent]) -> Result<StationEvent>,
+    ) -> Result<StationEvent> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let event = make(&read_log(&tx)?)?;
+        append_in(&tx, std::slice::from_ref(&event), &mut |_| {})?;
+        tx.commit()?;
+        Ok(event)
+    }
+
+    /// Every event of the log: the sealed batches' in sequence, then the pending ones.
+    pub fn log(&self) -> Result<Vec<StationEvent>> {
+        read_log(&self.conn)
+    }
+
+    /// Seal every pending event into signed batches (several if limits require),
+    /// each in its own durable transaction. Returns the batches made.
+    pub fn seal(&mut self, provisioned: &Provisioned) -> Result<Vec<SealedBatch>> {
+        let key = provisioned.bundle.signing_key()?;
+        let definition_sha256 = provisioned.bundle.definition_sha256().to_vec();
+        let mut made = Vec::new();
+        loop {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let head = chain_head(&tx)?;
+            let mut rows: Vec<(i64, pb::Event)> = Vec::new();
+            let mut bytes = BATCH_HEADER_BYTES;
+            {
+                let mut select =
+                    tx.prepare_cached("SELECT id, event FROM pending ORDER BY id LIMIT ?1")?;
+                let mut query = select.query([pollsync_proto::limits::MAX_BATCH_EVENTS as i64])?;
+                while let Some(row) = query.next()? {
+                    let id: i64 = row.get(0)?;
+                    let blob: Vec<u8> = row.get(1)?;
+                    if !rows.is_empty()
+                        && bytes + blob.len() + EVENT_FRAMING_BYTES
+                            > pollsync_proto::limits::MAX_BATCH_BYTES
+                    {
+                        break;
+                    }
+                    bytes += blob.len() + EVENT_FRAMING_BYTES;
+                    let event =
+                        pb::Event::decode(blob.as_slice()).map_err(|e| StationError::Corrupt {
+                            detail: format!("pending event {id}: {e}"),
+                        })?;
+                    // A close ends its batch, so the contest's last batch is sealed at once.
+                    let is_close = matches!(event.kind, Some(pb::event::Kind::Close(_)));
+                    rows.push((id, event));
+                    if is_close {
+                        break;
+                    }
+                }
+            }
+            let Some(&(last_id, _)) = rows.last() else {
+                break;
+            };
+            let (mut ballots, others): (Vec<pb::Event>, Vec<pb::Event>) = rows
+                .into_iter()
+                .map(|(_, e)| e)
+                .partition(|e| matches!(e.kind, Some(pb::event::Kind::Ballot(_))));
+            shuffle(&mut ballots)?;
+            let ballot_count = ballots.len() as u64;
+            ballots.extend(others);
+            let batch = pb::Batch {
+                election_id: provisioned.bundle.election_id.clone(),
+                station_id: provisioned.bundle.station_id.clone(),
+                sequence: head.next_sequence(),
+                prev_hash: head.hash.to_vec(),
+                definition_sha256: definition_sha256.clone(),
+                events: ballots,
+            };
+            let event_count = batch.events.len() as u64;
+            let signed = pollsync_proto::seal_batch(&key, &batch);
+            let hash = pollsync_proto::chain_hash(&signed.batch);
+            tx.execute(
+                "INSERT INTO batches (sequence, hash, signed, events, ballots) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![batch.sequence as i64, hash.to_vec(), signed.encode_to_vec(), event_count as i64, ballot_count as i64],
+            )?;
+            tx.execute("DELETE FROM pending WHERE id <= ?1", [last_id])?;
+            tx.commit()?;
+            made.push(SealedBatch {
+                sequence: batch.sequence,
+                events: event_count,
+                ballots: ballot_count,
+            });
+        }
+        Ok(made)
+    }
+
+    /// The head of the sealed chain: last sequence and its hash (genesis if none).
+    pub fn head(&self) -> Result<ChainHead> {
+        chain_head(&self.conn)
+    }
+
+    /// Sealed batches the center has not acknowledged, in sequence.
+    pub fn unacknowledged(&self) -> Result<Vec<pb::SignedBatch>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT sequence, signed FROM batches WHERE acknowledged = 0 ORDER BY sequence",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        rows.map(|row| {
+            let (sequence, bytes) = row?;
+            pb::SignedBatch::decode(bytes.as_slice()).map_err(|e| StationError::Corrupt {
+                detail: format!("sealed batch {sequence}: {e}"),
+            })
+        })
+        .collect()
+    }
+
+    /// Record that the center holds every batch up to `sequence`.
+    pub fn mark_acknowledged(&self, sequence: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE batches SET acknowledged = 1 WHERE sequence <= ?1 AND acknowledged = 0",
+            [sequence as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn counts(&self) -> Result<Counts> {
+        let pending: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM pending", [], |r| r.get(0))?;
+        let (batches, acked, events, ballots): (i64, i64, i64, i64) = self.conn.query_row(
+            "SELECT count(*), coalesce(sum(acknowledged), 0), coalesce(sum(events), 0), coalesce(sum(ballots), 0) FROM batches",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        Ok(Counts {
+            pending_events: pending as u64,
+            sealed_events: events as u64,
+            sealed_ballots: ballots as u64,
+            batches_sealed: batches as u64,
+            batches_acknowledged: acked as u64,
+        })
+    }
+}
+
+/// The log-dependent checks and the inserts of [`Store::append`], inside the caller's
+/// transaction.
+fn append_in(
+    tx: &Connection,
+    events: &[StationEvent],
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
+    let mut closed = closed_contests(tx)?;
+    // Ballot id -> (contest, cancelled), built only if a cancel needs it.
+    let mut ballots: Option<HashMap<BallotId, (String, bool)>> = None;
+    let mut insert_event = tx.prepare_cached("INSERT INTO pending (event) VALUES (?1)")?;
+    let mut insert_closed = tx.prepare_cached("INSERT INTO closed (contest) VALUES (?1)")?;
+    for (written, event) in events.iter().enumerate() {
+        match event {
+            StationEvent::Ballot(b) => {
+                refuse_if_closed(&closed, &b.contest)?;
+                if let Some(index) = ballots.as_mut() {
+                    index.insert(b.id, (b.contest.clone(), false));
+                }
+            }
+            StationEvent::Issued { contest, .. } => refuse_if_closed(&closed, contest)?,
+            StationEvent::Close { contest, .. } => {
+                refuse_if_closed(&closed, contest)?;
+                closed.insert(contest.clone());
+                insert_closed.execute([contest])?;
+            }
+            StationEvent::Cancel { ballot_id, .. } => {
+                if ballots.is_none() {
+                    ballots = Some(ballot_index(&read_log(tx)?));
+                }
+                let index = ballots.get_or_insert_with(HashMap::new);
+                let (contest, cancelled) = index
+                    .get_mut(ballot_id)
+                    .ok_or(StationError::UnknownBallot { ballot: *ballot_id })?;
+                if *cancelled {
+                    return Err(StationError::AlreadyCancelled { ballot: *ballot_id });
+                }
+                refuse_if_closed(&closed, contest)?;
+                *cancelled = true;
+            }
+        }
+        let bytes = event_to_pb(event).encode_to_vec();
+        if bytes.len() > MAX_EVENT_BYTES {
+            return Err(StationError::EventTooLarge {
+                bytes: bytes.len(),
+                max: MAX_EVENT_BYTES,
+            });
+        }
+        insert_event.execute([bytes])?;
+        if written % 1024 == 1023 {
+            progress(written as u64 + 1);
+        }
+    }
+    progress(events.len() as u64);
+    Ok(())
+}
+
+fn check_address(address: &str) -> Result<()> {
+    let bad = || StationError::BadCenterAddress {
+        address: address.to_string(),
+    };
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn refuse_if_closed(closed: &BTreeSet<String>, contest: &str) -> Result<()> {
+    if closed.contains(contest) {
+        return Err(StationError::ContestClosed {
+            contest: contest.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn closed_contests(conn: &Connection) -> Result<BTreeSet<String>> {
+    let mut stmt = conn.prepare_cached("SELECT contest FROM closed")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn chain_head(conn: &Connection) -> Result<ChainHead> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT sequence, hash FROM batches ORDER BY sequence DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match row {
+        None => Ok(ChainHead {
+            sequence: 0,
+            hash: GENESIS_HASH,
+        }),
+        Some((sequence, hash)) => {
+            let hash: [u8; 32] = hash.try_into().map_err(|_| StationError::Corrupt {
+                detail: format!("batch {sequence}: chain hash is not 32 bytes"),
+            })?;
+            Ok(ChainHead {
+                sequence: sequence as u64,
+                hash,
+            })
+        }
+    }
+}
+
+fn read_log(conn: &Connection) -> Result<Vec<StationEvent>> {
+    let corrupt = |what: String| StationError::Corrupt { detail: what };
+    let mut events = Vec::new();
+    let mut batches = conn.prepare("SELECT sequence, signed FROM batches ORDER BY sequence")?;
+    let mut rows = batches.query([])?;
+    while let Some(row) = rows.next()? {
+        let sequence: i64 = row.get(0)?;
+        let bytes: Vec<u8> = row.get(1)?;
+        let signed = pb::SignedBatch::decode(bytes.as_slice())
+            .map_err(|e| corrupt(format!("batch {sequence}: {e}")))?;
+        let batch = pollsync_proto::decode_batch(&signed)
+            .map_err(|e| corrupt(format!("batch {sequence}: {e}")))?;
+        for e in &batch.events {
+            events.push(event_from_pb(e).map_err(|e| corrupt(format!("batch {sequence}: {e}")))?);
+        }
+    }
+    let mut pending = conn.prepare("SELECT id, event FROM pending ORDER BY id")?;
+    let mut rows = pending.query([])?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let bytes: Vec<u8> = row.get(1)?;
+        let event = pb::Event::decode(bytes.as_slice())
+            .map_err(|e| corrupt(format!("pending event {id}: {e}")))?;
+        events
+            .push(event_from_pb(&event).map_err(|e| corrupt(format!("pending event {id}: {e}")))?);
+    }
+    Ok(events)
+}
+
+/// Ballot id -> (contest, cancelled) over a whole log.
+fn ballot_index(log: &[StationEvent]) -> HashMap<BallotId, (String, bool)> {
+    let mut index = HashMap::new();
+    for event in log {
+        match event {
+            StationEvent::Ballot(b) => {
+                index.insert(b.id, (b.contest.clone(), false));
+            }
+            StationEvent::Cancel { ballot_id, .. } => {
+                if let Some(entry) = index.get_mut(ballot_id) {
+                    entry.1 = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    index
+}
+
+/// Fisher–Yates with the operating system's random source, so that the order of
+/// ballots in a batch says nothing about the order they were recorded in (G6).
+fn shuffle<T>(items: &mut [T]) -> Result<()> {
+    for i in (1..items.len()).rev() {
+        let r = getrandom::u64().map_err(|e| StationError::Random(e.to_string()))?;
+        items.swap(i, (r % (i as u64 + 1)) as usize);
+    }
+    Ok(())
+}
+
+/// A fresh random ballot id from the operating system.
+pub fn new_ballot_id() -> Result<BallotId> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| StationError::Random(e.to_string()))?;
+    Ok(BallotId::from_bytes(bytes))
+}
