@@ -52,7 +52,8 @@ pub struct StationContest {
 
 /// Draw every station's ballots for `def` with `seed`.
 pub fn draw(def: &ElectionDefinition, seed: u64, turnout: &Turnout) -> Vec<StationContest> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xba11_07);
+    // A stream of its own, so ballots do not repeat the generator's draws for one seed.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00ba_1107);
     let mut out = Vec::new();
     for contest in &def.contests {
         let stations: Vec<_> = def.stations_of(&contest.id).collect();
