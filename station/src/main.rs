@@ -2,11 +2,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use pollsync_station::commands::{self, SheetSource};
 use pollsync_station::import;
 use pollsync_station::store::Store;
+use pollsync_station::sync::client::{DEFAULT_SEAL_INTERVAL_MS, DEFAULT_SYNC_TIMEOUT_S, Log};
+use pollsync_station::sync::{self, Note, RunOptions, SyncOptions};
 
 #[derive(Parser)]
 #[command(
@@ -111,6 +115,46 @@ enum Command {
     Status(Json),
     /// Seal everything recorded into signed batches now (the running agent does this itself).
     Seal(Json),
+    /// Keep this station in touch with the counting center until stopped (Ctrl-C).
+    #[command(
+        long_about = "Keep this station in touch with the counting center until stopped.\n\n\
+        Leave it running all day beside the other `station` commands: every ballot and event \
+        recorded on this device is sealed into a signed batch within moments and sent to the \
+        center as soon as the center can be reached. When the network is down, recording goes on \
+        as usual and `station run` keeps trying (waiting a little longer each time, at most 10 s); \
+        everything recorded meanwhile is sent when the connection comes back, with nothing for you \
+        to do. What happens is written to the screen as it happens.\n\n\
+        If the center rejects this station (for example because it holds a different copy of this \
+        station's batches), sending stops and the reason is shown: call an operator. Recording \
+        still works. Stop with Ctrl-C; the exit status is non-zero if sending had been stopped by \
+        a rejection."
+    )]
+    Run {
+        /// How often newly recorded ballots are sealed into batches, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = DEFAULT_SEAL_INTERVAL_MS)]
+        seal_interval_ms: u64,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// Send everything recorded to the counting center now and wait until the center has confirmed all of it.
+    #[command(
+        long_about = "Send everything recorded to the counting center now and wait until the \
+        center has confirmed (acknowledged) all of it.\n\n\
+        Connects to the center, seals whatever is recorded and not yet sealed (once the center's \
+        copy is known to be in step with this device), sends every batch the center does not have \
+        yet, and exits with status 0 once the center has acknowledged them all. If the center rejects a batch, it exits non-zero and prints the center's reason: \
+        call an operator. If the center cannot be reached, it keeps trying until --timeout-s \
+        seconds pass without progress, then exits non-zero saying which address it tried and why \
+        it failed. Nothing recorded is lost either way; run it again later, or use `station export` \
+        to carry the batches by hand."
+    )]
+    Sync {
+        /// Give up after this many seconds without reaching the center or without progress.
+        #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_SYNC_TIMEOUT_S)]
+        timeout_s: u64,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Write every batch the center has not acknowledged into one signed file, to carry by hand (USB).
     Export {
         /// The file to write.
@@ -228,6 +272,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Run {
+            seal_interval_ms,
+            json,
+        } => run_agent(dir, seal_interval_ms, json.json)?,
+        Command::Sync { timeout_s, json } => sync_now(dir, timeout_s, json.json)?,
         Command::Export { out } => {
             let (count, bytes) = commands::export(dir, &out)?;
             println!(
@@ -237,4 +286,88 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the network runtime")
+}
+
+/// Notes go to stderr, one line each.
+fn stderr_log() -> Log {
+    Arc::new(|note: &Note| eprintln!("{note}"))
+}
+
+fn run_agent(dir: &std::path::Path, seal_interval_ms: u64, json: bool) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    let summary = rt.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("cannot listen for SIGTERM")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            eprintln!("stopping: waiting briefly for answers to batches in flight");
+            let _ = stop_tx.send(true);
+        });
+        eprintln!("station run: sealing every {seal_interval_ms} ms and sending to the center; stop with Ctrl-C");
+        let options = RunOptions { seal_interval_ms };
+        anyhow::Ok(sync::run(dir, options, stop_rx, stderr_log()).await?)
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "stopped: the center holds {} of {} sealed batch(es); {} sent over {} connection(s)",
+            summary.acknowledged_through,
+            summary.local_head,
+            summary.counters.batches_sent,
+            summary.counters.connections
+        );
+    }
+    match summary.stopped {
+        Some(stop) => anyhow::bail!("sending had stopped: {}", stop.message),
+        None => Ok(()),
+    }
+}
+
+fn sync_now(dir: &std::path::Path, timeout_s: u64, json: bool) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    let options = SyncOptions {
+        timeout_ms: timeout_s.saturating_mul(1_000),
+    };
+    match rt.block_on(sync::sync(dir, options, stderr_log())) {
+        Ok(summary) => {
+            if json {
+                let mut v = serde_json::to_value(&summary)?;
+                v["ok"] = serde_json::Value::Bool(true);
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "all {} sealed batch(es) are acknowledged by the center at {} ({} sent, {} already there; {} ms)",
+                    summary.local_head,
+                    summary.center,
+                    summary.counters.batches_sent,
+                    summary.counters.duplicates,
+                    summary.elapsed_ms
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": e.kind(), "message": e.to_string()})
+                );
+            }
+            Err(e.into())
+        }
+    }
 }

@@ -390,6 +390,85 @@ impl Store {
         Ok(())
     }
 
+    /// Up to `limit` sealed batches from sequence `first` on, in sequence, whether
+    /// acknowledged or not (a center restored from a backup may need them again).
+    pub fn batches_from(&self, first: u64, limit: usize) -> Result<Vec<pb::SignedBatch>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT sequence, signed FROM batches WHERE sequence >= ?1 ORDER BY sequence LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![first as i64, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for (i, row) in rows.enumerate() {
+            let (sequence, bytes) = row?;
+            if sequence as u64 != first + i as u64 {
+                return Err(StationError::Corrupt {
+                    detail: format!("sealed batch {} is missing", first + i as u64),
+                });
+            }
+            out.push(pb::SignedBatch::decode(bytes.as_slice()).map_err(|e| {
+                StationError::Corrupt {
+                    detail: format!("sealed batch {sequence}: {e}"),
+                }
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// The chain hash of sealed batch `sequence`, if there is one.
+    pub fn hash_at(&self, sequence: u64) -> Result<Option<[u8; 32]>> {
+        let hash: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT hash FROM batches WHERE sequence = ?1",
+                [sequence as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        hash.map(|h| {
+            h.try_into().map_err(|_| StationError::Corrupt {
+                detail: format!("batch {sequence}: chain hash is not 32 bytes"),
+            })
+        })
+        .transpose()
+    }
+
+    /// The highest sequence the center is known to hold (0 if none): acknowledgements
+    /// cover every batch up to the one acknowledged.
+    pub fn acknowledged_through(&self) -> Result<u64> {
+        let through: i64 = self.conn.query_row(
+            "SELECT coalesce(max(sequence), 0) FROM batches WHERE acknowledged = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(through as u64)
+    }
+
+    /// One durable write after an exchange with the center: every batch up to
+    /// `acknowledged_through` is acknowledged (if given), and the last contact time.
+    pub fn record_contact(
+        &mut self,
+        acknowledged_through: Option<u64>,
+        unix_ms: u64,
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(sequence) = acknowledged_through {
+            tx.execute(
+                "UPDATE batches SET acknowledged = 1 WHERE sequence <= ?1 AND acknowledged = 0",
+                [sequence as i64],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![META_LAST_CONTACT_MS, unix_ms.to_string().as_bytes()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn counts(&self) -> Result<Counts> {
         let pending: i64 = self
             .conn
