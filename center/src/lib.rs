@@ -1,4 +1,13 @@
-//! The counting center: checks election definitions, and (in later issues) ingests
-//! station batches exactly once, reconciles every contest and serves operators.
+//! The counting center: checks election definitions, keeps the store (election,
+//! CA, enrolled stations, raw batches, running tallies, alerts), ingests station
+//! batches exactly once (network and `center import` alike) and runs the offline
+//! commands; reconciliation and the operators' views build on it.
 
+pub mod commands;
+pub mod error;
+pub mod ingest;
+pub mod serve;
+pub mod store;
 pub mod validate;
+
+pub use error::CenterError;

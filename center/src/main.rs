@@ -1,9 +1,11 @@
-//! The `center` command: the counting center's tools.
+//! The `center` command: the counting center's tools (SPEC §7).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pollsync_center::commands::{alerts, enroll, import, init, revoke};
+use pollsync_center::store::DEFAULT_DATA_DIR;
 use pollsync_center::validate::{self, Verdict};
 
 #[derive(Parser)]
@@ -12,6 +14,9 @@ use pollsync_center::validate::{self, Verdict};
     about = "pollsync counting center: check the election, receive the stations' batches, reconcile results"
 )]
 struct Cli {
+    /// The center's data folder.
+    #[arg(long, global = true, default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
+    data: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,37 +33,289 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create the center's store, the election CA and the server certificate, and
+    /// load the election. Refuses if a store exists.
+    Init {
+        /// The election definition file.
+        #[arg(long)]
+        election: PathBuf,
+        /// HOST:PORT where stations reach the center (repeatable); the first goes
+        /// into enrollment bundles. Default 127.0.0.1:7443.
+        #[arg(long, value_name = "HOST:PORT")]
+        advertise: Vec<String>,
+        /// Print JSON for scripts instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue enrollment bundles (mode 0600) as OUT_DIR/<STATION>.bundle.
+    Enroll {
+        /// Stations to enroll.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        stations: Vec<String>,
+        /// Enroll every station of the election.
+        #[arg(long)]
+        all: bool,
+        /// Where to write the bundles.
+        #[arg(long)]
+        out_dir: PathBuf,
+        /// Issue new keys for stations enrolled already (old keys are kept for audit).
+        #[arg(long)]
+        replace: bool,
+        /// Print JSON for scripts instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse a station from now on (its hello and batches are rejected).
+    Revoke {
+        /// The station.
+        station: String,
+        /// Print JSON for scripts instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the aggregator: receive the stations' batches over gRPC with mutual TLS
+    /// and apply each exactly once. Stops cleanly on Ctrl-C or SIGTERM.
+    Serve {
+        /// Address to listen on for stations (port 0 picks a free one; the address
+        /// is printed as `gRPC listening on ADDR`).
+        #[arg(long, default_value = "127.0.0.1:7443", value_name = "HOST:PORT")]
+        grpc: String,
+    },
+    /// Every alert: station, kind, sequence, detail, time.
+    Alerts {
+        /// Print JSON for scripts instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ingest station export files with the same checks and exactly-once effect as
+    /// the network. Exits 1 if any batch is rejected or any file cannot be read.
+    Import {
+        /// Export files (`station export --out FILE`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print JSON for scripts instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{value:#}");
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+fn fail(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("center: {error}");
+    ExitCode::FAILURE
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::Validate { election, json } => {
-            let verdict = validate::check_file(&election);
-            if json {
-                println!("{:#}", verdict.to_json());
-            } else {
-                match &verdict {
-                    Verdict::Valid(summary) => {
-                        println!("{}: valid", election.display());
-                        print!("{}", summary.to_text());
-                    }
-                    Verdict::Invalid(errors) => {
-                        for e in errors {
-                            eprintln!("{e}");
+    let cli = Cli::parse();
+    let data = cli.data;
+    match cli.command {
+        Command::Validate { election, json } => run_validate(election, json),
+        Command::Init {
+            election,
+            advertise,
+            json,
+        } => match init::init(&data, &election, &advertise) {
+            Ok(report) => {
+                if json {
+                    print_json(&to_value(&report));
+                } else {
+                    println!(
+                        "created {} for election {} ({} stations, {} contests)",
+                        report.store.display(),
+                        report.election,
+                        report.stations,
+                        report.contests
+                    );
+                    println!("definition sha256 {}", report.definition_sha256);
+                    println!(
+                        "server certificate names: {}",
+                        report.server_names.join(", ")
+                    );
+                    println!(
+                        "advertised: {} (bundles point to {})",
+                        report.advertise.join(", "),
+                        report.advertise.first().map(String::as_str).unwrap_or("?")
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Enroll {
+            stations,
+            all,
+            out_dir,
+            replace,
+            json,
+        } => {
+            let request = enroll::EnrollRequest {
+                stations,
+                all,
+                out_dir,
+                replace,
+            };
+            match enroll::enroll(&data, &request) {
+                Ok(report) => {
+                    if json {
+                        print_json(&to_value(&report));
+                    } else {
+                        for e in &report.enrolled {
+                            println!(
+                                "{}: {}{}",
+                                e.station,
+                                e.bundle.display(),
+                                if e.replaced {
+                                    " (replaces the earlier key)"
+                                } else {
+                                    ""
+                                }
+                            );
                         }
-                        eprintln!(
-                            "{}: {} mistake(s); nothing was loaded",
-                            election.display(),
-                            errors.len()
+                        println!(
+                            "{} bundle(s) written, mode 0600; stations will reach the center at {}",
+                            report.enrolled.len(),
+                            report.center_address
                         );
                     }
+                    ExitCode::SUCCESS
                 }
-            }
-            if verdict.is_valid() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+                Err(e) => fail(e),
             }
         }
+        Command::Revoke { station, json } => match revoke::revoke(&data, &station) {
+            Ok(report) => {
+                if json {
+                    print_json(&to_value(&report));
+                } else if report.newly_revoked {
+                    println!(
+                        "station {} revoked: it is refused from now on",
+                        report.station
+                    );
+                } else {
+                    println!("station {} was revoked already", report.station);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Serve { grpc } => match serve(&data, &grpc) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(format!("{e:#}")),
+        },
+        Command::Alerts { json } => match alerts::alerts(&data) {
+            Ok(list) => {
+                if json {
+                    print_json(&alerts::to_json(&list));
+                } else {
+                    print!("{}", alerts::to_text(&list));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Import { files, json } => match import::import(&data, &files) {
+            Ok(reports) => {
+                if json {
+                    print_json(&import::to_json(&reports));
+                } else {
+                    print!("{}", import::to_text(&reports));
+                }
+                if reports.iter().all(import::FileReport::is_clean) {
+                    ExitCode::SUCCESS
+                } else {
+                    if !json {
+                        eprintln!("center: some batches or files were not imported (see above)");
+                    }
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => fail(e),
+        },
+    }
+}
+
+/// `center serve`: the ingest writer, then the gRPC server until a stop signal.
+fn serve(data: &std::path::Path, grpc: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let store = pollsync_center::store::Store::open(data)?;
+    let meta = store.meta()?;
+    drop(store);
+    let tls = pollsync_center::serve::TlsPems {
+        server_cert_pem: meta.server_cert_pem.clone(),
+        server_key_pem: meta.server_key_pem.clone(),
+        ca_cert_pem: meta.ca_cert_pem.clone(),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let (ingest, writer) = pollsync_center::ingest::start(data)?;
+        let listener = tokio::net::TcpListener::bind(grpc)
+            .await
+            .with_context(|| format!("cannot listen on {grpc}"))?;
+        let bound = listener.local_addr().context("listening address")?;
+        println!("gRPC listening on {bound}");
+        println!(
+            "election {}; stations reach this center at {}",
+            meta.election_id,
+            meta.center_address()
+        );
+        let served =
+            pollsync_center::serve::serve_grpc(ingest.clone(), &tls, listener, stop_signal()).await;
+        ingest.shutdown();
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        served?;
+        eprintln!("center: stopped");
+        anyhow::Ok(())
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+fn run_validate(election: PathBuf, json: bool) -> ExitCode {
+    let verdict = validate::check_file(&election);
+    if json {
+        println!("{:#}", verdict.to_json());
+    } else {
+        match &verdict {
+            Verdict::Valid(summary) => {
+                println!("{}: valid", election.display());
+                print!("{}", summary.to_text());
+            }
+            Verdict::Invalid(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                eprintln!(
+                    "{}: {} mistake(s); nothing was loaded",
+                    election.display(),
+                    errors.len()
+                );
+            }
+        }
+    }
+    if verdict.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

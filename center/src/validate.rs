@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use pollsync_election::{DefinitionError, DefinitionSummary, load};
+use pollsync_election::{DefinitionError, DefinitionSummary, ElectionDefinition, load};
 use serde_json::json;
 
 /// What checking a definition found.
@@ -15,11 +15,20 @@ pub enum Verdict {
 /// Read and check the definition at `path`. A file that cannot be read, or is not
 /// UTF-8 text, is reported as a mistake of that file rather than as a crash.
 pub fn check_file(path: &Path) -> Verdict {
+    match load_file(path) {
+        Ok((_, def)) => Verdict::Valid(DefinitionSummary::of(&def)),
+        Err(errors) => Verdict::Invalid(errors),
+    }
+}
+
+/// Read and load the definition at `path`: its exact text (whose SHA-256 is the
+/// definition digest) and the definition, or every mistake with its path.
+pub fn load_file(path: &Path) -> Result<(String, ElectionDefinition), Vec<DefinitionError>> {
     let file = path.display().to_string();
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
-            return Verdict::Invalid(vec![whole_file(
+            return Err(vec![whole_file(
                 &file,
                 format!("cannot read the file: {e}"),
             )]);
@@ -29,15 +38,15 @@ pub fn check_file(path: &Path) -> Verdict {
         Ok(t) => t,
         Err(e) => {
             let at = e.utf8_error().valid_up_to();
-            return Verdict::Invalid(vec![whole_file(
+            return Err(vec![whole_file(
                 &file,
                 format!("not UTF-8 text (bad byte at offset {at})"),
             )]);
         }
     };
     match load(&file, &text) {
-        Ok(def) => Verdict::Valid(DefinitionSummary::of(&def)),
-        Err(errors) => Verdict::Invalid(errors.0),
+        Ok(def) => Ok((text, def)),
+        Err(errors) => Err(errors.0),
     }
 }
 

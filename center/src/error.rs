@@ -1,0 +1,106 @@
+//! Every way a center command or the ingest path can refuse or fail, each saying
+//! what was wrong in words an operator can act on.
+
+use std::path::PathBuf;
+
+use pollsync_election::DefinitionError;
+use pollsync_proto::{BundleError, ExportError, IdentityError};
+
+/// An error of the center's store, ingest or commands.
+#[derive(Debug, thiserror::Error)]
+pub enum CenterError {
+    /// No store in the data folder.
+    #[error("{}: no center store here; run `center init --election FILE` first (or pass --data DIR)", dir.display())]
+    NoStore {
+        /// The data folder.
+        dir: PathBuf,
+    },
+    /// `center init` found a store already.
+    #[error("{}: a center store already exists (election {election}); refusing to overwrite it and its keys", path.display())]
+    StoreExists {
+        /// The database file.
+        path: PathBuf,
+        /// The election it holds ("?" when it cannot be read).
+        election: String,
+    },
+    /// The election definition does not load.
+    #[error("{} mistake(s) in the election definition; nothing was created:\n{}", errors.len(), list_mistakes(errors))]
+    Definition {
+        /// Every mistake, with its file and path.
+        errors: Vec<DefinitionError>,
+    },
+    /// An advertised address is not `HOST:PORT`.
+    #[error("advertised address {address:?} is not HOST:PORT (for example 10.0.0.5:7443)")]
+    BadAddress {
+        /// The address given.
+        address: String,
+    },
+    /// Station ids that are not in the election.
+    #[error("not in election {election}: {}; nothing was written", stations.join(", "))]
+    UnknownStations {
+        /// The election.
+        election: String,
+        /// The unknown ids.
+        stations: Vec<String>,
+    },
+    /// Stations enrolled already (re-enrolling needs `--replace`).
+    #[error("already enrolled: {}; pass --replace to issue new keys (the old ones are kept for audit); nothing was written", stations.join(", "))]
+    AlreadyEnrolled {
+        /// The stations.
+        stations: Vec<String>,
+    },
+    /// A bundle file exists where a new one would be written.
+    #[error("{}: a file is already there; pass --replace to overwrite it, or choose another --out-dir", path.display())]
+    BundleFileExists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The store's SQLite database failed.
+    #[error("center store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A file or folder cannot be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store holds something it should not.
+    #[error("center store is damaged: {detail}")]
+    Corrupt {
+        /// What is wrong.
+        detail: String,
+    },
+    /// A certificate or key problem.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// An enrollment bundle cannot be written.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// An export file cannot be read.
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    /// The ingest writer stopped (shut down or failed) before answering.
+    #[error("the center's ingest writer stopped before answering")]
+    WriterStopped,
+    /// A thread could not be started.
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+fn list_mistakes(errors: &[DefinitionError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Result with [`CenterError`].
+pub type Result<T, E = CenterError> = std::result::Result<T, E>;

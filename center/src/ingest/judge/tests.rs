@@ -1,0 +1,779 @@
+//! Unit tests of the judge: one per verdict and per step of the order in
+//! docs/PROTOCOL.md §7.1, the cancel and close rules, and a property test that
+//! resends, duplicates and reorders of an honest chain count exactly once.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::SigningKey;
+use pollsync_election::{Ballot, BallotId, Mark, StationEvent, TallySheet, load};
+use pollsync_proto::convert::event_to_pb;
+use pollsync_proto::limits::MAX_BATCH_EVENTS;
+use pollsync_proto::{GENESIS_HASH, chain_hash, seal_batch, sign_batch};
+use proptest::prelude::*;
+
+use super::*;
+
+pub(crate) const ELECTION: &str = r#"
+[election]
+id = "test-2021"
+name = "测试选举"
+date = "2021-11-01"
+rules = "prc-direct"
+
+[[unit]]
+id = "xiditou"
+name = "西堤头镇"
+kind = "town"
+
+[[contest]]
+id = "D-001"
+level = "district"
+unit = "xiditou"
+name = "区级第1选区"
+seats = 2
+registered = 3000
+candidates = [
+  { id = "D-001-1", name = "张伟", gender = "F", ethnicity = "汉族", party = "中共", incumbent = true },
+  { id = "D-001-2", name = "李强", gender = "M", ethnicity = "回族", party = "群众" },
+  { id = "D-001-3", name = "王芳", gender = "F", ethnicity = "汉族", party = "中共" },
+]
+
+[[contest]]
+id = "T-001"
+level = "town"
+unit = "xiditou"
+name = "西堤头镇镇级第1选区"
+seats = 1
+registered = 1500
+candidates = [
+  { id = "T-001-1", name = "赵明", gender = "M", ethnicity = "汉族", party = "民盟" },
+  { id = "T-001-2", name = "刘洋", gender = "M", ethnicity = "汉族", party = "中共" },
+]
+
+[[contest]]
+id = "T-002"
+level = "town"
+unit = "xiditou"
+name = "西堤头镇镇级第2选区"
+seats = 1
+registered = 1500
+candidates = [
+  { id = "T-002-1", name = "陈静", gender = "F", ethnicity = "满族", party = "中共" },
+  { id = "T-002-2", name = "周杰", gender = "M", ethnicity = "汉族", party = "中共" },
+]
+
+[[station]]
+id = "S-0001"
+name = "西堤头镇第1投票站"
+kind = "fixed"
+contests = ["D-001", "T-001"]
+
+[[station]]
+id = "S-0002"
+name = "西堤头镇第2投票站"
+kind = "fixed"
+contests = ["D-001", "T-001"]
+
+[[station]]
+id = "S-0003"
+name = "西堤头镇第3投票站"
+kind = "mobile"
+contests = ["T-002"]
+"#;
+
+fn ctx() -> Context {
+    let def = load("test.toml", ELECTION).unwrap();
+    Context::new(def, pollsync_proto::definition_sha256(ELECTION.as_bytes()))
+}
+
+fn key(n: u8) -> SigningKey {
+    SigningKey::from_bytes(&[n; 32])
+}
+
+fn station_key(n: u8) -> StationKey {
+    StationKey {
+        key_no: 1,
+        key: key(n).verifying_key(),
+    }
+}
+
+fn ballot(id: u8, contest: &str, marks: &[Mark], write_ins: &[&str]) -> StationEvent {
+    StationEvent::Ballot(Ballot {
+        id: BallotId::from_bytes([id; 16]),
+        contest: contest.into(),
+        marks: marks.to_vec(),
+        write_ins: write_ins.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
+fn issued(contest: &str, count: u64) -> StationEvent {
+    StationEvent::Issued {
+        contest: contest.into(),
+        count,
+    }
+}
+
+fn cancel(id: u8) -> StationEvent {
+    StationEvent::Cancel {
+        ballot_id: BallotId::from_bytes([id; 16]),
+        reason: "entered twice".into(),
+    }
+}
+
+fn close(contest: &str) -> StationEvent {
+    StationEvent::Close {
+        contest: contest.into(),
+        sheet: TallySheet::default(),
+    }
+}
+
+/// Builds a station's chain of signed batches.
+struct Chain {
+    station: String,
+    key: SigningKey,
+    prev: [u8; 32],
+    next: u64,
+}
+
+impl Chain {
+    fn new(station: &str, key_seed: u8) -> Self {
+        Chain {
+            station: station.into(),
+            key: key(key_seed),
+            prev: GENESIS_HASH,
+            next: 1,
+        }
+    }
+
+    fn raw(&self, events: &[StationEvent]) -> pb::Batch {
+        pb::Batch {
+            election_id: "test-2021".into(),
+            station_id: self.station.clone(),
+            sequence: self.next,
+            prev_hash: self.prev.to_vec(),
+            definition_sha256: pollsync_proto::definition_sha256(ELECTION.as_bytes()).to_vec(),
+            events: events.iter().map(event_to_pb).collect(),
+        }
+    }
+
+    fn seal(&mut self, batch: &pb::Batch) -> pb::SignedBatch {
+        let signed = seal_batch(&self.key, batch);
+        self.prev = chain_hash(&signed.batch);
+        self.next += 1;
+        signed
+    }
+
+    fn batch(&mut self, events: &[StationEvent]) -> pb::SignedBatch {
+        let b = self.raw(events);
+        self.seal(&b)
+    }
+}
+
+/// The whole ingest logic of one station in memory (what the writer does with
+/// SQLite): state, stored batches, tallies, alerts.
+struct Mem {
+    ctx: Context,
+    peer: String,
+    key: Option<StationKey>,
+    state: StationState,
+    stored: BTreeMap<u64, Vec<u8>>,
+    tallies: BTreeMap<String, ContestDelta>,
+    alerts: Vec<Rejection>,
+}
+
+impl Mem {
+    fn new(peer: &str, key_seed: u8) -> Self {
+        Mem {
+            ctx: ctx(),
+            peer: peer.into(),
+            key: Some(station_key(key_seed)),
+            state: StationState {
+                current_key: Some(1),
+                ..StationState::default()
+            },
+            stored: BTreeMap::new(),
+            tallies: BTreeMap::new(),
+            alerts: Vec::new(),
+        }
+    }
+
+    fn submit(&mut self, signed: pb::SignedBatch) -> Verdict {
+        let prepared = prepare(&self.ctx, self.key.as_ref(), signed);
+        let needs = needs(&self.state, &prepared);
+        let mut lookups = Lookups::default();
+        if let Some(seq) = needs.stored_sequence {
+            lookups.stored_at = self.stored.get(&seq).map(|b| {
+                if *b == prepared.signed.batch {
+                    StoredAt::SameBytes
+                } else {
+                    StoredAt::OtherBytes {
+                        stored_hash: chain_hash(b),
+                    }
+                }
+            });
+        }
+        lookups.past_ballots =
+            scan_past_ballots(self.stored.values().map(Vec::as_slice), &needs.past_ballots);
+        let verdict = judge(&self.ctx, &self.peer, &self.state, &prepared, &lookups);
+        match &verdict {
+            Verdict::Accept(e) => {
+                self.stored
+                    .insert(e.sequence, prepared.signed.batch.clone());
+                for (c, d) in &e.deltas {
+                    self.tallies.entry(c.clone()).or_default().merge(d);
+                }
+                self.state.advance(e);
+            }
+            Verdict::Reject(r) => {
+                if r.alerts() {
+                    self.alerts.push(r.clone());
+                }
+                self.state.reject(r);
+            }
+            Verdict::Duplicate { .. } => {}
+        }
+        verdict
+    }
+
+    /// The tallies as tally sheets (zero entries left out).
+    fn sheets(&self) -> BTreeMap<String, TallySheet> {
+        self.tallies
+            .iter()
+            .map(|(c, d)| (c.clone(), sheet_of(&self.ctx, c, d)))
+            .collect()
+    }
+}
+
+fn sheet_of(ctx: &Context, contest: &str, d: &ContestDelta) -> TallySheet {
+    let c = ctx.contest(contest).unwrap();
+    let mut s = TallySheet {
+        issued: d.issued,
+        returned: u64::try_from(d.returned).unwrap(),
+        valid: u64::try_from(d.valid).unwrap(),
+        void: u64::try_from(d.void).unwrap(),
+        ..TallySheet::default()
+    };
+    for (i, cand) in c.candidates.iter().enumerate() {
+        let f = d.for_votes.get(i).copied().unwrap_or(0);
+        let a = d.against.get(i).copied().unwrap_or(0);
+        if f != 0 {
+            s.for_votes
+                .insert(cand.id.clone(), u64::try_from(f).unwrap());
+        }
+        if a != 0 {
+            s.against.insert(cand.id.clone(), u64::try_from(a).unwrap());
+        }
+    }
+    for (n, v) in &d.write_in {
+        if *v != 0 {
+            s.write_in.insert(n.clone(), u64::try_from(*v).unwrap());
+        }
+    }
+    s
+}
+
+/// The tallies the election crate computes from events applied once in order.
+fn truth(ctx: &Context, events: &[StationEvent]) -> BTreeMap<String, TallySheet> {
+    let mut sheets: BTreeMap<String, TallySheet> = BTreeMap::new();
+    let mut ballots: BTreeMap<BallotId, Ballot> = BTreeMap::new();
+    for e in events {
+        match e {
+            StationEvent::Ballot(b) => {
+                let c = ctx.contest(&b.contest).unwrap();
+                sheets
+                    .entry(b.contest.clone())
+                    .or_default()
+                    .add_ballot(c, b);
+                ballots.insert(b.id, b.clone());
+            }
+            StationEvent::Issued { contest, count } => {
+                sheets
+                    .entry(contest.clone())
+                    .or_default()
+                    .add_issued(*count);
+            }
+            StationEvent::Cancel { ballot_id, .. } => {
+                let b = ballots.remove(ballot_id).unwrap();
+                let c = ctx.contest(&b.contest).unwrap();
+                sheets
+                    .entry(b.contest.clone())
+                    .or_default()
+                    .remove_ballot(c, &b);
+            }
+            StationEvent::Close { .. } => {}
+        }
+    }
+    for s in sheets.values_mut() {
+        s.for_votes.retain(|_, v| *v != 0);
+        s.against.retain(|_, v| *v != 0);
+        s.write_in.retain(|_, v| *v != 0);
+    }
+    sheets
+}
+
+fn rejected(v: &Verdict) -> &Rejection {
+    match v {
+        Verdict::Reject(r) => r,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+fn reason(v: &Verdict) -> pb::RejectReason {
+    rejected(v).reason
+}
+
+use pb::RejectReason as R;
+use pollsync_election::Mark::{Against as A, For as F, None as N};
+
+#[test]
+fn honest_batches_are_accepted_and_tallied_like_the_election_crate() {
+    let mut mem = Mem::new("S-0001", 1);
+    let mut chain = Chain::new("S-0001", 1);
+    let b1 = vec![
+        ballot(1, "D-001", &[F, A, N], &[]),
+        ballot(2, "D-001", &[F, F, F], &[]), // void: 3 FOR > 2 seats
+        ballot(3, "T-001", &[N, F], &[]),
+        ballot(4, "D-001", &[N, N, N], &["王五"]),
+        issued("D-001", 4),
+        issued("T-001", 1),
+    ];
+    let b2 = vec![
+        ballot(5, "D-001", &[A, F, N], &["王五"]),
+        issued("D-001", 1),
+    ];
+    let v1 = mem.submit(chain.batch(&b1));
+    assert_eq!(v1.ack(), pb::Ack::accepted(1));
+    let v2 = mem.submit(chain.batch(&b2));
+    assert_eq!(v2.ack(), pb::Ack::accepted(2));
+    let all: Vec<_> = b1.into_iter().chain(b2).collect();
+    assert_eq!(mem.sheets(), truth(&mem.ctx, &all));
+    let d = &mem.sheets()["D-001"];
+    assert_eq!((d.issued, d.returned, d.valid, d.void), (5, 4, 3, 1));
+    assert_eq!(d.write_in["王五"], 2);
+    assert_eq!(mem.state.head.sequence, 2);
+    assert!(mem.alerts.is_empty());
+}
+
+#[test]
+fn a_resend_is_a_duplicate_counted_once() {
+    let mut mem = Mem::new("S-0001", 1);
+    let mut chain = Chain::new("S-0001", 1);
+    let b1 = chain.batch(&[ballot(1, "D-001", &[F, N, N], &[])]);
+    let b2 = chain.batch(&[ballot(2, "D-001", &[F, N, N], &[])]);
+    mem.submit(b1.clone());
+    mem.submit(b2.clone());
+    let before = mem.sheets();
+    for again in [b1, b2] {
+        let v = mem.submit(again);
+        assert!(
+            matches!(
+                v,
+                Verdict::Duplicate {
+                    expected_sequence: 3,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        assert_eq!(v.ack().kind(), pb::AckKind::Duplicate);
+    }
+    assert_eq!(mem.sheets(), before);
+    assert_eq!(mem.sheets()["D-001"].returned, 2);
+    assert!(mem.alerts.is_empty());
+}
+
+#[test]
+fn a_fork_is_rejected_alerted_and_quarantines() {
+    let mut mem = Mem::new("S-0001", 1);
+    let mut chain = Chain::new("S-0001", 1);
+    mem.submit(chain.batch(&[ballot(1, "D-001", &[F, N, N], &[])]));
+    let mut other = Chain::new("S-0001", 1);
+    let forked = other.batch(&[ballot(9, "D-001", &[N, F, N], &[])]);
+    let v = mem.submit(forked);
+    let r = rejected(&v);
+    assert_eq!(r.reason, R::Fork);
+    assert!(r.alerts() && r.quarantines());
+    assert!(r.detail.contains("fork at sequence 1"), "{}", r.detail);
+    assert!(mem.state.quarantined);
+    // Later batches, even honest ones, are QUARANTINED.
+    let v = mem.submit(chain.batch(&[ballot(2, "D-001", &[F, N, N], &[])]));
+    assert_eq!(reason(&v), R::Quarantined);
+    assert_eq!(mem.sheets()["D-001"].returned, 1);
+    assert_eq!(mem.alerts.len(), 2);
+}
+
+#[test]
+fn a_gap_names_the_expected_sequence_and_raises_no_alert() {
+    let mut mem = Mem::new("S-0001", 1);
+    let mut chain = Chain::new("S-0001", 1);
+    let b1 = chain.batch(&[ballot(1, "D-001", &[F, N, N], &[])]);
+    let b2 = chain.batch(&[ballot(2, "D-001", &[F, N, N], &[])]);
+    let b3 = chain.batch(&[ballot(3, "D-001", &[F, N, N], &[])]);
+    mem.submit(b1);
+    let v = mem.submit(b3.clone());
+    let r = rejected(&v);
+    assert_eq!((r.reason, r.sequence, r.expected_sequence), (R::Gap, 3, 2));
+    assert!(!r.alerts());
+    assert!(mem.alerts.is_empty());
+    assert!(matches!(mem.submit(b2), Verdict::Accept(_)));
+    assert!(matches!(mem.submit(b3), Verdict::Accept(_)));
+}
+
+#[test]
+fn a_broken_link_is_broken_chain() {
+    let mut mem = Mem::new("S-0001", 1);
+    let mut chain = Chain::new("S-0001", 1);
+    mem.submit(chain.batch(&[ballot(1, "D-001", &[F, N, N], &[])]));
+    chain.prev = [7; 32];
+    let v = mem.submit(chain.batch(&[ballot(2, "D-001", &[F, N, N], &[])]));
+    assert_eq!(reason(&v), R::BrokenChain);
+    assert_eq!(rejected(&v).expected_sequence, 2);
+    assert!(!mem.state.quarantined);
+    assert_eq!(mem.alerts.len(), 1);
+}
+
+#[test]
+fn another_stations_key_is_bad_signature_before_anything_else() {
+    let mut mem = Mem::new("S-0001", 1);
+    // Signed by S-0002's key, otherwise a perfect batch 1 of S-0001.
+    let mut chain = Chain::new("S-0001", 2);
+    let v = mem.submit(chain.batch(&[ballot(1, "D-001", &[F, N, N], &[])]));
+    assert_eq!(reason(&v), R::BadSignature);
+    // Bad signature comes before election, station and definition.
+    let mut chain = Chain::new("S-0009", 2);
+    let mut b = chain.raw(&[]);
+    b.election_id = "other".into();
+    let v = mem.submit(chain.seal(&b));
+    assert_eq!(reason(&v), R::BadSignature);
+    assert!(mem.stored.is_empty());
+    assert_eq!(mem.alerts.len(), 2);
+}
+
+#[test]
+fn an_unknown_or_unenrolled_peer_has_no_key() {
+    let mut mem = Mem::new("S-0404", 1);
+    mem.key = None;
+    mem.state.current_key = None;
+    let mut chain = Chain::new("S-0404", 1);
+    let v = mem.submit(chain.batch(&[]));
+    assert_eq!(reason(&v), R::BadSignature);
+    assert!(rejected(&v).detail.contains("not in election"), "{v:?}");
+    let mut mem = Mem::new("S-0002", 1);
+    mem.key = None;
+    mem.state.current_key = None;
+    let v = mem.submit(Chain::new("S-0002", 1).batch(&[]));
+    assert!(rejected(&v).detail.contains("not enrolled"), "{v:?}");
+}
+
+#[test]
+fn election_station_and_definition_are_checked_in_that_order() {
+    let mut mem = Mem::new("S-0001", 1);
+    let mut chain = Chain::new("S-0001", 1);
+    let mut b = chain.raw(&[]);
+    b.election_id = "other-2021".into();
+    b.station_id = "S-0002".into();
+    b.definition_sha256 = vec![1; 32];
+    assert_eq!(
+        reason(&mem.submit(seal_batch(&chain.key, &b))),
+        R::WrongElection
+    );
+    b.election_id = "test-2021".into();
+    assert_eq!(
+        reason(&mem.submit(seal_batch(&chain.key, &b))),
+        R::WrongStation
+    );
+    b.station_id = "S-0001".into();
+    assert_eq!(
+        reason(&mem.submit(seal_batch(&chain.key, &b))),
+        R::WrongDefinition
+    );
+    b.definition_sha256 = pollsync_proto::definition_sha256(ELECTION.as_bytes()).to_vec();
+    assert!(matches!(mem.submit(chain.seal(&b)), Verdict::Accept(_)));
+    assert_eq!(mem.alerts.len(), 3);
+}
+
+#[test]
+fn size_and_encoding_come_first() {
+    let mut mem = Mem::new("S-0001", 1);
+    let chain = Chain::new("S-0001", 1);
+    // Over 1 MiB: TOO_LARGE, sequence 0, even with a bad signature.
+    let big = pb::SignedBatch {
+        batch: vec![0; MAX_BATCH_BYTES + 1],
+        signature: vec![0; 3],
+    };
+    let v = mem.submit(big);
+    assert_eq!((reason(&v), rejected(&v).sequence), (R::TooLarge, 0));
+    // More events than allowed: TOO_LARGE with the sequence.
+    let many: Vec<StationEvent> = (0..=MAX_BATCH_EVENTS).map(|_| issued("D-001", 1)).collect();
+    let v = mem.submit(seal_batch(&chain.key, &chain.raw(&many)));
+    assert_eq!((reason(&v), rejected(&v).sequence), (R::TooLarge, 1));
+    // Garbage bytes, a short signature, non-canonical bytes: MALFORMED.
+    let v = mem.submit(sign_batch(&chain.key, vec![0xff; 10]));
+    assert_eq!((reason(&v), rejected(&v).sequence), (R::Malformed, 0));
+    let mut short = seal_batch(&chain.key, &chain.raw(&[]));
+    short.signature.pop();
+    assert_eq!(reason(&mem.submit(short)), R::Malformed);
+    let mut bytes = seal_batch(&chain.key, &chain.raw(&[])).batch;
+    bytes.extend_from_slice(&[0x78, 0x01]);
+    assert_eq!(
+        reason(&mem.submit(sign_batch(&chain.key, bytes))),
+        R::Malformed
+    );
+    assert_eq!(mem.alerts.len(), 5);
+    assert_eq!(mem.state.head.sequence, 0);
+}
+
+#[test]
+fn revoked_and_quarantined_come_before_the_signature() {
+    let mut mem = Mem::new("S-0001", 1);
+    mem.state.revoked = true;
+    let v = mem.submit(Chain::new("S-0001", 9).batch(&[]));
+    assert_eq!(reason(&v), R::Revoked);
+    mem.state.revoked = false;
+    mem.state.quarantined = true;
+    let v = mem.submit(Chain::new("S-0001", 9).batch(&[]));
+    assert_eq!(reason(&v), R::Quarantined);
+}
+
+#[test]
+fn a_duplicate_is_known_by_its_bytes_and_the_chain_before_content() {
+    let mut mem = Mem::new("S-0001", 1);
+    let mut chain = Chain::new("S-0001", 1);
+    let b1 = chain.batch(&[ballot(1, "D-001", &[F, N, N], &[]), close("D-001")]);
+    assert!(matches!(mem.submit(b1.clone()), Verdict::Accept(_)));
+    // Its content would now be AFTER_CLOSE, but it is recognised as a duplicate.
+    assert!(matches!(mem.submit(b1), Verdict::Duplicate { .. }));
+    // A gap with invalid content is a GAP.
+    chain.next += 1;
+    let v = mem.submit(chain.batch(&[ballot(2, "D-404", &[], &[])]));
+    assert_eq!(reason(&v), R::Gap);
+}
+
+#[test]
+fn content_against_the_definition_is_invalid_content() {
+    let cases: Vec<(Vec<StationEvent>, &str)> = vec![
+        (vec![ballot(1, "D-404", &[], &[])], "not in this election"),
+        (vec![ballot(1, "T-002", &[N, N], &[])], "does not collect"),
+        (vec![ballot(1, "D-001", &[F, N], &[])], "marks"),
+        (vec![ballot(1, "D-001", &[N, N, N], &["张伟"])], "张伟"),
+        (vec![issued("T-002", 1)], "does not collect"),
+        (
+            vec![
+                ballot(1, "D-001", &[N, N, N], &[]),
+                ballot(1, "T-001", &[N, N], &[]),
+            ],
+            "appears twice",
+        ),
+        (vec![cancel(42)], "never recorded"),
+    ];
+    for (events, needle) in cases {
+        let mut mem = Mem::new("S-0001", 1);
+        let v = mem.submit(Chain::new("S-0001", 1).batch(&events));
+        let r = rejected(&v);
+        assert_eq!(r.reason, R::InvalidContent, "{events:?}: {r:?}");
+        assert!(
+            r.detail.contains(needle),
+            "{needle:?} not in {:?}",
+            r.detail
+        );
+        assert!(mem.tallies.is_empty());
+    }
+}
+
+#[test]
+fn nothing_after_close() {
+    // A ballot in a later batch.
+    let mut mem = Mem::new("S-0001", 1);
+    let mut chain = Chain::new("S-0001", 1);
+    mem.submit(chain.batch(&[ballot(1, "D-001", &[F, N, N], &[]), close("D-001")]));
+    assert!(mem.state.closed.contains("D-001"));
+    let v = mem.submit(chain.batch(&[ballot(2, "D-001", &[F, N, N], &[])]));
+    assert_eq!(reason(&v), R::AfterClose);
+    // The other contest still takes ballots (the rejected batch 2 is gone, so
+    // the station's next batch 2 is a new one).
+    chain.next = 2;
+    chain.prev = mem.state.head.hash;
+    assert!(matches!(
+        mem.submit(chain.batch(&[ballot(3, "T-001", &[F, N], &[])])),
+        Verdict::Accept(_)
+    ));
+    // Cancel of a closed contest's ballot.
+    let v = mem.submit(chain.batch(&[cancel(1)]));
+    assert_eq!(reason(&v), R::AfterClose);
+    // Issued after the close in the same batch; a second close.
+    let mut mem = Mem::new("S-0001", 1);
+    let mut chain = Chain::new("S-0001", 1);
+    let v = mem.submit(chain.batch(&[close("T-001"), issued("T-001", 1)]));
+    assert_eq!(reason(&v), R::AfterClose);
+    let mut chain = Chain::new("S-0001", 1);
+    let v = mem.submit(chain.batch(&[close("T-001"), close("T-001")]));
+    assert_eq!(reason(&v), R::AfterClose);
+    // A ballot placed after the close in the same batch.
+    let mut chain = Chain::new("S-0001", 1);
+    let v = mem.submit(chain.batch(&[close("T-001"), ballot(5, "T-001", &[F, N], &[])]));
+    assert_eq!(reason(&v), R::AfterClose);
+    assert!(mem.tallies.is_empty());
+}
+
+#[test]
+fn cancels_take_a_ballot_back_once() {
+    let mut mem = Mem::new("S-0001", 1);
+    let mut chain = Chain::new("S-0001", 1);
+    let b1 = vec![
+        ballot(1, "D-001", &[F, A, N], &["王五"]),
+        ballot(2, "D-001", &[N, F, N], &[]),
+        ballot(3, "D-001", &[F, F, F], &[]),
+        cancel(2), // same batch
+    ];
+    assert!(matches!(mem.submit(chain.batch(&b1)), Verdict::Accept(_)));
+    let b2 = vec![cancel(1), cancel(3)]; // earlier batch, a valid and a void one
+    assert!(matches!(mem.submit(chain.batch(&b2)), Verdict::Accept(_)));
+    let all: Vec<_> = b1.into_iter().chain(b2).collect();
+    assert_eq!(mem.sheets(), truth(&mem.ctx, &all));
+    assert_eq!(mem.sheets()["D-001"].returned, 0);
+    assert!(mem.sheets()["D-001"].write_in.is_empty());
+    // Cancelling again (an earlier batch's cancel) and twice in a batch.
+    let head = mem.state.head;
+    let v = mem.submit(chain.batch(&[cancel(1)]));
+    assert_eq!(reason(&v), R::InvalidContent);
+    assert!(rejected(&v).detail.contains("already cancelled"));
+    chain.next = 3;
+    chain.prev = head.hash;
+    let v = mem.submit(chain.batch(&[ballot(7, "T-001", &[F, N], &[]), cancel(7), cancel(7)]));
+    assert!(rejected(&v).detail.contains("twice"), "{v:?}");
+    assert_eq!(mem.state.head, head);
+}
+
+#[test]
+fn a_rejection_changes_nothing_accepted() {
+    let mut mem = Mem::new("S-0001", 1);
+    let mut chain = Chain::new("S-0001", 1);
+    let honest = vec![ballot(1, "D-001", &[F, N, N], &[]), issued("D-001", 1)];
+    mem.submit(chain.batch(&honest));
+    let snapshot = (mem.sheets(), mem.state.head);
+    let bad = [
+        Chain::new("S-0001", 3).batch(&[ballot(2, "D-001", &[F, N, N], &[])]),
+        chain
+            .clone_for_test()
+            .batch(&[ballot(3, "D-404", &[], &[])]),
+        chain.clone_for_test().batch(&[cancel(99)]),
+    ];
+    for b in bad {
+        assert!(matches!(mem.submit(b), Verdict::Reject(_)));
+        assert_eq!((mem.sheets(), mem.state.head), snapshot);
+    }
+    assert_eq!(mem.sheets(), truth(&mem.ctx, &honest));
+}
+
+impl Chain {
+    fn clone_for_test(&self) -> Chain {
+        Chain {
+            station: self.station.clone(),
+            key: self.key.clone(),
+            prev: self.prev,
+            next: self.next,
+        }
+    }
+}
+
+/// An honest chain of `batches` batches with random ballots, issued counts, a
+/// cancel of an earlier ballot, and closes at the end.
+/// One random ballot: town contest?, three mark seeds, a write-in?
+type BallotSpec = (bool, [u8; 3], bool);
+
+fn honest_chain(seed_ballots: Vec<Vec<BallotSpec>>) -> (Vec<pb::SignedBatch>, Vec<StationEvent>) {
+    let mut chain = Chain::new("S-0001", 1);
+    let mut batches = Vec::new();
+    let mut all = Vec::new();
+    let mut next_id: u16 = 1;
+    let mut recorded: Vec<u16> = Vec::new();
+    let marks = |m: u8| match m % 3 {
+        0 => N,
+        1 => F,
+        _ => A,
+    };
+    let n = seed_ballots.len();
+    for (i, spec) in seed_ballots.into_iter().enumerate() {
+        let mut events = Vec::new();
+        for (town, m, write_in) in spec {
+            let mut id = [0u8; 16];
+            id[..2].copy_from_slice(&next_id.to_be_bytes());
+            next_id += 1;
+            let id = BallotId::from_bytes(id);
+            let b = if town {
+                Ballot {
+                    id,
+                    contest: "T-001".into(),
+                    marks: vec![marks(m[0]), marks(m[1])],
+                    write_ins: vec![],
+                }
+            } else {
+                Ballot {
+                    id,
+                    contest: "D-001".into(),
+                    marks: m.iter().map(|&x| marks(x)).collect(),
+                    write_ins: if write_in {
+                        vec!["王五".into()]
+                    } else {
+                        vec![]
+                    },
+                }
+            };
+            recorded.push(u16::from_be_bytes([id.0[0], id.0[1]]));
+            events.push(StationEvent::Ballot(b));
+        }
+        events.push(issued("D-001", 1 + i as u64));
+        if i == n - 1 {
+            if let Some(&victim) = recorded.first() {
+                let mut id = [0u8; 16];
+                id[..2].copy_from_slice(&victim.to_be_bytes());
+                events.push(StationEvent::Cancel {
+                    ballot_id: BallotId::from_bytes(id),
+                    reason: "entered by mistake".into(),
+                });
+            }
+            events.push(close("D-001"));
+        }
+        all.extend(events.clone());
+        batches.push(chain.batch(&events));
+    }
+    (batches, all)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random resends, duplicates and reorders of an honest chain, followed by the
+    /// station's final catch-up in order, give the same tallies as applying the
+    /// chain once in order, and never raise an alert.
+    #[test]
+    fn resends_and_reorders_count_exactly_once(
+        spec in prop::collection::vec(
+            prop::collection::vec((any::<bool>(), any::<[u8; 3]>(), any::<bool>()), 0..6),
+            1..7,
+        ),
+        order in prop::collection::vec(any::<prop::sample::Index>(), 0..40),
+    ) {
+        let (batches, events) = honest_chain(spec);
+        let mut once = Mem::new("S-0001", 1);
+        for b in &batches {
+            prop_assert!(matches!(once.submit(b.clone()), Verdict::Accept(_)));
+        }
+        let mut mem = Mem::new("S-0001", 1);
+        for i in order {
+            let v = mem.submit(batches[i.index(batches.len())].clone());
+            if let Verdict::Reject(r) = &v {
+                prop_assert_eq!(r.reason, R::Gap);
+            }
+        }
+        for b in &batches {
+            let v = mem.submit(b.clone());
+            prop_assert!(!matches!(v, Verdict::Reject(_)), "{:?}", v);
+        }
+        prop_assert!(mem.alerts.is_empty());
+        prop_assert!(!mem.state.quarantined);
+        prop_assert_eq!(mem.state.head, once.state.head);
+        prop_assert_eq!(mem.sheets(), once.sheets());
+        prop_assert_eq!(mem.sheets(), truth(&mem.ctx, &events));
+    }
+}

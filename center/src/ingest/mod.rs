@@ -1,0 +1,434 @@
+//! Exactly-once ingest of signed batches, for the gRPC server and `center import`.
+//!
+//! ```text
+//! submit(peer, batch) ──► verify pool: judge::prepare (decode, hash, signature, content)
+//!        │                         │ (in parallel)
+//!        └──► writer queue (call order) ──► writer thread: judge::judge against the
+//!                                             station's state, apply, group commit,
+//!                                             then answer every Ack of the group
+//! ```
+//!
+//! One writer thread owns the store's write connection. It drains every queued
+//! batch (from all stations) into one transaction, each batch inside its own
+//! savepoint, commits once (WAL, `synchronous=FULL`), publishes the new heads and
+//! only then answers the acknowledgements: `ACCEPTED` means durable. A rejected
+//! batch writes only its alert (and a fork's quarantine); the rest of the group
+//! commits (G7, G8). The writer re-reads the stations' state whenever another
+//! process (`center revoke`, `center enroll`, `center import`) committed, checked at
+//! every group and at least every [`REFRESH_INTERVAL_MS`] when idle. WAL
+//! checkpoints run when the writer is idle, not inside a burst's commits. With
+//! [`TRACE_ENV`] set, the writer prints each group's timings to stderr.
+
+pub mod judge;
+pub mod pool;
+mod writer;
+
+pub use writer::TRACE_ENV;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::thread::JoinHandle;
+
+use pollsync_proto::limits::{
+    HEARTBEAT_INTERVAL_MS, MAX_BATCH_EVENTS, MAX_IN_FLIGHT, MAX_MESSAGE_BYTES,
+};
+use pollsync_proto::{ChainHead, pb};
+use tokio::sync::oneshot;
+
+use crate::error::{CenterError, Result};
+use crate::store::apply::Presence;
+use crate::store::{Store, now_unix_ms};
+use judge::{Context, Prepared, StationKey, StationState};
+use pool::Pool;
+
+/// Longest the writer waits, when idle, before re-reading state changed by other
+/// processes (revocations, enrollments) and flushing presence.
+pub const REFRESH_INTERVAL_MS: u64 = 500;
+/// Shortest time between two writes of the operators' presence view.
+pub const PRESENCE_FLUSH_INTERVAL_MS: u64 = 1_000;
+/// Most batches in one group commit.
+pub const MAX_GROUP_BATCHES: usize = 4_096;
+/// Most batch bytes in one group commit.
+pub const MAX_GROUP_BYTES: usize = 256 * 1024 * 1024;
+/// Batch bytes committed after which the writer checkpoints the WAL even while
+/// busy (otherwise it checkpoints when idle, keeping bursts' commits short).
+pub const MAX_WAL_BYTES_BEFORE_CHECKPOINT: usize = 256 * 1024 * 1024;
+
+/// The gRPC status with which a Hello is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalCode {
+    /// No usable client certificate.
+    Unauthenticated,
+    /// Not this station's certificate, not in the election, not enrolled, revoked.
+    PermissionDenied,
+    /// Other election, other definition digest, or quarantined.
+    FailedPrecondition,
+}
+
+/// Why a Hello is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelloRefusal {
+    /// The gRPC status code to answer.
+    pub code: RefusalCode,
+    /// In words (goes into the status message).
+    pub detail: String,
+}
+
+/// What the writer publishes about a station for the server's threads.
+#[derive(Debug, Clone, Default)]
+struct ViewStation {
+    head: ChainHead,
+    revoked: bool,
+    quarantined: bool,
+    key: Option<StationKey>,
+}
+
+/// A station as the operators see it right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveStation {
+    /// Station id.
+    pub station: String,
+    /// Last batch durably applied.
+    pub head: ChainHead,
+    /// Revoked.
+    pub revoked: bool,
+    /// Quarantined.
+    pub quarantined: bool,
+    /// Has an enrolled key.
+    pub enrolled: bool,
+    /// Presence (last seen, local head, open connections).
+    pub presence: Presence,
+}
+
+#[derive(Default)]
+struct PresenceBook {
+    entries: HashMap<String, Presence>,
+    dirty: bool,
+}
+
+struct Shared {
+    ctx: Arc<Context>,
+    view: RwLock<HashMap<String, ViewStation>>,
+    presence: Mutex<PresenceBook>,
+    pool: Pool,
+    jobs: Mutex<Option<mpsc::Sender<writer::Job>>>,
+    closed: AtomicBool,
+}
+
+/// The ingest front: cheap to clone, `Send + Sync`.
+#[derive(Clone)]
+pub struct IngestHandle {
+    shared: Arc<Shared>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts the single writer thread that owns the store's write connection (and
+/// the verify pool feeding it).
+pub fn start(data_dir: &Path) -> Result<(IngestHandle, JoinHandle<()>), CenterError> {
+    start_with(data_dir, Pool::default_threads())
+}
+
+/// [`start`] with a chosen number of verify threads.
+pub fn start_with(
+    data_dir: &Path,
+    verify_threads: usize,
+) -> Result<(IngestHandle, JoinHandle<()>), CenterError> {
+    let store = Store::open(data_dir)?;
+    let meta = store.meta()?;
+    let definition = meta.definition()?;
+    if pollsync_proto::definition_sha256(meta.election_toml.as_bytes()) != meta.definition_sha256 {
+        return Err(CenterError::Corrupt {
+            detail: "the stored definition digest does not match the stored definition".into(),
+        });
+    }
+    let ctx = Arc::new(Context::new(definition, meta.definition_sha256));
+    let (tx, rx) = mpsc::channel();
+    let shared = Arc::new(Shared {
+        ctx: Arc::clone(&ctx),
+        view: RwLock::new(HashMap::new()),
+        presence: Mutex::new(PresenceBook::default()),
+        pool: Pool::start(verify_threads)?,
+        jobs: Mutex::new(Some(tx)),
+        closed: AtomicBool::new(false),
+    });
+    let writer = writer::Writer::new(store, ctx, Arc::clone(&shared))?;
+    let thread = std::thread::Builder::new()
+        .name("center-ingest-writer".into())
+        .spawn(move || writer.run(rx))
+        .map_err(|source| CenterError::Thread {
+            what: "ingest writer",
+            source,
+        })?;
+    Ok((IngestHandle { shared }, thread))
+}
+
+impl Shared {
+    fn publish(&self, states: &HashMap<String, StationState>, keys: &HashMap<String, StationKey>) {
+        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        view.clear();
+        for (id, s) in states {
+            view.insert(id.clone(), view_of(s, keys.get(id)));
+        }
+    }
+
+    fn publish_some<'a>(
+        &self,
+        stations: impl IntoIterator<Item = &'a String>,
+        states: &HashMap<String, StationState>,
+        keys: &HashMap<String, StationKey>,
+    ) {
+        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        for id in stations {
+            if let Some(s) = states.get(id) {
+                view.insert(id.clone(), view_of(s, keys.get(id)));
+            }
+        }
+    }
+
+    fn touch(&self, station: &str, f: impl FnOnce(&mut Presence)) {
+        if self.ctx.station(station).is_none() {
+            return;
+        }
+        let mut book = lock(&self.presence);
+        let entry = book.entries.entry(station.to_owned()).or_default();
+        entry.last_seen_unix_ms = now_unix_ms();
+        f(entry);
+        book.dirty = true;
+    }
+}
+
+fn view_of(s: &StationState, key: Option<&StationKey>) -> ViewStation {
+    ViewStation {
+        head: s.head,
+        revoked: s.revoked,
+        quarantined: s.quarantined,
+        key: key.copied(),
+    }
+}
+
+impl IngestHandle {
+    /// The election this center counts.
+    pub fn context(&self) -> &Context {
+        &self.shared.ctx
+    }
+
+    /// Checks a Hello per docs/PROTOCOL.md §7 step 1; `peer_station` is the CN of
+    /// the client's TLS certificate (empty if there is none).
+    pub async fn hello(
+        &self,
+        peer_station: &str,
+        req: pb::HelloRequest,
+    ) -> Result<pb::HelloReply, HelloRefusal> {
+        self.hello_now(peer_station, &req)
+    }
+
+    fn hello_now(
+        &self,
+        peer: &str,
+        req: &pb::HelloRequest,
+    ) -> Result<pb::HelloReply, HelloRefusal> {
+        let refuse = |code, detail: String| Err(HelloRefusal { code, detail });
+        let ctx = &self.shared.ctx;
+        if peer.is_empty() {
+            return refuse(
+                RefusalCode::Unauthenticated,
+                "no usable client certificate on this connection".into(),
+            );
+        }
+        let shown = |s: &str| pollsync_proto::limits::truncate_chars(&format!("{s:?}"), 80);
+        if req.station_id != peer {
+            return refuse(
+                RefusalCode::PermissionDenied,
+                format!(
+                    "hello names station {}, but the client certificate is station {}",
+                    shown(&req.station_id),
+                    shown(peer)
+                ),
+            );
+        }
+        if ctx.station(peer).is_none() {
+            return refuse(
+                RefusalCode::PermissionDenied,
+                format!(
+                    "station {} is not in election {}",
+                    shown(peer),
+                    ctx.election_id()
+                ),
+            );
+        }
+        let station = {
+            let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
+            view.get(peer).cloned().unwrap_or_default()
+        };
+        if station.key.is_none() {
+            return refuse(
+                RefusalCode::PermissionDenied,
+                format!("station {peer} is not enrolled at this center"),
+            );
+        }
+        if station.revoked {
+            return refuse(
+                RefusalCode::PermissionDenied,
+                format!("station {peer} was revoked by the center's operator"),
+            );
+        }
+        if req.election_id != ctx.election_id() {
+            return refuse(
+                RefusalCode::FailedPrecondition,
+                format!(
+                    "hello is for election {}, this center counts election {}",
+                    shown(&req.election_id),
+                    ctx.election_id()
+                ),
+            );
+        }
+        if req.definition_sha256.as_slice() != ctx.definition_sha256.as_slice() {
+            return refuse(
+                RefusalCode::FailedPrecondition,
+                format!(
+                    "the station's election definition (sha256 {}) is not the center's (sha256 {})",
+                    hex::encode(&req.definition_sha256),
+                    hex::encode(ctx.definition_sha256)
+                ),
+            );
+        }
+        if station.quarantined {
+            return refuse(
+                RefusalCode::FailedPrecondition,
+                format!("station {peer} is quarantined after a fork; an operator must act"),
+            );
+        }
+        self.shared.touch(peer, |p| {
+            p.local_head_sequence = req.local_head_sequence;
+        });
+        Ok(pb::HelloReply {
+            center_head_sequence: station.head.sequence,
+            center_head_hash: station.head.hash.to_vec(),
+            max_in_flight: MAX_IN_FLIGHT as u32,
+            max_message_bytes: MAX_MESSAGE_BYTES as u32,
+            max_batch_events: MAX_BATCH_EVENTS as u32,
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS as u32,
+        })
+    }
+
+    /// Enqueues one batch now (in call order) and returns a receiver for its Ack,
+    /// which resolves only once the transaction applying it is durable. If the
+    /// receiver fails instead (sender dropped), the batch was not applied because
+    /// the center failed or is shutting down: end the stream with an error.
+    pub fn submit(&self, peer_station: &str, batch: pb::SignedBatch) -> oneshot::Receiver<pb::Ack> {
+        let (reply, rx) = oneshot::channel();
+        if self.shared.closed.load(Ordering::Acquire) {
+            return rx;
+        }
+        let key = {
+            let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
+            view.get(peer_station).and_then(|s| s.key)
+        };
+        let (prepared_tx, prepared_rx) = mpsc::sync_channel::<Prepared>(1);
+        let ctx = Arc::clone(&self.shared.ctx);
+        let queued = {
+            let jobs = lock(&self.shared.jobs);
+            match jobs.as_ref() {
+                Some(jobs) => jobs
+                    .send(writer::Job::Batch {
+                        peer: peer_station.to_owned(),
+                        prepared: prepared_rx,
+                        reply,
+                    })
+                    .is_ok(),
+                None => false,
+            }
+        };
+        if queued {
+            // If the pool is closed the task is dropped, and with it `prepared_tx`:
+            // the writer then drops the reply.
+            self.shared.pool.run(Box::new(move || {
+                let _ = prepared_tx.send(judge::prepare(&ctx, key.as_ref(), batch));
+            }));
+            self.shared.touch(peer_station, |_| {});
+        }
+        rx
+    }
+
+    /// Records a heartbeat for the operators' view (written in batches).
+    pub fn heartbeat(&self, peer_station: &str, hb: &pb::Heartbeat) {
+        self.shared.touch(peer_station, |p| {
+            p.local_head_sequence = hb.local_head_sequence;
+            p.sealed_unacknowledged = hb.sealed_unacknowledged;
+        });
+    }
+
+    /// Records a sync connection opening or closing.
+    pub fn connection(&self, peer_station: &str, open: bool) {
+        self.shared.touch(peer_station, |p| {
+            if open {
+                p.connections = p.connections.saturating_add(1);
+            } else {
+                p.connections = p.connections.saturating_sub(1);
+            }
+        });
+    }
+
+    /// Revoked or quarantined right now (as the writer last published, at most
+    /// [`REFRESH_INTERVAL_MS`] behind another process's `center revoke`)?
+    pub fn refused(&self, station: &str) -> Option<pb::RejectReason> {
+        let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
+        let s = view.get(station)?;
+        if s.revoked {
+            Some(pb::RejectReason::Revoked)
+        } else if s.quarantined {
+            Some(pb::RejectReason::Quarantined)
+        } else {
+            None
+        }
+    }
+
+    /// The head durably applied for `station` (`None`: not in the store).
+    pub fn head(&self, station: &str) -> Option<ChainHead> {
+        let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
+        view.get(station).map(|s| s.head)
+    }
+
+    /// Every station of the election with its live state, in id order.
+    pub fn live_stations(&self) -> Vec<LiveStation> {
+        let presence: HashMap<String, Presence> = lock(&self.shared.presence).entries.clone();
+        let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<LiveStation> = self
+            .shared
+            .ctx
+            .definition
+            .stations
+            .iter()
+            .map(|s| {
+                let v = view.get(&s.id).cloned().unwrap_or_default();
+                LiveStation {
+                    station: s.id.clone(),
+                    head: v.head,
+                    revoked: v.revoked,
+                    quarantined: v.quarantined,
+                    enrolled: v.key.is_some(),
+                    presence: presence.get(&s.id).copied().unwrap_or_default(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.station.cmp(&b.station));
+        out
+    }
+
+    /// Stops the writer after it has applied and answered everything queued before
+    /// this call; later submits are answered by a dropped sender.
+    pub fn shutdown(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        let mut jobs = lock(&self.shared.jobs);
+        if let Some(tx) = jobs.take() {
+            let _ = tx.send(writer::Job::Shutdown);
+        }
+        drop(jobs);
+        self.shared.pool.close();
+    }
+}

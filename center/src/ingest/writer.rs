@@ -1,0 +1,398 @@
+//! The single writer thread: takes queued batches in call order, waits for their
+//! stateless checks from the verify pool, judges each against the station's state
+//! (kept in memory, re-read whenever another process committed), applies it inside
+//! its own savepoint, commits the whole group once, publishes the new heads and
+//! then answers every acknowledgement of the group.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use pollsync_proto::pb;
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::judge::{self, Context, Lookups, Prepared, StationKey, StationState, StoredAt, Verdict};
+use super::{
+    MAX_GROUP_BATCHES, MAX_GROUP_BYTES, MAX_WAL_BYTES_BEFORE_CHECKPOINT,
+    PRESENCE_FLUSH_INTERVAL_MS, REFRESH_INTERVAL_MS, Shared, lock,
+};
+use crate::error::Result;
+use crate::store::apply::{self, Presence};
+use crate::store::{Store, now_unix_ms};
+
+/// One entry of the writer's queue.
+pub(super) enum Job {
+    /// A batch pushed or imported as station `peer`.
+    Batch {
+        peer: String,
+        prepared: mpsc::Receiver<Prepared>,
+        reply: oneshot::Sender<pb::Ack>,
+    },
+    /// Stop after everything queued before.
+    Shutdown,
+}
+
+pub(super) struct Writer {
+    conn: Connection,
+    ctx: Arc<Context>,
+    shared: Arc<Shared>,
+    states: HashMap<String, StationState>,
+    keys: HashMap<String, StationKey>,
+    data_version: i64,
+    last_refresh: Instant,
+    last_presence_flush: Instant,
+    /// Print per-group timings to stderr ([`TRACE_ENV`] set).
+    trace: bool,
+    /// When the current group began (for the trace).
+    group_started: Instant,
+    /// Time the current group spent waiting for the pool, applying, committing.
+    timings: [Duration; 3],
+    /// Batch bytes committed since the last WAL checkpoint.
+    uncheckpointed_bytes: usize,
+}
+
+/// Environment variable that makes the writer print per-group timings.
+pub const TRACE_ENV: &str = "POLLSYNC_INGEST_TRACE";
+
+impl Writer {
+    pub(super) fn new(store: Store, ctx: Arc<Context>, shared: Arc<Shared>) -> Result<Writer> {
+        let conn = store.into_connection();
+        let mut writer = Writer {
+            conn,
+            ctx,
+            shared,
+            states: HashMap::new(),
+            keys: HashMap::new(),
+            data_version: 0,
+            last_refresh: Instant::now(),
+            last_presence_flush: Instant::now(),
+            trace: std::env::var_os(TRACE_ENV).is_some(),
+            group_started: Instant::now(),
+            timings: [Duration::ZERO; 3],
+            uncheckpointed_bytes: 0,
+        };
+        // Checkpoints run when idle (or past a size), not inside a burst's commits.
+        writer.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        writer.reload()?;
+        Ok(writer)
+    }
+
+    /// Re-reads every station's state in one read transaction and publishes it.
+    fn reload(&mut self) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let version = apply::data_version(&tx)?;
+        let (states, keys) = apply::load_states(&tx)?;
+        tx.commit()?;
+        self.states = states;
+        self.keys = keys;
+        self.data_version = version;
+        self.shared.publish(&self.states, &self.keys);
+        Ok(())
+    }
+
+    pub(super) fn run(mut self, rx: mpsc::Receiver<Job>) {
+        let tick = Duration::from_millis(REFRESH_INTERVAL_MS);
+        loop {
+            let first = match rx.recv_timeout(tick) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    // Every handle dropped without a shutdown: nobody can submit.
+                    if Arc::strong_count(&self.shared) == 1 {
+                        break;
+                    }
+                    self.idle();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            self.group_started = Instant::now();
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_GROUP_BATCHES {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            if self.process_jobs(jobs) {
+                break;
+            }
+            if self.last_refresh.elapsed() >= tick {
+                self.idle();
+            }
+        }
+        self.flush_presence_now();
+    }
+
+    /// Re-reads state another process changed; flushes presence when due.
+    fn idle(&mut self) {
+        self.last_refresh = Instant::now();
+        match apply::data_version(&self.conn) {
+            Ok(v) if v != self.data_version => {
+                if let Err(e) = self.reload() {
+                    eprintln!("center ingest: cannot re-read the store: {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("center ingest: cannot read the store's version: {e}"),
+        }
+        if self.presence_due() {
+            self.flush_presence_now();
+        }
+        if self.uncheckpointed_bytes > 0 {
+            self.checkpoint();
+        }
+    }
+
+    /// Copies the WAL into the database file (PASSIVE: never waits for readers).
+    fn checkpoint(&mut self) {
+        match self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            Ok(()) => self.uncheckpointed_bytes = 0,
+            Err(e) => eprintln!("center ingest: WAL checkpoint failed: {e}"),
+        }
+    }
+
+    fn presence_due(&self) -> bool {
+        self.last_presence_flush.elapsed() >= Duration::from_millis(PRESENCE_FLUSH_INTERVAL_MS)
+            && lock(&self.shared.presence).dirty
+    }
+
+    fn take_presence(&self) -> Option<HashMap<String, Presence>> {
+        let mut book = lock(&self.shared.presence);
+        if !book.dirty {
+            return None;
+        }
+        book.dirty = false;
+        Some(book.entries.clone())
+    }
+
+    fn flush_presence_now(&mut self) {
+        let Some(entries) = self.take_presence() else {
+            return;
+        };
+        self.last_presence_flush = Instant::now();
+        let result = (|| -> Result<()> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            apply::write_presence(&tx, &entries)?;
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            eprintln!("center ingest: cannot record station presence: {e}");
+        }
+        // Our own commit does not change our data_version; nothing to reload.
+    }
+
+    /// Handles `jobs` in order: one transaction per group (a new one when a group
+    /// reaches [`MAX_GROUP_BYTES`]). Each batch is judged and applied as soon as
+    /// the pool has prepared it, so the writer works while the pool still
+    /// prepares the batches behind it. Returns true on a shutdown.
+    fn process_jobs(&mut self, jobs: Vec<Job>) -> bool {
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            let presence = if self.presence_due() {
+                self.take_presence()
+            } else {
+                None
+            };
+            let mut replies: Vec<(oneshot::Sender<pb::Ack>, Option<pb::Ack>)> = Vec::new();
+            let mut touched = BTreeSet::new();
+            let mut stop = false;
+            let result = self.apply_group(
+                &mut jobs,
+                presence.as_ref(),
+                &mut replies,
+                &mut touched,
+                &mut stop,
+            );
+            match result {
+                Ok(()) => {
+                    if self.trace && !replies.is_empty() {
+                        eprintln!(
+                            "center ingest: group of {} batch(es) applied and committed after {:.1?} (waiting for the pool {:.1?}, applying {:.1?}, committing {:.1?})",
+                            replies.len(),
+                            self.group_started.elapsed(),
+                            self.timings[0],
+                            self.timings[1],
+                            self.timings[2],
+                        );
+                    }
+                    self.shared.publish_some(&touched, &self.states, &self.keys);
+                    if presence.is_some() {
+                        self.last_presence_flush = Instant::now();
+                    }
+                    for (reply, ack) in replies {
+                        if let Some(ack) = ack {
+                            let _ = reply.send(ack);
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!(
+                        "center ingest: a group of {} batch(es) was not applied, nothing of it is acknowledged: {e}",
+                        replies.len()
+                    );
+                    if presence.is_some() {
+                        lock(&self.shared.presence).dirty = true;
+                    }
+                    if let Err(e) = self.reload() {
+                        eprintln!("center ingest: cannot re-read the store: {e}");
+                    }
+                    // Dropping the replies tells every caller the batch was not applied.
+                    drop(replies);
+                }
+            }
+            self.group_started = Instant::now();
+            self.timings = [Duration::ZERO; 3];
+            self.last_refresh = Instant::now();
+            if stop {
+                return true;
+            }
+            if self.uncheckpointed_bytes >= MAX_WAL_BYTES_BEFORE_CHECKPOINT {
+                self.checkpoint();
+            }
+        }
+        false
+    }
+
+    /// One transaction: takes jobs until the group's bytes reach the cap, the
+    /// jobs run out or a shutdown; judges and applies each in its own savepoint.
+    fn apply_group(
+        &mut self,
+        jobs: &mut std::iter::Peekable<std::vec::IntoIter<Job>>,
+        presence: Option<&HashMap<String, Presence>>,
+        replies: &mut Vec<(oneshot::Sender<pb::Ack>, Option<pb::Ack>)>,
+        touched: &mut BTreeSet<String>,
+        stop: &mut bool,
+    ) -> Result<()> {
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version = apply::data_version(&tx)?;
+        if version != self.data_version {
+            let (states, keys) = apply::load_states(&tx)?;
+            self.states = states;
+            self.keys = keys;
+            self.data_version = version;
+            self.shared.publish(&self.states, &self.keys);
+        }
+        let now = now_unix_ms();
+        let mut bytes = 0usize;
+        while bytes < MAX_GROUP_BYTES {
+            let Some(job) = jobs.next() else { break };
+            let (peer, prepared, reply) = match job {
+                Job::Shutdown => {
+                    *stop = true;
+                    break;
+                }
+                Job::Batch {
+                    peer,
+                    prepared,
+                    reply,
+                } => (peer, prepared, reply),
+            };
+            // A dropped sender (a panic in the pool) leaves the reply unanswered:
+            // the caller sees that the center failed.
+            let waiting = Instant::now();
+            let Ok(mut prepared) = prepared.recv() else {
+                continue;
+            };
+            let applying = Instant::now();
+            self.timings[0] += applying - waiting;
+            bytes = bytes.saturating_add(prepared.signed.batch.len());
+            let known = self.states.contains_key(&peer);
+            let mut state = self.states.get(&peer).cloned().unwrap_or_default();
+            prepared.recheck_signature(self.keys.get(&peer));
+            let sp = tx.savepoint()?;
+            match judge_and_apply(&sp, &self.ctx, &peer, &state, &prepared, now) {
+                Ok(verdict) => {
+                    sp.commit()?;
+                    match &verdict {
+                        Verdict::Accept(effects) => state.advance(effects),
+                        Verdict::Reject(r) => state.reject(r),
+                        Verdict::Duplicate { .. } => {}
+                    }
+                    if known {
+                        self.states.insert(peer.clone(), state);
+                        touched.insert(peer);
+                    }
+                    replies.push((reply, Some(verdict.ack())));
+                }
+                Err(e) => {
+                    // Rolled back as `sp` drops; this batch goes unanswered.
+                    drop(sp);
+                    eprintln!(
+                        "center ingest: batch {} of station {peer} not applied: {e}",
+                        prepared.sequence()
+                    );
+                    replies.push((reply, None));
+                }
+            }
+            self.timings[1] += applying.elapsed();
+        }
+        if let Some(entries) = presence {
+            apply::write_presence(&tx, entries)?;
+        }
+        let committing = Instant::now();
+        tx.commit()?;
+        self.timings[2] += committing.elapsed();
+        self.uncheckpointed_bytes = self.uncheckpointed_bytes.saturating_add(bytes);
+        Ok(())
+    }
+}
+
+/// Looks up what the judge needs, judges, and writes the verdict's effects.
+fn judge_and_apply(
+    conn: &Connection,
+    ctx: &Context,
+    peer: &str,
+    state: &StationState,
+    prepared: &Prepared,
+    now: u64,
+) -> Result<Verdict> {
+    let needs = judge::needs(state, prepared);
+    let mut lookups = Lookups::default();
+    if let Some(sequence) = needs.stored_sequence {
+        lookups.stored_at = apply::stored_batch(conn, peer, sequence)?.map(|stored| {
+            if stored == prepared.signed.batch {
+                StoredAt::SameBytes
+            } else {
+                StoredAt::OtherBytes {
+                    stored_hash: pollsync_proto::chain_hash(&stored),
+                }
+            }
+        });
+    }
+    if !needs.past_ballots.is_empty() {
+        let batches = apply::station_batches(conn, peer)?;
+        lookups.past_ballots =
+            judge::scan_past_ballots(batches.iter().map(Vec::as_slice), &needs.past_ballots);
+    }
+    let verdict = judge::judge(ctx, peer, state, prepared, &lookups);
+    match &verdict {
+        Verdict::Accept(effects) => apply::apply_effects(
+            conn,
+            ctx,
+            peer,
+            &prepared.signed.batch,
+            &prepared.signed.signature,
+            effects,
+        )?,
+        Verdict::Duplicate { .. } => {}
+        Verdict::Reject(r) => {
+            if r.alerts() {
+                apply::insert_alert(conn, peer, r.kind(), r.sequence, &r.detail, now)?;
+            }
+            if r.quarantines() {
+                apply::quarantine(conn, peer)?;
+            }
+        }
+    }
+    Ok(verdict)
+}

@@ -1,0 +1,228 @@
+//! `center serve`'s gRPC side: the `StationSync` service over TLS 1.3 with client
+//! certificates required. A thin layer: it authenticates the peer from its
+//! certificate, hands Hello and every batch to the ingest writer, and streams the
+//! acknowledgements back in the order the batches came.
+//!
+//! Limits (G7): each message is at most `MAX_MESSAGE_BYTES`; a station has at most
+//! `MAX_IN_FLIGHT` batches waiting for acknowledgement (beyond that its stream is
+//! simply not read, so HTTP/2 flow control holds it back); at most
+//! `MAX_CONNECTIONS_PER_STATION` push streams per station. A revoked or quarantined
+//! station's open stream is ended within `REFUSAL_CHECK_INTERVAL_MS`.
+
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pollsync_proto::limits::{MAX_IN_FLIGHT, MAX_MESSAGE_BYTES};
+use pollsync_proto::pb::station_sync_server::{StationSync, StationSyncServer};
+use pollsync_proto::pb::{self, Ack, HelloReply, HelloRequest, PushMessage};
+use pollsync_proto::tls;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::ingest::{HelloRefusal, IngestHandle, RefusalCode};
+
+/// Push streams one station may hold open at once.
+pub const MAX_CONNECTIONS_PER_STATION: usize = 2;
+/// How often an open stream checks whether its station was revoked or quarantined.
+pub const REFUSAL_CHECK_INTERVAL_MS: u64 = 500;
+
+/// The PEM material the gRPC server presents and trusts.
+pub struct TlsPems {
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    pub ca_cert_pem: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("TLS configuration: {0}")]
+    Tls(tonic::transport::Error),
+    #[error("gRPC server: {0}")]
+    Transport(tonic::transport::Error),
+}
+
+/// Serve `StationSync` on `listener` until `shutdown` resolves.
+pub async fn serve_grpc(
+    ingest: IngestHandle,
+    tls_pems: &TlsPems,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    tls::install_crypto_provider();
+    let config = tls::server_tls_config(
+        &tls_pems.server_cert_pem,
+        &tls_pems.server_key_pem,
+        &tls_pems.ca_cert_pem,
+    );
+    let service = StationSyncServer::new(SyncService {
+        ingest,
+        streams: Arc::default(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .tls_config(config)
+        .map_err(ServeError::Tls)?
+        .add_service(service)
+        .serve_with_incoming_shutdown(tls::tcp_incoming(listener), shutdown)
+        .await
+        .map_err(ServeError::Transport)
+}
+
+struct SyncService {
+    ingest: IngestHandle,
+    /// Open push streams per station.
+    streams: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+fn refusal_status(r: HelloRefusal) -> Status {
+    match r.code {
+        RefusalCode::Unauthenticated => Status::unauthenticated(r.detail),
+        RefusalCode::PermissionDenied => Status::permission_denied(r.detail),
+        RefusalCode::FailedPrecondition => Status::failed_precondition(r.detail),
+    }
+}
+
+/// Counts a push stream against its station's limit while it lives.
+struct StreamSlot {
+    station: String,
+    streams: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl StreamSlot {
+    fn take(
+        streams: &Arc<Mutex<HashMap<String, usize>>>,
+        station: &str,
+    ) -> Result<StreamSlot, Status> {
+        let mut open = streams
+            .lock()
+            .map_err(|_| Status::internal("stream table poisoned"))?;
+        let count = open.entry(station.to_string()).or_default();
+        if *count >= MAX_CONNECTIONS_PER_STATION {
+            return Err(Status::resource_exhausted(format!(
+                "station {station} already has {MAX_CONNECTIONS_PER_STATION} open push streams"
+            )));
+        }
+        *count += 1;
+        Ok(StreamSlot {
+            station: station.to_string(),
+            streams: streams.clone(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.streams.lock()
+            && let Some(count) = open.get_mut(&self.station)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.station);
+            }
+        }
+    }
+}
+
+fn ends_the_call(ack: &Ack) -> bool {
+    ack.kind == pb::AckKind::Rejected as i32
+        && [
+            pb::RejectReason::Revoked as i32,
+            pb::RejectReason::Quarantined as i32,
+        ]
+        .contains(&ack.reason)
+}
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<Ack, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl StationSync for SyncService {
+    async fn hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        let station = tls::peer_station_id(&request)?;
+        let reply = self
+            .ingest
+            .hello(&station, request.into_inner())
+            .await
+            .map_err(refusal_status)?;
+        Ok(Response::new(reply))
+    }
+
+    type PushStream = AckStream;
+
+    async fn push(
+        &self,
+        request: Request<Streaming<PushMessage>>,
+    ) -> Result<Response<AckStream>, Status> {
+        let station = tls::peer_station_id(&request)?;
+        if let Some(reason) = self.ingest.refused(&station) {
+            return Err(Status::permission_denied(format!(
+                "station {station} is refused: {}",
+                reason.as_str_name()
+            )));
+        }
+        let slot = StreamSlot::take(&self.streams, &station)?;
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
+        tokio::spawn(pump(self.ingest.clone(), station, inbound, tx, slot));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// One push stream: read batches while fewer than `MAX_IN_FLIGHT` await their
+/// acknowledgement, forward acknowledgements in order, end the call on refusal.
+async fn pump(
+    ingest: IngestHandle,
+    station: String,
+    mut inbound: Streaming<PushMessage>,
+    tx: mpsc::Sender<Result<Ack, Status>>,
+    _slot: StreamSlot,
+) {
+    ingest.connection(&station, true);
+    let mut waiting: VecDeque<tokio::sync::oneshot::Receiver<Ack>> = VecDeque::new();
+    let mut check = tokio::time::interval(Duration::from_millis(REFUSAL_CHECK_INTERVAL_MS));
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            biased;
+            ack = async { waiting.front_mut().expect("guarded by the branch condition").await }, if !waiting.is_empty() => {
+                waiting.pop_front();
+                let Ok(ack) = ack else {
+                    let _ = tx.send(Err(Status::unavailable("the center is shutting down"))).await;
+                    break;
+                };
+                let last = ends_the_call(&ack);
+                if tx.send(Ok(ack)).await.is_err() || last {
+                    break;
+                }
+            }
+            message = inbound.message(), if reading && waiting.len() < MAX_IN_FLIGHT => match message {
+                Ok(Some(PushMessage { kind: Some(pb::push_message::Kind::Batch(batch)) })) => {
+                    waiting.push_back(ingest.submit(&station, batch));
+                }
+                Ok(Some(PushMessage { kind: Some(pb::push_message::Kind::Heartbeat(hb)) })) => ingest.heartbeat(&station, &hb),
+                Ok(Some(PushMessage { kind: None })) => {
+                    let _ = tx.send(Err(Status::invalid_argument("a push message with neither batch nor heartbeat"))).await;
+                    break;
+                }
+                // The station closed its side (or the connection broke): answer what
+                // is in flight, then end.
+                Ok(None) | Err(_) => reading = false,
+            },
+            _ = check.tick() => {
+                if let Some(reason) = ingest.refused(&station) {
+                    let _ = tx.send(Err(Status::permission_denied(format!("station {station} is refused: {}", reason.as_str_name())))).await;
+                    break;
+                }
+            }
+        }
+        if !reading && waiting.is_empty() {
+            break;
+        }
+    }
+    ingest.connection(&station, false);
+}

@@ -1,0 +1,301 @@
+//! The ingest writer's SQL: load the stations' state, look up stored batches,
+//! apply an accepted batch (raw bytes, head, tally upserts), raise alerts,
+//! quarantine, and write the operators' presence view. Every function runs inside
+//! the caller's transaction (`&Connection` is a `Transaction` deref'd).
+//!
+//! Only a handful of rows per batch: the batch row, the station row, one row per
+//! contest and one per candidate or write-in name whose figures change.
+
+use std::collections::{BTreeSet, HashMap};
+
+use ed25519_dalek::VerifyingKey;
+use pollsync_election::TallySheet;
+use pollsync_proto::ChainHead;
+use pollsync_proto::limits::{MAX_DETAIL_CHARS, truncate_chars};
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::{KeyRow, hash32, to_i64, to_u64};
+use crate::error::{CenterError, Result};
+use crate::ingest::judge::{Context, Effects, StationKey, StationState};
+
+/// Longest station id kept in an alert (an imported file may name anything).
+pub const MAX_ALERT_STATION_CHARS: usize = 80;
+
+/// `PRAGMA data_version`: changes when another connection commits.
+pub fn data_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+}
+
+/// Every station's state and current key, as stored.
+pub fn load_states(
+    conn: &Connection,
+) -> Result<(HashMap<String, StationState>, HashMap<String, StationKey>)> {
+    let mut states: HashMap<String, StationState> = HashMap::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT station, revoked, quarantined, head_sequence, head_hash FROM stations",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let station: String = r.get(0)?;
+            let hash: Vec<u8> = r.get(4)?;
+            states.insert(
+                station,
+                StationState {
+                    current_key: None,
+                    revoked: r.get(1)?,
+                    quarantined: r.get(2)?,
+                    head: ChainHead {
+                        sequence: to_u64(r.get(3)?),
+                        hash: hash32(&hash, "head_hash")?,
+                    },
+                    closed: BTreeSet::new(),
+                },
+            );
+        }
+    }
+    {
+        let mut stmt =
+            conn.prepare_cached("SELECT station, contest FROM tally_contest WHERE closed = 1")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let station: String = r.get(0)?;
+            if let Some(s) = states.get_mut(&station) {
+                s.closed.insert(r.get(1)?);
+            }
+        }
+    }
+    let mut keys = HashMap::new();
+    for k in keys_where(conn, None, true)? {
+        let key = VerifyingKey::from_bytes(&k.public_key).map_err(|_| CenterError::Corrupt {
+            detail: format!(
+                "enrolled key {} of station {} is not an Ed25519 key",
+                k.key_no, k.station
+            ),
+        })?;
+        if let Some(s) = states.get_mut(&k.station) {
+            s.current_key = Some(k.key_no);
+        }
+        keys.insert(
+            k.station.clone(),
+            StationKey {
+                key_no: k.key_no,
+                key,
+            },
+        );
+    }
+    Ok((states, keys))
+}
+
+/// Enrolled keys of one station (all stations if `None`), oldest first.
+pub fn keys(conn: &Connection, station: Option<&str>) -> Result<Vec<KeyRow>> {
+    keys_where(conn, station, false)
+}
+
+fn keys_where(conn: &Connection, station: Option<&str>, current_only: bool) -> Result<Vec<KeyRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT station, key_no, cert_der, public_key, current, enrolled_unix_ms FROM station_keys
+         WHERE (?1 IS NULL OR station = ?1) AND (?2 = 0 OR current = 1) ORDER BY station, key_no",
+    )?;
+    let mut rows = stmt.query(params![station, current_only])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let public_key: Vec<u8> = r.get(3)?;
+        out.push(KeyRow {
+            station: r.get(0)?,
+            key_no: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+            cert_der: r.get(2)?,
+            public_key: hash32(&public_key, "enrolled public key")?,
+            current: r.get(4)?,
+            enrolled_unix_ms: to_u64(r.get(5)?),
+        });
+    }
+    Ok(out)
+}
+
+/// Stores an alert (detail cut to `MAX_DETAIL_CHARS`).
+pub fn insert_alert(
+    conn: &Connection,
+    station: &str,
+    kind: &str,
+    sequence: u64,
+    detail: &str,
+    unix_ms: u64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO alerts (station, kind, sequence, detail, unix_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        truncate_chars(station, MAX_ALERT_STATION_CHARS),
+        kind,
+        to_i64(sequence),
+        truncate_chars(detail, MAX_DETAIL_CHARS),
+        to_i64(unix_ms)
+    ])?;
+    Ok(())
+}
+
+/// The stored batch bytes of `station` at `sequence`.
+pub fn stored_batch(conn: &Connection, station: &str, sequence: u64) -> Result<Option<Vec<u8>>> {
+    Ok(conn
+        .prepare_cached("SELECT batch FROM batches WHERE station = ?1 AND sequence = ?2")?
+        .query_row(params![station, to_i64(sequence)], |r| r.get(0))
+        .optional()?)
+}
+
+/// Every stored batch (raw `Batch` bytes) of `station`, in sequence order.
+pub fn station_batches(conn: &Connection, station: &str) -> Result<Vec<Vec<u8>>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT batch FROM batches WHERE station = ?1 ORDER BY sequence")?;
+    let rows = stmt.query_map([station], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Marks `station` quarantined.
+pub fn quarantine(conn: &Connection, station: &str) -> Result<()> {
+    conn.prepare_cached("UPDATE stations SET quarantined = 1 WHERE station = ?1")?
+        .execute([station])?;
+    Ok(())
+}
+
+/// Applies an accepted batch: its raw bytes, the station's new head, the tallies.
+pub fn apply_effects(
+    conn: &Connection,
+    ctx: &Context,
+    station: &str,
+    batch_bytes: &[u8],
+    signature: &[u8],
+    effects: &Effects,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO batches (station, sequence, hash, batch, signature, key_no, events, ballots)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        station,
+        to_i64(effects.sequence),
+        effects.hash.as_slice(),
+        batch_bytes,
+        signature,
+        effects.key_no,
+        to_i64(effects.events),
+        to_i64(effects.ballots)
+    ])?;
+    let updated = conn
+        .prepare_cached(
+            "UPDATE stations SET head_sequence = ?2, head_hash = ?3 WHERE station = ?1",
+        )?
+        .execute(params![
+            station,
+            to_i64(effects.sequence),
+            effects.hash.as_slice()
+        ])?;
+    if updated != 1 {
+        return Err(CenterError::Corrupt {
+            detail: format!("station {station} has no row in the stations table"),
+        });
+    }
+    let mut contest_upsert = conn.prepare_cached(
+        "INSERT INTO tally_contest (station, contest, issued, returned, valid, void)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (station, contest) DO UPDATE SET
+             issued = issued + excluded.issued,
+             returned = returned + excluded.returned,
+             valid = valid + excluded.valid,
+             void = void + excluded.void",
+    )?;
+    let mut candidate_upsert = conn.prepare_cached(
+        "INSERT INTO tally_candidate (station, contest, candidate, for_votes, against)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (station, contest, candidate) DO UPDATE SET
+             for_votes = for_votes + excluded.for_votes,
+             against = against + excluded.against",
+    )?;
+    let mut write_in_upsert = conn.prepare_cached(
+        "INSERT INTO tally_write_in (station, contest, name, for_votes) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (station, contest, name) DO UPDATE SET for_votes = for_votes + excluded.for_votes",
+    )?;
+    let mut write_in_prune = conn.prepare_cached(
+        "DELETE FROM tally_write_in WHERE station = ?1 AND contest = ?2 AND name = ?3 AND for_votes <= 0",
+    )?;
+    for (contest_id, delta) in &effects.deltas {
+        contest_upsert.execute(params![
+            station,
+            contest_id,
+            to_i64(delta.issued),
+            delta.returned,
+            delta.valid,
+            delta.void
+        ])?;
+        if let Some(contest) = ctx.contest(contest_id) {
+            for (i, candidate) in contest.candidates.iter().enumerate() {
+                let f = delta.for_votes.get(i).copied().unwrap_or(0);
+                let a = delta.against.get(i).copied().unwrap_or(0);
+                if f != 0 || a != 0 {
+                    candidate_upsert.execute(params![station, contest_id, candidate.id, f, a])?;
+                }
+            }
+        }
+        for (name, votes) in &delta.write_in {
+            write_in_upsert.execute(params![station, contest_id, name, votes])?;
+            if *votes < 0 {
+                write_in_prune.execute(params![station, contest_id, name])?;
+            }
+        }
+    }
+    for (contest, sheet) in &effects.closes {
+        close_contest(conn, station, contest, sheet)?;
+    }
+    Ok(())
+}
+
+fn close_contest(
+    conn: &Connection,
+    station: &str,
+    contest: &str,
+    sheet: &TallySheet,
+) -> Result<()> {
+    let json = serde_json::to_string(sheet).map_err(|e| CenterError::Corrupt {
+        detail: format!("tally sheet of {station}/{contest}: {e}"),
+    })?;
+    conn.prepare_cached(
+        "INSERT INTO tally_contest (station, contest, closed, sheet) VALUES (?1, ?2, 1, ?3)
+         ON CONFLICT (station, contest) DO UPDATE SET closed = 1, sheet = excluded.sheet",
+    )?
+    .execute(params![station, contest, json])?;
+    Ok(())
+}
+
+/// A station's presence for the operators' view.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Presence {
+    /// Last hello, heartbeat, batch or connection change (Unix ms).
+    pub last_seen_unix_ms: u64,
+    /// The station's own head from its last hello or heartbeat.
+    pub local_head_sequence: u64,
+    /// Sealed batches the station reported as not acknowledged.
+    pub sealed_unacknowledged: u64,
+    /// Open sync connections.
+    pub connections: u32,
+}
+
+/// Writes presence rows (stations not in the table are ignored).
+pub fn write_presence<'a>(
+    conn: &Connection,
+    entries: impl IntoIterator<Item = (&'a String, &'a Presence)>,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE stations SET last_seen_unix_ms = ?2, local_head_sequence = ?3,
+                sealed_unacknowledged = ?4, connected = ?5 WHERE station = ?1",
+    )?;
+    for (station, p) in entries {
+        stmt.execute(params![
+            station,
+            to_i64(p.last_seen_unix_ms),
+            to_i64(p.local_head_sequence),
+            to_i64(p.sealed_unacknowledged),
+            p.connections > 0
+        ])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,702 @@
+//! The center's durable store: one SQLite file, `center.db` in the data folder
+//! (folder 0700, file 0600: it holds the CA key), in WAL mode with
+//! `synchronous=FULL`, every write in a `BEGIN IMMEDIATE` transaction.
+//!
+//! [`Store`] is what the offline commands (and later results, status, audit) use:
+//! creating the store at `init`, reading the election and keys, enrolling and
+//! revoking stations, listing alerts, reading tallies and raw batches. The ingest
+//! writer's own SQL is in [`apply`]; the schema is in [`schema`].
+
+pub mod apply;
+pub mod schema;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs::{DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pollsync_election::{ElectionDefinition, TallySheet, load};
+use pollsync_proto::{ChainHead, ElectionCa, GENESIS_HASH};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _, TransactionBehavior, params};
+use serde::Serialize;
+
+use crate::error::{CenterError, Result};
+use schema::*;
+
+/// The database file inside the data folder.
+pub const DB_FILE: &str = "center.db";
+/// The data folder when `--data` is not given.
+pub const DEFAULT_DATA_DIR: &str = "center-data";
+/// How long a connection waits for another process's write transaction.
+pub const BUSY_TIMEOUT_MS: u64 = 30_000;
+/// Unix permissions of the database file (it holds the CA and server keys).
+pub const DB_FILE_MODE: u32 = 0o600;
+/// Unix permissions of the data folder.
+pub const DATA_DIR_MODE: u32 = 0o700;
+
+/// The database file of the data folder `dir`.
+pub fn db_path(dir: &Path) -> PathBuf {
+    dir.join(DB_FILE)
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    Ok(())
+}
+
+/// Opens the existing store of `dir` (never creates one).
+pub(crate) fn open_connection(dir: &Path) -> Result<Connection> {
+    let path = db_path(dir);
+    if !path.is_file() {
+        return Err(CenterError::NoStore {
+            dir: dir.to_path_buf(),
+        });
+    }
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn)?;
+    let version: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [META_SCHEMA_VERSION],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let version = version.and_then(|v| String::from_utf8(v).ok());
+    if version.as_deref() != Some(SCHEMA_VERSION.to_string().as_str()) {
+        return Err(CenterError::Corrupt {
+            detail: format!(
+                "{}: schema version {:?}, this center reads version {SCHEMA_VERSION}",
+                path.display(),
+                version
+            ),
+        });
+    }
+    Ok(conn)
+}
+
+/// What `center init` puts into a new store.
+pub struct InitSetup<'a> {
+    /// The definition file's exact text.
+    pub election_toml: &'a str,
+    /// The loaded definition.
+    pub definition: &'a ElectionDefinition,
+    /// The new election CA.
+    pub ca: &'a ElectionCa,
+    /// The server certificate (PEM).
+    pub server_cert_pem: &'a str,
+    /// The server key (PEM).
+    pub server_key_pem: &'a str,
+    /// Advertised `HOST:PORT` addresses, first one for bundles.
+    pub advertise: &'a [String],
+}
+
+/// The center's configuration as stored at `init`. `Debug` hides the keys.
+#[derive(Clone)]
+pub struct CenterMeta {
+    /// The election id.
+    pub election_id: String,
+    /// The definition file's exact text.
+    pub election_toml: String,
+    /// Its SHA-256.
+    pub definition_sha256: [u8; 32],
+    /// CA certificate (PEM).
+    pub ca_cert_pem: String,
+    /// CA key (PEM).
+    pub ca_key_pem: String,
+    /// Server certificate (PEM).
+    pub server_cert_pem: String,
+    /// Server key (PEM).
+    pub server_key_pem: String,
+    /// Advertised addresses.
+    pub advertise: Vec<String>,
+}
+
+impl fmt::Debug for CenterMeta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CenterMeta")
+            .field("election_id", &self.election_id)
+            .field("definition_sha256", &hex::encode(self.definition_sha256))
+            .field("advertise", &self.advertise)
+            .field("ca_key_pem", &"<redacted>")
+            .field("server_key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl CenterMeta {
+    /// The first advertised address (goes into enrollment bundles).
+    pub fn center_address(&self) -> &str {
+        self.advertise
+            .first()
+            .map(String::as_str)
+            .unwrap_or(crate::commands::init::DEFAULT_ADVERTISE)
+    }
+
+    /// Loads the election definition.
+    pub fn definition(&self) -> Result<ElectionDefinition> {
+        load("stored election definition", &self.election_toml).map_err(|errors| {
+            CenterError::Corrupt {
+                detail: format!("the stored election definition does not load: {errors}"),
+            }
+        })
+    }
+
+    /// The election CA.
+    pub fn ca(&self) -> Result<ElectionCa> {
+        Ok(ElectionCa::from_pem(&self.ca_cert_pem, &self.ca_key_pem)?)
+    }
+}
+
+/// One alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertRow {
+    /// Increasing id.
+    pub id: i64,
+    /// The station.
+    pub station: String,
+    /// `FORK`, `BAD_SIGNATURE`, … or `REVOKED` for an operator's revocation.
+    pub kind: String,
+    /// The batch's sequence, 0 if none.
+    pub sequence: u64,
+    /// In words.
+    pub detail: String,
+    /// When (Unix ms).
+    pub unix_ms: u64,
+}
+
+/// One station as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StationRow {
+    /// Station id.
+    pub station: String,
+    /// Has an enrolled key.
+    pub enrolled: bool,
+    /// Revoked by an operator.
+    pub revoked: bool,
+    /// Quarantined after a fork.
+    pub quarantined: bool,
+    /// Last batch applied.
+    pub head_sequence: u64,
+    /// Its chain hash (hex).
+    pub head_hash: String,
+    /// Last contact (Unix ms, 0 = never).
+    pub last_seen_unix_ms: u64,
+    /// The station's own head from its last hello or heartbeat.
+    pub local_head_sequence: u64,
+    /// Sealed batches the station reported as not acknowledged.
+    pub sealed_unacknowledged: u64,
+    /// A sync connection is open (as last recorded).
+    pub connected: bool,
+}
+
+/// An enrolled certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    /// The station.
+    pub station: String,
+    /// Its number among the station's enrollments.
+    pub key_no: u32,
+    /// The certificate (DER).
+    pub cert_der: Vec<u8>,
+    /// The Ed25519 public key (32 bytes).
+    pub public_key: [u8; 32],
+    /// Verifies new batches.
+    pub current: bool,
+    /// When enrolled (Unix ms).
+    pub enrolled_unix_ms: u64,
+}
+
+/// One certificate to record as a station's current key.
+#[derive(Debug, Clone)]
+pub struct EnrollRecord {
+    /// The station.
+    pub station: String,
+    /// The certificate (DER).
+    pub cert_der: Vec<u8>,
+    /// Its Ed25519 public key.
+    pub public_key: [u8; 32],
+}
+
+/// A station's running tally of one contest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StationContestTally {
+    /// The station.
+    pub station: String,
+    /// The contest.
+    pub contest: String,
+    /// Computed from its accepted ballots (names and candidates at 0 left out).
+    pub computed: TallySheet,
+    /// The station closed the contest.
+    pub closed: bool,
+    /// The station's own tally sheet from its close.
+    pub sheet: Option<TallySheet>,
+}
+
+/// One stored batch, as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBatch {
+    /// The station.
+    pub station: String,
+    /// Its sequence.
+    pub sequence: u64,
+    /// Chain hash as computed at ingest.
+    pub hash: [u8; 32],
+    /// `SignedBatch.batch`.
+    pub batch: Vec<u8>,
+    /// `SignedBatch.signature`.
+    pub signature: Vec<u8>,
+    /// The station key that verified it.
+    pub key_no: u32,
+}
+
+pub(crate) fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32]> {
+    <[u8; 32]>::try_from(bytes).map_err(|_| CenterError::Corrupt {
+        detail: format!("{what} is {} bytes, expected 32", bytes.len()),
+    })
+}
+
+/// The center store of one data folder.
+pub struct Store {
+    conn: Connection,
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Creates a new store in `dir` (folder made 0700, file 0600). Refuses if a
+    /// store is already there; leaves nothing behind if it fails.
+    pub fn create(dir: &Path, setup: &InitSetup<'_>) -> Result<Store> {
+        let path = db_path(dir);
+        if path.exists() {
+            return Err(Store::exists_error(dir));
+        }
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| CenterError::Io { path: p, source }
+        };
+        if !dir.exists() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(DATA_DIR_MODE)
+                .create(dir)
+                .map_err(io(dir))?;
+            // Whatever the umask did.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DATA_DIR_MODE))
+                .map_err(io(dir))?;
+        }
+        // Made 0600 before SQLite opens it; the -wal and -shm files take its mode.
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(DB_FILE_MODE)
+            .open(&path)
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::AlreadyExists => CenterError::StoreExists {
+                    path: path.clone(),
+                    election: "?".to_owned(),
+                },
+                _ => CenterError::Io {
+                    path: path.clone(),
+                    source,
+                },
+            })?;
+        let result = Self::fill_new(dir, setup);
+        if result.is_err() {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                let _ = std::fs::remove_file(PathBuf::from(p));
+            }
+        }
+        result
+    }
+
+    /// The refusal for a folder that holds a store already (naming its election).
+    pub fn exists_error(dir: &Path) -> CenterError {
+        let election = Store::open(dir)
+            .and_then(|s| s.meta())
+            .map(|m| m.election_id)
+            .unwrap_or_else(|_| "?".to_owned());
+        CenterError::StoreExists {
+            path: db_path(dir),
+            election,
+        }
+    }
+
+    fn fill_new(dir: &Path, setup: &InitSetup<'_>) -> Result<Store> {
+        let mut conn = Connection::open_with_flags(
+            db_path(dir),
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&conn)?;
+        let digest = pollsync_proto::definition_sha256(setup.election_toml.as_bytes());
+        let advertise = serde_json::to_vec(setup.advertise).map_err(|e| CenterError::Corrupt {
+            detail: e.to_string(),
+        })?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(SCHEMA)?;
+        {
+            let mut put = tx.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
+            let version = SCHEMA_VERSION.to_string();
+            let created = now_unix_ms().to_string();
+            let rows: [(&str, &[u8]); 10] = [
+                (META_SCHEMA_VERSION, version.as_bytes()),
+                (META_ELECTION_ID, setup.definition.election.id.as_bytes()),
+                (META_ELECTION_TOML, setup.election_toml.as_bytes()),
+                (META_DEFINITION_SHA256, &digest),
+                (META_CA_CERT_PEM, setup.ca.cert_pem().as_bytes()),
+                (META_CA_KEY_PEM, setup.ca.key_pem().as_bytes()),
+                (META_SERVER_CERT_PEM, setup.server_cert_pem.as_bytes()),
+                (META_SERVER_KEY_PEM, setup.server_key_pem.as_bytes()),
+                (META_ADVERTISE, &advertise),
+                (META_CREATED_UNIX_MS, created.as_bytes()),
+            ];
+            for (key, value) in rows {
+                put.execute(params![key, value])?;
+            }
+            let mut station =
+                tx.prepare("INSERT INTO stations (station, head_hash) VALUES (?1, ?2)")?;
+            for s in &setup.definition.stations {
+                station.execute(params![s.id, GENESIS_HASH.as_slice()])?;
+            }
+        }
+        tx.commit()?;
+        Ok(Store {
+            conn,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Opens the store of `dir`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        Ok(Store {
+            conn: open_connection(dir)?,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The connection, for the ingest writer that takes the store over.
+    pub(crate) fn into_connection(self) -> Connection {
+        self.conn
+    }
+
+    /// The data folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The SQLite connection, for read-only queries of later modules (results,
+    /// status, audit). Writes belong to the ingest writer and to [`Store`]'s methods.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn meta_bytes(&self, key: &str) -> Result<Vec<u8>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| CenterError::Corrupt {
+                detail: format!("meta entry {key:?} is missing"),
+            })
+    }
+
+    fn meta_text(&self, key: &str) -> Result<String> {
+        String::from_utf8(self.meta_bytes(key)?).map_err(|_| CenterError::Corrupt {
+            detail: format!("meta entry {key:?} is not UTF-8"),
+        })
+    }
+
+    /// The configuration stored at `init`.
+    pub fn meta(&self) -> Result<CenterMeta> {
+        let advertise: Vec<String> = serde_json::from_slice(&self.meta_bytes(META_ADVERTISE)?)
+            .map_err(|e| CenterError::Corrupt {
+                detail: format!("meta entry {META_ADVERTISE:?}: {e}"),
+            })?;
+        Ok(CenterMeta {
+            election_id: self.meta_text(META_ELECTION_ID)?,
+            election_toml: self.meta_text(META_ELECTION_TOML)?,
+            definition_sha256: hash32(
+                &self.meta_bytes(META_DEFINITION_SHA256)?,
+                "definition_sha256",
+            )?,
+            ca_cert_pem: self.meta_text(META_CA_CERT_PEM)?,
+            ca_key_pem: self.meta_text(META_CA_KEY_PEM)?,
+            server_cert_pem: self.meta_text(META_SERVER_CERT_PEM)?,
+            server_key_pem: self.meta_text(META_SERVER_KEY_PEM)?,
+            advertise,
+        })
+    }
+
+    /// Every alert, oldest first.
+    pub fn alerts(&self) -> Result<Vec<AlertRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, station, kind, sequence, detail, unix_ms FROM alerts ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AlertRow {
+                id: r.get(0)?,
+                station: r.get(1)?,
+                kind: r.get(2)?,
+                sequence: to_u64(r.get(3)?),
+                detail: r.get(4)?,
+                unix_ms: to_u64(r.get(5)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every station of the election, in id order.
+    pub fn stations(&self) -> Result<Vec<StationRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT s.station, s.revoked, s.quarantined, s.head_sequence, s.head_hash,
+                    s.last_seen_unix_ms, s.local_head_sequence, s.sealed_unacknowledged, s.connected,
+                    EXISTS (SELECT 1 FROM station_keys k WHERE k.station = s.station)
+             FROM stations s ORDER BY s.station",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(StationRow {
+                station: r.get(0)?,
+                revoked: r.get(1)?,
+                quarantined: r.get(2)?,
+                head_sequence: to_u64(r.get(3)?),
+                head_hash: hex::encode(r.get::<_, Vec<u8>>(4)?),
+                last_seen_unix_ms: to_u64(r.get(5)?),
+                local_head_sequence: to_u64(r.get(6)?),
+                sealed_unacknowledged: to_u64(r.get(7)?),
+                connected: r.get(8)?,
+                enrolled: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A station's head (`None` if the station is not in the store).
+    pub fn head(&self, station: &str) -> Result<Option<ChainHead>> {
+        let row: Option<(i64, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT head_sequence, head_hash FROM stations WHERE station = ?1",
+                [station],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(sequence, hash)| {
+            Ok(ChainHead {
+                sequence: to_u64(sequence),
+                hash: hash32(&hash, "head_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Every key ever enrolled for `station`, oldest first.
+    pub fn keys_of(&self, station: &str) -> Result<Vec<KeyRow>> {
+        apply::keys(&self.conn, Some(station))
+    }
+
+    /// Records certificates as the stations' current keys (older keys stay, no
+    /// longer current), in one transaction.
+    pub fn enroll(&mut self, records: &[EnrollRecord]) -> Result<()> {
+        let now = to_i64(now_unix_ms());
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for r in records {
+            let next: i64 = tx.query_row(
+                "SELECT coalesce(max(key_no), 0) + 1 FROM station_keys WHERE station = ?1",
+                [&r.station],
+                |row| row.get(0),
+            )?;
+            tx.execute(
+                "UPDATE station_keys SET current = 0 WHERE station = ?1",
+                [&r.station],
+            )?;
+            tx.execute(
+                "INSERT INTO station_keys (station, key_no, cert_der, public_key, current, enrolled_unix_ms)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+                params![r.station, next, r.cert_der, r.public_key.as_slice(), now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Revokes `station` and stores an alert. Returns false if it was revoked
+    /// already (nothing changes then).
+    pub fn revoke(&mut self, station: &str) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE stations SET revoked = 1 WHERE station = ?1 AND revoked = 0",
+            [station],
+        )?;
+        if changed > 0 {
+            apply::insert_alert(
+                &tx,
+                station,
+                "REVOKED",
+                0,
+                "revoked by the center's operator (center revoke): its hellos are refused and its batches rejected from now on",
+                now_unix_ms(),
+            )?;
+        }
+        tx.commit()?;
+        Ok(changed > 0)
+    }
+
+    /// Every station's running tallies, by station then contest.
+    pub fn tallies(&self) -> Result<Vec<StationContestTally>> {
+        let mut out: BTreeMap<(String, String), StationContestTally> = BTreeMap::new();
+        {
+            let mut stmt = self.conn.prepare(
+                "SELECT station, contest, issued, returned, valid, void, closed, sheet FROM tally_contest",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let station: String = r.get(0)?;
+                let contest: String = r.get(1)?;
+                let sheet: Option<String> = r.get(7)?;
+                let sheet = sheet
+                    .map(|s| {
+                        serde_json::from_str::<TallySheet>(&s).map_err(|e| CenterError::Corrupt {
+                            detail: format!("tally sheet of {station}/{contest}: {e}"),
+                        })
+                    })
+                    .transpose()?;
+                let computed = TallySheet {
+                    issued: to_u64(r.get(2)?),
+                    returned: to_u64(r.get(3)?),
+                    valid: to_u64(r.get(4)?),
+                    void: to_u64(r.get(5)?),
+                    ..TallySheet::default()
+                };
+                out.insert(
+                    (station.clone(), contest.clone()),
+                    StationContestTally {
+                        station,
+                        contest,
+                        computed,
+                        closed: r.get(6)?,
+                        sheet,
+                    },
+                );
+            }
+        }
+        fn entry(
+            out: &mut BTreeMap<(String, String), StationContestTally>,
+            station: String,
+            contest: String,
+        ) -> &mut StationContestTally {
+            out.entry((station.clone(), contest.clone()))
+                .or_insert_with(|| StationContestTally {
+                    station,
+                    contest,
+                    computed: TallySheet::default(),
+                    closed: false,
+                    sheet: None,
+                })
+        }
+        {
+            let mut stmt = self.conn.prepare(
+                "SELECT station, contest, candidate, for_votes, against FROM tally_candidate",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let t = entry(&mut out, r.get(0)?, r.get(1)?);
+                let candidate: String = r.get(2)?;
+                let (f, a) = (to_u64(r.get(3)?), to_u64(r.get(4)?));
+                if f > 0 {
+                    t.computed.for_votes.insert(candidate.clone(), f);
+                }
+                if a > 0 {
+                    t.computed.against.insert(candidate, a);
+                }
+            }
+        }
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT station, contest, name, for_votes FROM tally_write_in")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let t = entry(&mut out, r.get(0)?, r.get(1)?);
+                let votes = to_u64(r.get(3)?);
+                if votes > 0 {
+                    t.computed.write_in.insert(r.get(2)?, votes);
+                }
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// Every station's computed tally per contest, as `station → contest → sheet`.
+    pub fn tally_map(&self) -> Result<BTreeMap<String, BTreeMap<String, TallySheet>>> {
+        let mut map: BTreeMap<String, BTreeMap<String, TallySheet>> = BTreeMap::new();
+        for t in self.tallies()? {
+            map.entry(t.station)
+                .or_default()
+                .insert(t.contest, t.computed);
+        }
+        Ok(map)
+    }
+
+    /// The stored batches of `station` (all stations if `None`), by station then
+    /// sequence: what `center audit` re-verifies and re-tallies.
+    pub fn batches(&self, station: Option<&str>) -> Result<Vec<StoredBatch>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT station, sequence, hash, batch, signature, key_no FROM batches
+             WHERE ?1 IS NULL OR station = ?1 ORDER BY station, sequence",
+        )?;
+        let mut rows = stmt.query([station])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(StoredBatch {
+                station: r.get(0)?,
+                sequence: to_u64(r.get(1)?),
+                hash: hash32(&r.get::<_, Vec<u8>>(2)?, "batch hash")?,
+                batch: r.get(3)?,
+                signature: r.get(4)?,
+                key_no: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Number of accepted batches and ballots per station.
+    pub fn batch_counts(&self) -> Result<HashMap<String, (u64, u64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT station, count(*), coalesce(sum(ballots), 0) FROM batches GROUP BY station",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (to_u64(r.get(1)?), to_u64(r.get(2)?)),
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}

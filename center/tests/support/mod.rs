@@ -1,0 +1,267 @@
+//! Shared pieces of the center's tests: a two-contest election, a center store
+//! initialised and enrolled in a temporary folder, and station chains that seal
+//! signed batches with a bundle's key, as a station would.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use pollsync_center::commands::{enroll, init};
+use pollsync_election::{Ballot, BallotId, Mark, StationEvent, TallySheet};
+use pollsync_proto::convert::event_to_pb;
+use pollsync_proto::{EnrollmentBundle, GENESIS_HASH, chain_hash, pb, seal_batch};
+
+/// D-001 (2 seats, 3 candidates) and T-001 (1 seat, 2 candidates) at S-0001 and
+/// S-0002; T-002 at S-0003 only.
+pub const ELECTION: &str = r#"
+[election]
+id = "test-2021"
+name = "测试选举"
+date = "2021-11-01"
+rules = "prc-direct"
+
+[[unit]]
+id = "xiditou"
+name = "西堤头镇"
+kind = "town"
+
+[[contest]]
+id = "D-001"
+level = "district"
+unit = "xiditou"
+name = "区级第1选区"
+seats = 2
+registered = 3000
+candidates = [
+  { id = "D-001-1", name = "张伟", gender = "F", ethnicity = "汉族", party = "中共", incumbent = true },
+  { id = "D-001-2", name = "李强", gender = "M", ethnicity = "回族", party = "群众" },
+  { id = "D-001-3", name = "王芳", gender = "F", ethnicity = "汉族", party = "中共" },
+]
+
+[[contest]]
+id = "T-001"
+level = "town"
+unit = "xiditou"
+name = "西堤头镇镇级第1选区"
+seats = 1
+registered = 1500
+candidates = [
+  { id = "T-001-1", name = "赵明", gender = "M", ethnicity = "汉族", party = "民盟" },
+  { id = "T-001-2", name = "刘洋", gender = "M", ethnicity = "汉族", party = "中共" },
+]
+
+[[contest]]
+id = "T-002"
+level = "town"
+unit = "xiditou"
+name = "西堤头镇镇级第2选区"
+seats = 1
+registered = 1500
+candidates = [
+  { id = "T-002-1", name = "陈静", gender = "F", ethnicity = "满族", party = "中共" },
+  { id = "T-002-2", name = "周杰", gender = "M", ethnicity = "汉族", party = "中共" },
+]
+
+[[station]]
+id = "S-0001"
+name = "西堤头镇第1投票站"
+kind = "fixed"
+contests = ["D-001", "T-001"]
+
+[[station]]
+id = "S-0002"
+name = "西堤头镇第1流动票箱"
+kind = "mobile"
+contests = ["D-001", "T-001"]
+
+[[station]]
+id = "S-0003"
+name = "西堤头镇第2投票站"
+kind = "fixed"
+contests = ["T-002"]
+"#;
+
+/// A center initialised and fully enrolled in a temporary folder.
+pub struct Center {
+    pub tmp: tempfile::TempDir,
+    pub data: PathBuf,
+    pub bundles: PathBuf,
+    pub election_file: PathBuf,
+}
+
+impl Center {
+    pub fn new() -> Center {
+        Self::with_election(ELECTION)
+    }
+
+    pub fn with_election(toml: &str) -> Center {
+        let tmp = tempfile::tempdir().unwrap();
+        let election_file = tmp.path().join("election.toml");
+        std::fs::write(&election_file, toml).unwrap();
+        let data = tmp.path().join("center-data");
+        let bundles = tmp.path().join("bundles");
+        init::init(&data, &election_file, &[]).unwrap();
+        enroll::enroll(
+            &data,
+            &enroll::EnrollRequest {
+                all: true,
+                out_dir: bundles.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        Center {
+            tmp,
+            data,
+            bundles,
+            election_file,
+        }
+    }
+
+    pub fn bundle(&self, station: &str) -> EnrollmentBundle {
+        EnrollmentBundle::read(&enroll::bundle_path(&self.bundles, station)).unwrap()
+    }
+
+    pub fn chain(&self, station: &str) -> StationChain {
+        StationChain::from_bundle(&self.bundle(station))
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+}
+
+/// Seals a station's batches with its bundle's key, in sequence.
+#[derive(Clone)]
+pub struct StationChain {
+    pub election: String,
+    pub station: String,
+    pub key: SigningKey,
+    pub definition: [u8; 32],
+    pub prev: [u8; 32],
+    pub next: u64,
+}
+
+impl StationChain {
+    pub fn from_bundle(bundle: &EnrollmentBundle) -> StationChain {
+        StationChain {
+            election: bundle.election_id.clone(),
+            station: bundle.station_id.clone(),
+            key: bundle.signing_key().unwrap(),
+            definition: bundle.definition_sha256(),
+            prev: GENESIS_HASH,
+            next: 1,
+        }
+    }
+
+    pub fn raw(&self, events: &[StationEvent]) -> pb::Batch {
+        pb::Batch {
+            election_id: self.election.clone(),
+            station_id: self.station.clone(),
+            sequence: self.next,
+            prev_hash: self.prev.to_vec(),
+            definition_sha256: self.definition.to_vec(),
+            events: events.iter().map(event_to_pb).collect(),
+        }
+    }
+
+    /// Seals `batch` with this chain's key and advances the chain to it.
+    pub fn seal(&mut self, batch: &pb::Batch) -> pb::SignedBatch {
+        let signed = seal_batch(&self.key, batch);
+        self.prev = chain_hash(&signed.batch);
+        self.next = batch.sequence + 1;
+        signed
+    }
+
+    pub fn batch(&mut self, events: &[StationEvent]) -> pb::SignedBatch {
+        let b = self.raw(events);
+        self.seal(&b)
+    }
+}
+
+pub fn ballot(id: u32, contest: &str, marks: &[Mark], write_ins: &[&str]) -> StationEvent {
+    let mut bytes = [0u8; 16];
+    bytes[..4].copy_from_slice(&id.to_be_bytes());
+    bytes[15] = 0xb1;
+    StationEvent::Ballot(Ballot {
+        id: BallotId::from_bytes(bytes),
+        contest: contest.into(),
+        marks: marks.to_vec(),
+        write_ins: write_ins.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
+pub fn ballot_id(id: u32) -> BallotId {
+    let mut bytes = [0u8; 16];
+    bytes[..4].copy_from_slice(&id.to_be_bytes());
+    bytes[15] = 0xb1;
+    BallotId::from_bytes(bytes)
+}
+
+pub fn issued(contest: &str, count: u64) -> StationEvent {
+    StationEvent::Issued {
+        contest: contest.into(),
+        count,
+    }
+}
+
+pub fn cancel(id: u32) -> StationEvent {
+    StationEvent::Cancel {
+        ballot_id: ballot_id(id),
+        reason: "entered twice".into(),
+    }
+}
+
+pub fn close(contest: &str, sheet: TallySheet) -> StationEvent {
+    StationEvent::Close {
+        contest: contest.into(),
+        sheet,
+    }
+}
+
+/// What the election crate computes from a station's events applied once, in order
+/// (zero entries left out, as the store reports them).
+pub fn truth(events: &[StationEvent]) -> std::collections::BTreeMap<String, TallySheet> {
+    let def = pollsync_election::load("t", ELECTION).unwrap();
+    let mut sheets: std::collections::BTreeMap<String, TallySheet> = Default::default();
+    let mut ballots = std::collections::BTreeMap::new();
+    for e in events {
+        match e {
+            StationEvent::Ballot(b) => {
+                let c = def.contest(&b.contest).unwrap();
+                sheets
+                    .entry(b.contest.clone())
+                    .or_default()
+                    .add_ballot(c, b);
+                ballots.insert(b.id, b.clone());
+            }
+            StationEvent::Issued { contest, count } => sheets
+                .entry(contest.clone())
+                .or_default()
+                .add_issued(*count),
+            StationEvent::Cancel { ballot_id, .. } => {
+                let b: Ballot = ballots.remove(ballot_id).unwrap();
+                let c = def.contest(&b.contest).unwrap();
+                sheets
+                    .entry(b.contest.clone())
+                    .or_default()
+                    .remove_ballot(c, &b);
+            }
+            StationEvent::Close { contest, .. } => {
+                sheets.entry(contest.clone()).or_default();
+            }
+        }
+    }
+    for s in sheets.values_mut() {
+        s.for_votes.retain(|_, v| *v != 0);
+        s.against.retain(|_, v| *v != 0);
+        s.write_in.retain(|_, v| *v != 0);
+    }
+    sheets
+}
+
+/// The `center` binary of this package.
+pub fn center_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_center"))
+}
