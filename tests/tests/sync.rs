@@ -1,0 +1,137 @@
+//! G2, G3, G5 across processes: real `center serve` and `station` binaries over mTLS
+//! on loopback, checked against a ground truth drawn independently of the sync.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use pollsync_sim::ballots::{self, USUAL};
+use pollsync_tests::{
+    Center, Station, center_tallies, ok, record_day, run, small_election, truth, wait_for,
+};
+
+#[test]
+fn every_station_syncs_and_the_center_holds_exactly_the_truth() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (file, def) = small_election(root.path(), 5);
+    let drawn = ballots::draw(&def, 5, &USUAL);
+    let mut center = Center::init(root.path(), &file);
+    center.serve();
+    for s in &def.stations {
+        let station = Station::init(root.path(), &center, &s.id, center.address());
+        record_day(&station, &drawn, root.path());
+        station.ok(&["sync", "--timeout-s", "60"]);
+        let status: serde_json::Value =
+            serde_json::from_str(&station.ok(&["status", "--json"])).expect("json");
+        assert_eq!(
+            status["batches"]["sealed"], status["batches"]["acknowledged"],
+            "{}",
+            s.id
+        );
+    }
+    assert_eq!(center_tallies(&center), truth(&drawn));
+    assert!(
+        center
+            .json(&["alerts", "--json"])
+            .as_array()
+            .is_some_and(|a| a.is_empty()),
+        "honest stations raise no alert"
+    );
+}
+
+#[test]
+fn killing_the_center_mid_sync_and_syncing_again_gives_exactly_the_truth() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (file, def) = small_election(root.path(), 6);
+    let drawn = ballots::draw(&def, 6, &USUAL);
+    let mut center = Center::init(root.path(), &file);
+    center.serve();
+    let stations: Vec<Station> = def
+        .stations
+        .iter()
+        .map(|s| {
+            let st = Station::init(root.path(), &center, &s.id, center.address());
+            record_day(&st, &drawn, root.path());
+            st
+        })
+        .collect();
+    // Every station pushes at once; the center dies part-way through.
+    let mut children: Vec<_> = stations
+        .iter()
+        .map(|s| {
+            s.command()
+                .args(["sync", "--timeout-s", "60"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("sync starts")
+        })
+        .collect();
+    wait_for(
+        "some batches to reach the center",
+        Duration::from_secs(60),
+        || {
+            let held: u64 = center_tallies(&center)
+                .values()
+                .flat_map(|c| c.values())
+                .map(|t| t.returned)
+                .sum();
+            (held > 0).then_some(())
+        },
+    );
+    center.kill();
+    center.serve();
+    for (child, s) in children.iter_mut().zip(&stations) {
+        let status = child.wait().expect("sync ends");
+        if !status.success() {
+            // It gave up while the center was down or cut off: one more sync.
+            ok(s.command().args(["sync", "--timeout-s", "60"]));
+        }
+    }
+    for s in &stations {
+        ok(s.command().args(["sync", "--timeout-s", "60"]));
+    }
+    assert_eq!(center_tallies(&center), truth(&drawn));
+    assert!(
+        center
+            .json(&["alerts", "--json"])
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+    );
+}
+
+#[test]
+fn the_same_batches_by_usb_twice_and_by_network_count_once() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (file, def) = small_election(root.path(), 7);
+    let drawn = ballots::draw(&def, 7, &USUAL);
+    let mut center = Center::init(root.path(), &file);
+    // Serving while the files are imported: both paths write the same store.
+    center.serve();
+    let first = &def.stations[0];
+    let station = Station::init(root.path(), &center, &first.id, center.address());
+    record_day(&station, &drawn, root.path());
+    let export = root.path().join("usb.export");
+    station.ok(&["export", "--out", &export.display().to_string()]);
+    ok(center.command().arg("import").arg(&export));
+    let again = run(center.command().args(["import", "--json"]).arg(&export));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let report = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        report.contains("duplicate"),
+        "a second import is all duplicates: {report}"
+    );
+
+    // Now the network too: the station learns the center holds everything.
+    ok(station.command().args(["sync", "--timeout-s", "30"]));
+    let expected = truth(&drawn).remove(&first.id).expect("station's truth");
+    assert_eq!(
+        center_tallies(&center)
+            .remove(&first.id)
+            .expect("center holds the station"),
+        expected
+    );
+}
