@@ -22,6 +22,7 @@ pub mod identity;
 pub mod limits;
 mod messages;
 pub mod shape;
+pub mod time;
 pub mod tls;
 
 /// Generated protobuf messages and gRPC services of package `pollsync.v1`.

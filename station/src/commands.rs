@@ -265,7 +265,7 @@ pub fn status_text(v: &serde_json::Value) -> String {
         v["batches"]["acknowledged"],
         v["center"].as_str().unwrap_or("?"),
         match v["last_contact_unix_ms"].as_u64() {
-            Some(ms) => format!("{ms} (unix ms)"),
+            Some(ms) => pollsync_proto::time::utc_time(ms),
             None => "never".into(),
         },
         if closed.is_empty() {

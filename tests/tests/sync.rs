@@ -135,3 +135,70 @@ fn the_same_batches_by_usb_twice_and_by_network_count_once() {
         expected
     );
 }
+
+/// Copy a directory tree (a station device cloned byte for byte).
+fn clone_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}
+
+#[test]
+fn a_cloned_station_that_forks_is_raised_and_quarantined_and_counts_stay_honest() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (file, def) = small_election(root.path(), 8);
+    let mut center = Center::init(root.path(), &file);
+    center.serve();
+    let id = def.stations[0].id.clone();
+    let contest = def.stations[0].contests[0].clone();
+    let candidate = def.contest(&contest).expect("contest").candidates[0]
+        .id
+        .clone();
+    let original = Station::init(root.path(), &center, &id, center.address());
+    original.ok(&["record", "--contest", &contest, "--for", &candidate]);
+    original.ok(&["sync", "--timeout-s", "30"]);
+
+    let clone = Station {
+        id: id.clone(),
+        data: root.path().join("clone"),
+    };
+    clone_dir(&original.data, &clone.data);
+    original.ok(&["record", "--contest", &contest, "--for", &candidate]);
+    original.ok(&["sync", "--timeout-s", "30"]);
+    clone.ok(&["record", "--contest", &contest, "--against", &candidate]);
+    clone.ok(&["seal"]);
+    let out = run(clone.command().args(["sync", "--timeout-s", "30"]));
+    assert!(!out.status.success(), "the clone's sync must fail");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("fork"), "the clone is told why: {said}");
+
+    let alerts = center.json(&["alerts", "--json"]);
+    let forks: Vec<_> = alerts
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .filter(|a| a["kind"] == "FORK" && a["station"] == id.as_str())
+        .collect();
+    assert_eq!(forks.len(), 1, "one fork alert for {id}: {alerts}");
+    // Quarantined: the original is refused too until an operator acts.
+    original.ok(&["record", "--contest", &contest, "--for", &candidate]);
+    let out = run(original.command().args(["sync", "--timeout-s", "10"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("quarantined"));
+    // Only the two honest ballots count.
+    let held = center_tallies(&center)
+        .remove(&id)
+        .expect("station's tallies")
+        .remove(&contest)
+        .expect("contest");
+    assert_eq!(
+        (
+            held.returned,
+            held.for_votes.get(&candidate).copied(),
+            held.against.get(&candidate).copied()
+        ),
+        (2, Some(2), None)
+    );
+}

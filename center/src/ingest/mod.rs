@@ -303,6 +303,27 @@ impl IngestHandle {
                 format!("station {peer} is quarantined after a fork; an operator must act"),
             );
         }
+        if req.local_head_sequence == station.head.sequence
+            && req.local_head_sequence > 0
+            && req.local_head_hash.as_slice() != station.head.hash.as_slice()
+        {
+            // Same sequence, other content: this device's chain forked from the
+            // center's (a cloned device or a restored backup that sealed anew).
+            let detail = format!(
+                "at hello, station {peer}'s batch {} has chain hash {} but the center holds {}: the chains forked; the station is quarantined",
+                req.local_head_sequence,
+                hex::encode(&req.local_head_hash),
+                hex::encode(station.head.hash)
+            );
+            if let Some(jobs) = lock(&self.shared.jobs).as_ref() {
+                let _ = jobs.send(writer::Job::ForkAtHello {
+                    peer: peer.to_owned(),
+                    sequence: req.local_head_sequence,
+                    detail: detail.clone(),
+                });
+            }
+            return refuse(RefusalCode::FailedPrecondition, detail);
+        }
         self.shared.touch(peer, |p| {
             p.local_head_sequence = req.local_head_sequence;
         });

@@ -30,6 +30,13 @@ pub(super) enum Job {
         prepared: mpsc::Receiver<Prepared>,
         reply: oneshot::Sender<pb::Ack>,
     },
+    /// A Hello showed the station's copy of batch `sequence` differs from the
+    /// center's: a fork found before any batch was pushed. Raise it and quarantine.
+    ForkAtHello {
+        peer: String,
+        sequence: u64,
+        detail: String,
+    },
     /// Stop after everything queued before.
     Shutdown,
 }
@@ -290,6 +297,22 @@ impl Writer {
                 Job::Shutdown => {
                     *stop = true;
                     break;
+                }
+                Job::ForkAtHello {
+                    peer,
+                    sequence,
+                    detail,
+                } => {
+                    if let Some(state) = self.states.get_mut(&peer)
+                        && !state.quarantined
+                    {
+                        let fork = judge::reason_name(pb::RejectReason::Fork);
+                        apply::insert_alert(&tx, &peer, fork, sequence, &detail, now)?;
+                        apply::quarantine(&tx, &peer)?;
+                        state.quarantined = true;
+                        touched.insert(peer);
+                    }
+                    continue;
                 }
                 Job::Batch {
                     peer,
