@@ -10,73 +10,7 @@ use pollsync_proto::{ElectionCa, EnrollmentBundle};
 
 /// A two-contest election: D-001 (2 seats, 3 candidates) and T-001 (1 seat, 2
 /// candidates), collected by S-0001 and S-0002; T-002 is collected by S-0003 only.
-pub const ELECTION: &str = r#"
-[election]
-id = "test-2021"
-name = "测试选举"
-date = "2021-11-01"
-rules = "prc-direct"
-
-[[unit]]
-id = "xiditou"
-name = "西堤头镇"
-kind = "town"
-
-[[contest]]
-id = "D-001"
-level = "district"
-unit = "xiditou"
-name = "区级第1选区"
-seats = 2
-registered = 3000
-candidates = [
-  { id = "D-001-1", name = "张伟", gender = "F", ethnicity = "汉族", party = "中共", incumbent = true },
-  { id = "D-001-2", name = "李强", gender = "M", ethnicity = "回族", party = "群众" },
-  { id = "D-001-3", name = "王芳", gender = "F", ethnicity = "汉族", party = "中共" },
-]
-
-[[contest]]
-id = "T-001"
-level = "town"
-unit = "xiditou"
-name = "西堤头镇镇级第1选区"
-seats = 1
-registered = 1500
-candidates = [
-  { id = "T-001-1", name = "赵明", gender = "M", ethnicity = "汉族", party = "民盟" },
-  { id = "T-001-2", name = "刘洋", gender = "M", ethnicity = "汉族", party = "中共" },
-]
-
-[[contest]]
-id = "T-002"
-level = "town"
-unit = "xiditou"
-name = "西堤头镇镇级第2选区"
-seats = 1
-registered = 1500
-candidates = [
-  { id = "T-002-1", name = "陈静", gender = "F", ethnicity = "满族", party = "中共" },
-  { id = "T-002-2", name = "周杰", gender = "M", ethnicity = "汉族", party = "中共" },
-]
-
-[[station]]
-id = "S-0001"
-name = "西堤头镇第1投票站"
-kind = "fixed"
-contests = ["D-001", "T-001"]
-
-[[station]]
-id = "S-0002"
-name = "西堤头镇第1流动票箱"
-kind = "mobile"
-contests = ["D-001", "T-001"]
-
-[[station]]
-id = "S-0003"
-name = "西堤头镇第2投票站"
-kind = "fixed"
-contests = ["D-001", "T-002"]
-"#;
+pub const ELECTION: &str = include_str!("../../../tests/fixtures/three-stations.toml");
 
 pub struct TestStation {
     /// Keeps the temporary folder alive.

@@ -13,73 +13,7 @@ use proptest::prelude::*;
 
 use super::*;
 
-pub(crate) const ELECTION: &str = r#"
-[election]
-id = "test-2021"
-name = "测试选举"
-date = "2021-11-01"
-rules = "prc-direct"
-
-[[unit]]
-id = "xiditou"
-name = "西堤头镇"
-kind = "town"
-
-[[contest]]
-id = "D-001"
-level = "district"
-unit = "xiditou"
-name = "区级第1选区"
-seats = 2
-registered = 3000
-candidates = [
-  { id = "D-001-1", name = "张伟", gender = "F", ethnicity = "汉族", party = "中共", incumbent = true },
-  { id = "D-001-2", name = "李强", gender = "M", ethnicity = "回族", party = "群众" },
-  { id = "D-001-3", name = "王芳", gender = "F", ethnicity = "汉族", party = "中共" },
-]
-
-[[contest]]
-id = "T-001"
-level = "town"
-unit = "xiditou"
-name = "西堤头镇镇级第1选区"
-seats = 1
-registered = 1500
-candidates = [
-  { id = "T-001-1", name = "赵明", gender = "M", ethnicity = "汉族", party = "民盟" },
-  { id = "T-001-2", name = "刘洋", gender = "M", ethnicity = "汉族", party = "中共" },
-]
-
-[[contest]]
-id = "T-002"
-level = "town"
-unit = "xiditou"
-name = "西堤头镇镇级第2选区"
-seats = 1
-registered = 1500
-candidates = [
-  { id = "T-002-1", name = "陈静", gender = "F", ethnicity = "满族", party = "中共" },
-  { id = "T-002-2", name = "周杰", gender = "M", ethnicity = "汉族", party = "中共" },
-]
-
-[[station]]
-id = "S-0001"
-name = "西堤头镇第1投票站"
-kind = "fixed"
-contests = ["D-001", "T-001"]
-
-[[station]]
-id = "S-0002"
-name = "西堤头镇第2投票站"
-kind = "fixed"
-contests = ["D-001", "T-001"]
-
-[[station]]
-id = "S-0003"
-name = "西堤头镇第3投票站"
-kind = "mobile"
-contests = ["T-002"]
-"#;
+pub(crate) const ELECTION: &str = include_str!("../../../../tests/fixtures/three-stations.toml");
 
 fn ctx() -> Context {
     let def = load("test.toml", ELECTION).unwrap();
