@@ -186,6 +186,9 @@ async fn pump(
     let mut waiting: VecDeque<tokio::sync::oneshot::Receiver<Ack>> = VecDeque::new();
     let mut check = tokio::time::interval(Duration::from_millis(REFUSAL_CHECK_INTERVAL_MS));
     let mut reading = true;
+    // Why the station's side ended, when it was an error (e.g. an oversized message):
+    // told to the station after the acknowledgements already due.
+    let mut failure: Option<Status> = None;
     loop {
         tokio::select! {
             biased;
@@ -209,9 +212,14 @@ async fn pump(
                     let _ = tx.send(Err(Status::invalid_argument("a push message with neither batch nor heartbeat"))).await;
                     break;
                 }
-                // The station closed its side (or the connection broke): answer what
-                // is in flight, then end.
-                Ok(None) | Err(_) => reading = false,
+                // The station closed its side: answer what is in flight, then end.
+                Ok(None) => reading = false,
+                // A message that broke a limit or the connection: answer what is in
+                // flight, then end with the reason.
+                Err(status) => {
+                    failure = Some(status);
+                    reading = false;
+                }
             },
             _ = check.tick() => {
                 if let Some(reason) = ingest.refused(&station) {
@@ -221,6 +229,9 @@ async fn pump(
             }
         }
         if !reading && waiting.is_empty() {
+            if let Some(status) = failure.take() {
+                let _ = tx.send(Err(status)).await;
+            }
             break;
         }
     }
