@@ -16,9 +16,6 @@
 //! - a message over 4 MiB ends that stream with an error status and applies
 //!   nothing, while another station's stream goes on;
 //! - 40 batches pipelined (more than the window of 32) are acknowledged in order.
-//!
-//! One test is ignored: it shows that the center ends a Push call whose inbound
-//! message it could not decode (over 4 MiB) with grpc-status OK, not an error.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -733,8 +730,8 @@ async fn an_oversized_message_ends_only_its_own_stream_and_applies_nothing() {
         signature: vec![0; 64],
     };
     push_a.send(oversized).await;
-    // A's call ends without an acknowledgement for it. (That it ends with an error
-    // status is checked, and currently fails, in the ignored test below.)
+    // A's call ends without an acknowledgement for it (the status is checked in
+    // `an_oversized_message_ends_its_stream_with_an_error_status`).
     let end = push_a.next().await;
     assert!(!matches!(end, Ok(Some(_))), "{end:?}");
     assert!(matches!(push_a.next().await, Ok(None)));
