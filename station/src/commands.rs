@@ -242,6 +242,7 @@ pub fn status(dir: &Path) -> Result<serde_json::Value> {
         "head": {"sequence": head.sequence, "hash": head.hash_hex()},
         "last_contact_unix_ms": last_contact,
         "closed": store.closed_contests()?,
+        "sealing_held": store.sealing_hold()?,
     }))
 }
 
@@ -255,7 +256,7 @@ pub fn status_text(v: &serde_json::Value) -> String {
          events: {} waiting to be sealed, {} sealed ({} ballots)\n\
          batches: {} sealed, {} acknowledged by the center\n\
          last contact with the center ({}): {}\n\
-         closed contests: {}\n",
+         closed contests: {}\n{}",
         v["station"].as_str().unwrap_or("?"),
         v["election"].as_str().unwrap_or("?"),
         v["events"]["pending"],
@@ -273,6 +274,10 @@ pub fn status_text(v: &serde_json::Value) -> String {
         } else {
             closed.join(", ")
         },
+        match v["sealing_held"].as_str() {
+            Some(why) => format!("SEALING HELD (call an operator): {why}\n"),
+            None => String::new(),
+        },
     )
 }
 
@@ -286,7 +291,10 @@ pub fn seal(dir: &Path) -> Result<Vec<SealedBatch>> {
 pub fn export(dir: &Path, out: &Path) -> Result<(usize, u64)> {
     let mut store = Store::open(dir)?;
     let prov = store.provisioned()?;
-    store.seal(&prov)?;
+    // A held device exports what it sealed before, and seals nothing more.
+    if store.sealing_hold()?.is_none() {
+        store.seal(&prov)?;
+    }
     let batches = store.unacknowledged()?;
     let count = batches.len();
     let bytes = batches.iter().map(|b| b.batch.len() as u64).sum();

@@ -56,6 +56,8 @@ pub enum StationError {
     EventTooLarge { bytes: usize, max: usize },
     #[error("contest '{contest}' is not collected at this station (it collects: {served})")]
     NotServed { contest: String, served: String },
+    #[error("sealing is held on this device: {reason}")]
+    SealingHeld { reason: String },
     #[error("could not draw randomness from the operating system: {0}")]
     Random(String),
 }

@@ -54,6 +54,8 @@ CREATE TABLE closed (contest TEXT PRIMARY KEY) WITHOUT ROWID;
 
 const META_BUNDLE: &str = "bundle";
 const META_CENTER: &str = "center_address";
+/// Why sealing is held (this device's chain is not the center's); absent when not.
+const META_SEAL_HOLD: &str = "seal_hold";
 /// Unix time in ms of the last exchange with the center (not tied to any ballot).
 pub const META_LAST_CONTACT_MS: &str = "last_contact_unix_ms";
 
@@ -289,6 +291,9 @@ impl Store {
     /// Seal every pending event into signed batches (several if limits require),
     /// each in its own durable transaction. Returns the batches made.
     pub fn seal(&mut self, provisioned: &Provisioned) -> Result<Vec<SealedBatch>> {
+        if let Some(reason) = self.sealing_hold()? {
+            return Err(StationError::SealingHeld { reason });
+        }
         let key = provisioned.bundle.signing_key()?;
         let definition_sha256 = provisioned.bundle.definition_sha256().to_vec();
         let mut made = Vec::new();
@@ -359,6 +364,19 @@ impl Store {
             });
         }
         Ok(made)
+    }
+
+    /// Stop all sealing on this device (a sync found its chain is not the center's:
+    /// new batches would fork). Recording goes on; an operator must look at it.
+    pub fn hold_sealing(&self, reason: &str) -> Result<()> {
+        self.set_meta(META_SEAL_HOLD, reason.as_bytes())
+    }
+
+    /// Why sealing is held, if it is.
+    pub fn sealing_hold(&self) -> Result<Option<String>> {
+        Ok(self
+            .meta(META_SEAL_HOLD)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// The head of the sealed chain: last sequence and its hash (genesis if none).

@@ -690,6 +690,11 @@ fn a_device_that_lost_sealed_batches_stops_and_seals_nothing() {
         "no batch sealed that would fork"
     );
     assert_eq!(status["events"]["pending"], 2, "recorded ballots are kept");
+    // The hold outlives the sync: another process cannot seal over it either.
+    let held = restored.fails(&["seal"]);
+    assert!(held.contains("sealing is held"), "{held}");
+    assert!(restored.status()["sealing_held"].is_string());
+    restored.ok(&["record", "--contest", "D-001"]);
     center.assert_each_applied_once("S-0001", 4);
 }
 

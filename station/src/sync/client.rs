@@ -734,16 +734,25 @@ impl Agent {
             Ok((head, hash))
         })
         .await?;
-        let resume = self
-            .sender
-            .on_hello(&SessionStart {
-                center_head_sequence: center_head,
-                center_head_hash: reply.center_head_hash.clone(),
-                max_in_flight: reply.max_in_flight,
-                local_head_sequence: local_head,
-                local_hash_at_center_head: local_hash,
-            })
-            .map_err(|t| SessionError::Stop(Stop::Terminal(t)))?;
+        let resume = self.sender.on_hello(&SessionStart {
+            center_head_sequence: center_head,
+            center_head_hash: reply.center_head_hash.clone(),
+            max_in_flight: reply.max_in_flight,
+            local_head_sequence: local_head,
+            local_hash_at_center_head: local_hash,
+        });
+        let resume = match resume {
+            Ok(resume) => resume,
+            Err(t) => {
+                if t.stops_sealing() {
+                    // Remember it in the store, so that `station seal` and
+                    // `station export` in other processes do not seal over it either.
+                    let why = t.to_string();
+                    with_store(&self.reader, move |s| s.hold_sealing(&why)).await?;
+                }
+                return Err(SessionError::Stop(Stop::Terminal(t)));
+            }
+        };
         Ok((reply, resume))
     }
 

@@ -134,7 +134,10 @@ impl Terminal {
 
     /// Whether sealing must stop too (new batches would fork the center's copy).
     pub fn stops_sealing(&self) -> bool {
-        matches!(self, Terminal::CenterAhead { .. })
+        matches!(
+            self,
+            Terminal::CenterAhead { .. } | Terminal::HeadMismatch { .. }
+        )
     }
 }
 

@@ -110,7 +110,8 @@ fn a_different_batch_at_the_center_head_is_terminal() {
     st.local_hash_at_center_head = Some([2; 32]);
     let err = s.on_hello(&st).unwrap_err();
     assert!(matches!(err, Terminal::HeadMismatch { sequence: 3, .. }));
-    assert!(!err.stops_sealing());
+    // This device's chain is not the center's: more batches would only fork further.
+    assert!(err.stops_sealing());
     // The same hash, or a reply without a 32-byte hash, is fine.
     let mut s = Sender::new(5, 0);
     st.center_head_hash = vec![2; 32];
