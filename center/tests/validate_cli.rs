@@ -157,8 +157,8 @@ fn a_missing_or_unreadable_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("/nonexistent/election.toml") && stderr.contains("cannot read"),
-        "{stderr}"
+        stderr.contains("/nonexistent/election.toml: cannot read"),
+        "a whole-file mistake names the file, with no empty path after it: {stderr}"
     );
 
     let dir = tempfile::tempdir().expect("tempdir");

@@ -22,7 +22,7 @@ pub const MAX_REPORTED_MISTAKES: usize = 200;
 
 /// One mistake in a definition: where it is and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {path}: {reason}")]
+#[error("{file}: {}{reason}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
 pub struct DefinitionError {
     pub file: String,
     /// TOML path, e.g. `contest[3].candidates[1].id`; empty for the whole file.
