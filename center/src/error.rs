@@ -35,6 +35,12 @@ pub enum CenterError {
         /// The address given.
         address: String,
     },
+    /// A contest id that is not in the election.
+    #[error("contest '{contest}' is not in this election")]
+    UnknownContest {
+        /// The id given.
+        contest: String,
+    },
     /// Station ids that are not in the election.
     #[error("not in election {election}: {}; nothing was written", stations.join(", "))]
     UnknownStations {

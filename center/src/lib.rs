@@ -6,6 +6,7 @@
 pub mod commands;
 pub mod error;
 pub mod ingest;
+pub mod results;
 pub mod serve;
 pub mod store;
 pub mod validate;

@@ -81,6 +81,16 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:7443", value_name = "HOST:PORT")]
         grpc: String,
     },
+    /// Results and winners per contest, with totals: as a table, JSON or CSV.
+    /// A contest shows as pending, naming its stations, until all have closed and synced.
+    Results {
+        /// Only this contest.
+        #[arg(long, value_name = "ID")]
+        contest: Option<String>,
+        /// table (for people), json (SPEC shape), csv (one row per candidate).
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+        format: String,
+    },
     /// Every alert: station, kind, sequence, detail, time.
     Alerts {
         /// Print JSON for scripts instead of text.
@@ -209,6 +219,21 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(format!("{e:#}")),
         },
+        Command::Results { contest, format } => {
+            let computed = pollsync_center::store::Store::open(&data)
+                .and_then(|store| pollsync_center::results::compute(&store, contest.as_deref()));
+            match computed {
+                Ok(results) => {
+                    match format.as_str() {
+                        "json" => print_json(&results.to_json()),
+                        "csv" => print!("{}", results.to_csv()),
+                        _ => print!("{}", results.to_table()),
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
         Command::Alerts { json } => match alerts::alerts(&data) {
             Ok(list) => {
                 if json {

@@ -16,9 +16,24 @@ fn every_station_syncs_and_the_center_holds_exactly_the_truth() {
     let drawn = ballots::draw(&def, 5, &USUAL);
     let mut center = Center::init(root.path(), &file);
     center.serve();
+    let last = def.stations.last().expect("stations").clone();
     for s in &def.stations {
         let station = Station::init(root.path(), &center, &s.id, center.address());
         record_day(&station, &drawn, root.path());
+        if s.id == last.id {
+            // Before the last station is in, none of its contests is final, and each
+            // names it.
+            let results = center.json(&["results", "--format", "json"]);
+            for c in &last.contests {
+                let r = contest_result(&results, c);
+                assert_eq!(r["status"], "pending", "{c}: {r}");
+                assert!(
+                    r["problems"].to_string().contains(&last.id),
+                    "{c} must name {}: {r}",
+                    last.id
+                );
+            }
+        }
         station.ok(&["sync", "--timeout-s", "60"]);
         let status: serde_json::Value =
             serde_json::from_str(&station.ok(&["status", "--json"])).expect("json");
@@ -36,6 +51,38 @@ fn every_station_syncs_and_the_center_holds_exactly_the_truth() {
             .is_some_and(|a| a.is_empty()),
         "honest stations raise no alert"
     );
+
+    // The results the operators see are the truth, decided.
+    let results = center.json(&["results", "--format", "json"]);
+    for (contest, t) in ballots::truth_per_contest(&drawn) {
+        let r = contest_result(&results, &contest);
+        assert_ne!(
+            r["status"], "pending",
+            "{contest}: every station closed and synced: {r}"
+        );
+        let seen = [
+            &r["ballots"]["issued"],
+            &r["ballots"]["returned"],
+            &r["ballots"]["valid"],
+            &r["ballots"]["void"],
+        ];
+        let want: [serde_json::Value; 4] = [
+            t.issued.into(),
+            t.returned.into(),
+            t.valid.into(),
+            t.void.into(),
+        ];
+        assert_eq!(
+            seen,
+            want.iter().collect::<Vec<_>>().as_slice(),
+            "{contest}"
+        );
+        for cand in r["candidates"].as_array().expect("candidates") {
+            let id = cand["id"].as_str().expect("id");
+            assert_eq!(cand["for"], t.for_of(id), "{contest} {id} FOR");
+            assert_eq!(cand["against"], t.against_of(id), "{contest} {id} AGAINST");
+        }
+    }
 }
 
 #[test]
@@ -134,6 +181,14 @@ fn the_same_batches_by_usb_twice_and_by_network_count_once() {
             .expect("center holds the station"),
         expected
     );
+}
+
+/// One contest's entry of `center results --format json`.
+fn contest_result<'a>(results: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    results["contests"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["id"] == id))
+        .unwrap_or_else(|| panic!("no contest {id} in the results"))
 }
 
 /// Copy a directory tree (a station device cloned byte for byte).
