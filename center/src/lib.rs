@@ -3,6 +3,7 @@
 //! batches exactly once (network and `center import` alike) and runs the offline
 //! commands; reconciliation and the operators' views build on it.
 
+pub mod audit;
 pub mod commands;
 pub mod error;
 pub mod ingest;

@@ -1,0 +1,228 @@
+//! `center audit`: trust nothing but the raw signed bytes. Every stored batch is
+//! re-verified (signature against the station's enrolled key, chain hash, links,
+//! sequence, election, station, definition), every station's tallies are counted
+//! again from those bytes with the election crate's own counting, and the result is
+//! compared with the live tallies the ingest kept. Any difference is named (G4).
+
+use std::collections::{BTreeMap, HashMap};
+
+use ed25519_dalek::VerifyingKey;
+use pollsync_election::{Ballot, BallotId, ElectionDefinition, StationEvent, TallySheet};
+use pollsync_proto::convert::event_from_pb;
+use pollsync_proto::envelope::decode_batch_bytes;
+use pollsync_proto::{GENESIS_HASH, chain_hash, pb, verify_batch};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::store::{Store, StoredBatch};
+
+/// What the audit found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditReport {
+    pub stations: u64,
+    pub batches: u64,
+    pub ballots: u64,
+    /// Every difference or failed check, in words naming the station and batch.
+    pub differences: Vec<String>,
+}
+
+impl AuditReport {
+    pub fn is_clean(&self) -> bool {
+        self.differences.is_empty()
+    }
+}
+
+/// A station's contest as counted again from the raw batches.
+#[derive(Default, Clone, PartialEq)]
+struct Recount {
+    computed: TallySheet,
+    closed: bool,
+    sheet: Option<TallySheet>,
+}
+
+pub fn audit(store: &Store) -> Result<AuditReport> {
+    let meta = store.meta()?;
+    let def = meta.definition()?;
+    let mut report = AuditReport::default();
+    let mut recount: BTreeMap<(String, String), Recount> = BTreeMap::new();
+
+    let mut by_station: BTreeMap<String, Vec<StoredBatch>> = BTreeMap::new();
+    for b in store.batches(None)? {
+        by_station.entry(b.station.clone()).or_default().push(b);
+    }
+    for (station, batches) in &by_station {
+        report.stations += 1;
+        let keys: HashMap<u32, [u8; 32]> = store
+            .keys_of(station)?
+            .into_iter()
+            .map(|k| (k.key_no, k.public_key))
+            .collect();
+        let mut ballots: HashMap<BallotId, Ballot> = HashMap::new();
+        let mut prev_hash = GENESIS_HASH;
+        for (i, stored) in batches.iter().enumerate() {
+            report.batches += 1;
+            let at = format!("station {station} batch {}", stored.sequence);
+            let mut fail = |what: String| report.differences.push(format!("{at}: {what}"));
+            if stored.sequence != i as u64 + 1 {
+                fail(format!(
+                    "stored as sequence {} but it is batch #{} of the chain",
+                    stored.sequence,
+                    i + 1
+                ));
+            }
+            let hash = chain_hash(&stored.batch);
+            if hash != stored.hash {
+                fail("its bytes do not give its stored chain hash".into());
+            }
+            let signed = pb::SignedBatch {
+                batch: stored.batch.clone(),
+                signature: stored.signature.clone(),
+            };
+            match keys.get(&stored.key_no).map(VerifyingKey::from_bytes) {
+                Some(Ok(key)) => {
+                    if let Err(e) = verify_batch(&key, &signed) {
+                        fail(format!(
+                            "signature does not verify with the station's key #{}: {e}",
+                            stored.key_no
+                        ));
+                    }
+                }
+                _ => fail(format!(
+                    "the key #{} that accepted it is not on record",
+                    stored.key_no
+                )),
+            }
+            let batch = match decode_batch_bytes(&stored.batch) {
+                Ok(b) => b,
+                Err(e) => {
+                    fail(format!("does not decode: {e}"));
+                    prev_hash = hash;
+                    continue;
+                }
+            };
+            if batch.prev_hash.as_slice() != prev_hash.as_slice() {
+                fail("does not link to the batch before it".into());
+            }
+            if batch.election_id != meta.election_id
+                || batch.station_id != *station
+                || batch.sequence != stored.sequence
+            {
+                fail(format!(
+                    "names election {}, station {}, sequence {}",
+                    batch.election_id, batch.station_id, batch.sequence
+                ));
+            }
+            if batch.definition_sha256.as_slice() != meta.definition_sha256.as_slice() {
+                fail("was sealed against another election definition".into());
+            }
+            prev_hash = hash;
+            for event in &batch.events {
+                match event_from_pb(event) {
+                    Ok(e) => count(&def, station, e, &mut recount, &mut ballots, &mut report),
+                    Err(e) => report
+                        .differences
+                        .push(format!("{at}: an event does not read: {e}")),
+                }
+            }
+        }
+    }
+
+    // Compare with the live tallies, both ways.
+    let mut live: BTreeMap<(String, String), Recount> = BTreeMap::new();
+    for t in store.tallies()? {
+        live.insert(
+            (t.station.clone(), t.contest.clone()),
+            Recount {
+                computed: t.computed,
+                closed: t.closed,
+                sheet: t.sheet,
+            },
+        );
+    }
+    let keys: std::collections::BTreeSet<_> = live.keys().chain(recount.keys()).cloned().collect();
+    for key in keys {
+        let (station, contest) = &key;
+        let contest_def = def.contest(contest);
+        let empty = || Recount {
+            computed: contest_def.map_or_else(TallySheet::default, TallySheet::for_contest),
+            ..Recount::default()
+        };
+        let stored = live.get(&key).cloned().unwrap_or_else(empty);
+        let again = recount.get(&key).cloned().unwrap_or_else(empty);
+        for d in nonzero(&stored.computed).differences_as(
+            &nonzero(&again.computed),
+            "live tally",
+            "recount",
+        ) {
+            report
+                .differences
+                .push(format!("station {station}, contest {contest}: {d}"));
+        }
+        if nonzero(&stored.computed).against != nonzero(&again.computed).against {
+            report.differences.push(format!("station {station}, contest {contest}: AGAINST votes differ between the live tally and the recount"));
+        }
+        if stored.closed != again.closed || stored.sheet != again.sheet {
+            report.differences.push(format!(
+                "station {station}, contest {contest}: the stored close (closed {}) is not the one in its batches (closed {})",
+                stored.closed, again.closed
+            ));
+        }
+    }
+    Ok(report)
+}
+
+fn count(
+    def: &ElectionDefinition,
+    station: &str,
+    event: StationEvent,
+    recount: &mut BTreeMap<(String, String), Recount>,
+    ballots: &mut HashMap<BallotId, Ballot>,
+    report: &mut AuditReport,
+) {
+    match event {
+        StationEvent::Ballot(b) => {
+            if let Some(contest) = def.contest(&b.contest) {
+                report.ballots += 1;
+                entry(recount, station, &contest.id)
+                    .computed
+                    .add_ballot(contest, &b);
+                ballots.insert(b.id, b);
+            }
+        }
+        StationEvent::Issued { contest, count } => {
+            entry(recount, station, &contest).computed.add_issued(count)
+        }
+        StationEvent::Cancel { ballot_id, .. } => {
+            if let Some(b) = ballots.remove(&ballot_id)
+                && let Some(contest) = def.contest(&b.contest)
+            {
+                entry(recount, station, &contest.id)
+                    .computed
+                    .remove_ballot(contest, &b);
+            }
+        }
+        StationEvent::Close { contest, sheet } => {
+            let e = entry(recount, station, &contest);
+            e.closed = true;
+            e.sheet = Some(sheet);
+        }
+    }
+}
+
+fn entry<'a>(
+    recount: &'a mut BTreeMap<(String, String), Recount>,
+    station: &str,
+    contest: &str,
+) -> &'a mut Recount {
+    recount
+        .entry((station.to_string(), contest.to_string()))
+        .or_default()
+}
+
+fn nonzero(sheet: &TallySheet) -> TallySheet {
+    let mut s = sheet.clone();
+    for map in [&mut s.for_votes, &mut s.against, &mut s.write_in] {
+        map.retain(|_, v| *v > 0);
+    }
+    s
+}
