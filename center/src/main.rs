@@ -118,7 +118,21 @@ enum Command {
 }
 
 fn print_json(value: &serde_json::Value) {
-    println!("{value:#}");
+    emit(&format!("{value:#}\n"));
+}
+
+/// Write to stdout; a reader that went away (`center results | head`) ends the
+/// command quietly instead of with a panic.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("center: cannot write the output: {e}");
+        std::process::exit(1);
+    }
 }
 
 fn to_value<T: serde::Serialize>(value: &T) -> serde_json::Value {
@@ -234,8 +248,8 @@ fn main() -> ExitCode {
                 Ok(results) => {
                     match format.as_str() {
                         "json" => print_json(&results.to_json()),
-                        "csv" => print!("{}", results.to_csv()),
-                        _ => print!("{}", results.to_table()),
+                        "csv" => emit(&results.to_csv()),
+                        _ => emit(&results.to_table()),
                     }
                     ExitCode::SUCCESS
                 }
