@@ -9,6 +9,7 @@ pub mod error;
 pub mod ingest;
 pub mod results;
 pub mod serve;
+pub mod status;
 pub mod store;
 pub mod validate;
 

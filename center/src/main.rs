@@ -81,6 +81,13 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:7443", value_name = "HOST:PORT")]
         grpc: String,
     },
+    /// Stations by state (never seen, online, offline, lagging, closed, fully synced),
+    /// contests by status with the stations not yet in, and the alert count.
+    Status {
+        /// Print JSON for scripts instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Results and winners per contest, with totals: as a table, JSON or CSV.
     /// A contest shows as pending, naming its stations, until all have closed and synced.
     Results {
@@ -241,6 +248,21 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(format!("{e:#}")),
         },
+        Command::Status { json } => {
+            match pollsync_center::store::Store::open(&data)
+                .and_then(|s| pollsync_center::status::compute(&s))
+            {
+                Ok(v) => {
+                    if json {
+                        print_json(&v);
+                    } else {
+                        emit(&pollsync_center::status::to_text(&v));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
         Command::Results { contest, format } => {
             let computed = pollsync_center::store::Store::open(&data)
                 .and_then(|store| pollsync_center::results::compute(&store, contest.as_deref()));

@@ -33,6 +33,12 @@ fn every_station_syncs_and_the_center_holds_exactly_the_truth() {
                     last.id
                 );
             }
+            let status = center.json(&["status", "--json"]);
+            for c in status["contests"]["list"].as_array().expect("contests") {
+                if last.contests.iter().any(|id| c["id"] == id.as_str()) {
+                    assert_eq!(c["not_yet_in"], serde_json::json!([last.id]), "{c}");
+                }
+            }
         }
         station.ok(&["sync", "--timeout-s", "60"]);
         let status: serde_json::Value =
@@ -51,6 +57,16 @@ fn every_station_syncs_and_the_center_holds_exactly_the_truth() {
             .is_some_and(|a| a.is_empty()),
         "honest stations raise no alert"
     );
+
+    let status = center.json(&["status", "--json"]);
+    assert_eq!(
+        status["stations"]["fully_synced"],
+        def.stations.len(),
+        "{status}"
+    );
+    for c in status["contests"]["list"].as_array().expect("contests") {
+        assert_eq!(c["not_yet_in"], serde_json::json!([]), "{c}");
+    }
 
     // The results the operators see are the truth, decided.
     let results = center.json(&["results", "--format", "json"]);

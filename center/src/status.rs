@@ -1,0 +1,184 @@
+//! `center status`: what operators watch on election day: every station's state
+//! (never seen, online, offline since, lagging, closed, fully synced, refused), every
+//! contest's status with "X of Y stations reporting" and who is not yet in, and the
+//! alerts raised.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::error::Result;
+use crate::results;
+use crate::store::{Store, now_unix_ms};
+
+/// A station not heard from for this long is shown offline.
+pub const OFFLINE_AFTER_MS: u64 = pollsync_proto::limits::OFFLINE_AFTER_MS;
+
+/// One station as the operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StationStatus {
+    pub station: String,
+    /// never_seen | online | offline | revoked | quarantined
+    pub connection: &'static str,
+    pub last_seen_unix_ms: Option<u64>,
+    /// Batches the station reported sealed that the center does not hold yet.
+    pub lagging_batches: u64,
+    /// Every contest it collects is closed at the center.
+    pub closed: bool,
+    /// Closed, and the center holds everything it sealed.
+    pub fully_synced: bool,
+}
+
+pub fn compute(store: &Store) -> Result<Value> {
+    let results = results::compute(store, None)?;
+    let def = &results.definition;
+    let now = now_unix_ms();
+    let mut closed: BTreeMap<(String, String), bool> = BTreeMap::new();
+    for t in store.tallies()? {
+        closed.insert((t.station, t.contest), t.closed);
+    }
+    let rows: BTreeMap<String, _> = store
+        .stations()?
+        .into_iter()
+        .map(|r| (r.station.clone(), r))
+        .collect();
+    let stations: Vec<StationStatus> = def
+        .stations
+        .iter()
+        .map(|s| {
+            let row = rows.get(&s.id);
+            let seen = row.map_or(0, |r| r.last_seen_unix_ms);
+            let head = row.map_or(0, |r| r.head_sequence);
+            let connection = match row {
+                Some(r) if r.revoked => "revoked",
+                Some(r) if r.quarantined => "quarantined",
+                _ if seen == 0 && head == 0 => "never_seen",
+                Some(r) if r.connected && now.saturating_sub(seen) < OFFLINE_AFTER_MS => "online",
+                _ => "offline",
+            };
+            let lagging = row.map_or(0, |r| r.local_head_sequence.saturating_sub(r.head_sequence));
+            let all_closed = s.contests.iter().all(|c| {
+                closed
+                    .get(&(s.id.clone(), c.clone()))
+                    .copied()
+                    .unwrap_or(false)
+            });
+            StationStatus {
+                station: s.id.clone(),
+                connection,
+                last_seen_unix_ms: (seen > 0).then_some(seen),
+                lagging_batches: lagging,
+                closed: all_closed,
+                fully_synced: all_closed
+                    && lagging == 0
+                    && matches!(connection, "online" | "offline"),
+            }
+        })
+        .collect();
+    let contests: Vec<Value> = results
+        .outcomes
+        .iter()
+        .map(|o| {
+            let missing: Vec<&str> = def
+                .stations_of(&o.contest)
+                .filter(|s| !stations.iter().any(|st| st.station == s.id && st.fully_synced))
+                .map(|s| s.id.as_str())
+                .collect();
+            json!({
+                "id": o.contest,
+                "status": o.status,
+                "reporting": format!("{} of {} stations reporting", o.stations.expected - missing.len() as u64, o.stations.expected),
+                "stations": o.stations,
+                "not_yet_in": missing,
+            })
+        })
+        .collect();
+    let mut by_connection: BTreeMap<&str, u64> = BTreeMap::new();
+    for s in &stations {
+        *by_connection.entry(s.connection).or_default() += 1;
+    }
+    let alerts = store.alerts()?;
+    Ok(json!({
+        "election": def.election.id,
+        "stations": {
+            "total": stations.len(),
+            "by_connection": by_connection,
+            "closed": stations.iter().filter(|s| s.closed).count(),
+            "fully_synced": stations.iter().filter(|s| s.fully_synced).count(),
+            "list": stations,
+        },
+        "contests": {
+            "by_status": results.totals.overall.contests_by_status,
+            "list": contests,
+        },
+        "alerts": alerts.len(),
+    }))
+}
+
+/// The status as lines a person reads.
+pub fn to_text(v: &Value) -> String {
+    let s = &v["stations"];
+    let mut out = format!(
+        "election {}\nstations: {} in all; {} closed, {} fully synced; by connection: {}\n",
+        v["election"].as_str().unwrap_or("?"),
+        s["total"],
+        s["closed"],
+        s["fully_synced"],
+        s["by_connection"]
+            .as_object()
+            .map(|m| m
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default()
+    );
+    for st in s["list"].as_array().into_iter().flatten() {
+        let lag = st["lagging_batches"].as_u64().unwrap_or(0);
+        let seen = st["last_seen_unix_ms"]
+            .as_u64()
+            .map(pollsync_proto::time::utc_time)
+            .unwrap_or_else(|| "never".into());
+        out.push_str(&format!(
+            "  {} {}{}{}; last seen {}\n",
+            st["station"].as_str().unwrap_or("?"),
+            st["connection"].as_str().unwrap_or("?"),
+            if lag > 0 {
+                format!(", lagging by {lag} batch(es)")
+            } else {
+                String::new()
+            },
+            if st["fully_synced"] == true {
+                ", fully synced"
+            } else if st["closed"] == true {
+                ", closed"
+            } else {
+                ""
+            },
+            seen
+        ));
+    }
+    out.push_str("contests:\n");
+    for c in v["contests"]["list"].as_array().into_iter().flatten() {
+        let missing: Vec<&str> = c["not_yet_in"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.as_str())
+            .collect();
+        out.push_str(&format!(
+            "  {} {}: {}{}\n",
+            c["id"].as_str().unwrap_or("?"),
+            c["status"].as_str().unwrap_or("?"),
+            c["reporting"].as_str().unwrap_or("?"),
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!("; not yet in: {}", missing.join(", "))
+            }
+        ));
+    }
+    out.push_str(&format!("alerts: {} (see `center alerts`)\n", v["alerts"]));
+    out
+}
