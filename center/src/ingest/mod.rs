@@ -46,6 +46,8 @@ use pool::Pool;
 /// Longest the writer waits, when idle, before re-reading state changed by other
 /// processes (revocations, enrollments) and flushing presence.
 pub const REFRESH_INTERVAL_MS: u64 = 500;
+/// How long a Hello that found a fork waits for its alert to be durable.
+pub const FORK_RECORD_TIMEOUT_MS: u64 = 5_000;
 /// Shortest time between two writes of the operators' presence view.
 pub const PRESENCE_FLUSH_INTERVAL_MS: u64 = 1_000;
 /// Most batches in one group commit.
@@ -224,13 +226,22 @@ impl IngestHandle {
         peer_station: &str,
         req: pb::HelloRequest,
     ) -> Result<pb::HelloReply, HelloRefusal> {
-        self.hello_now(peer_station, &req)
+        let mut fork_recorded = None;
+        let answer = self.hello_now(peer_station, &req, &mut fork_recorded);
+        if let Some(recorded) = fork_recorded {
+            // Refuse only once the fork's alert and quarantine are durable, so that
+            // whoever hears "forked" finds them in the store.
+            let wait = std::time::Duration::from_millis(FORK_RECORD_TIMEOUT_MS);
+            let _ = tokio::time::timeout(wait, recorded).await;
+        }
+        answer
     }
 
     fn hello_now(
         &self,
         peer: &str,
         req: &pb::HelloRequest,
+        fork_recorded: &mut Option<oneshot::Receiver<pb::Ack>>,
     ) -> Result<pb::HelloReply, HelloRefusal> {
         let refuse = |code, detail: String| Err(HelloRefusal { code, detail });
         let ctx = &self.shared.ctx;
@@ -316,11 +327,18 @@ impl IngestHandle {
                 hex::encode(station.head.hash)
             );
             if let Some(jobs) = lock(&self.shared.jobs).as_ref() {
-                let _ = jobs.send(writer::Job::ForkAtHello {
-                    peer: peer.to_owned(),
-                    sequence: req.local_head_sequence,
-                    detail: detail.clone(),
-                });
+                let (done, recorded) = oneshot::channel();
+                if jobs
+                    .send(writer::Job::ForkAtHello {
+                        peer: peer.to_owned(),
+                        sequence: req.local_head_sequence,
+                        detail: detail.clone(),
+                        done,
+                    })
+                    .is_ok()
+                {
+                    *fork_recorded = Some(recorded);
+                }
             }
             return refuse(RefusalCode::FailedPrecondition, detail);
         }

@@ -36,6 +36,8 @@ pub(super) enum Job {
         peer: String,
         sequence: u64,
         detail: String,
+        /// Answered once the alert and quarantine are committed.
+        done: oneshot::Sender<pb::Ack>,
     },
     /// Stop after everything queued before.
     Shutdown,
@@ -302,7 +304,9 @@ impl Writer {
                     peer,
                     sequence,
                     detail,
+                    done,
                 } => {
+                    let ack = pb::Ack::rejected(sequence, pb::RejectReason::Fork, &detail, 0);
                     if let Some(state) = self.states.get_mut(&peer)
                         && !state.quarantined
                     {
@@ -312,6 +316,7 @@ impl Writer {
                         state.quarantined = true;
                         touched.insert(peer);
                     }
+                    replies.push((done, Some(ack)));
                     continue;
                 }
                 Job::Batch {
