@@ -17,13 +17,13 @@
 //!   nothing, while another station's stream goes on;
 //! - 40 batches pipelined (more than the window of 32) are acknowledged in order.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use pollsync_center::commands::{enroll, init};
 use pollsync_center::ingest::{self, IngestHandle};
 use pollsync_center::serve::{ServeError, TlsPems, serve_grpc};
 use pollsync_center::store::{StationRow, Store};
@@ -108,9 +108,8 @@ async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
 // The center: store, ingest writer and gRPC server.
 
 struct Center {
-    tmp: tempfile::TempDir,
-    data: PathBuf,
-    bundles: PathBuf,
+    /// The initialised and enrolled store (its folder lives as long as this).
+    prepared: support::Center,
     addr: SocketAddr,
     ingest: IngestHandle,
     writer: std::thread::JoinHandle<()>,
@@ -140,21 +139,9 @@ impl Center {
         // Before any client builds its TLS configuration (serve_grpc does it too,
         // but in the server's task, maybe later).
         tls::install_crypto_provider();
-        let tmp = tempfile::tempdir().unwrap();
-        let election_file = tmp.path().join("election.toml");
-        std::fs::write(&election_file, ELECTION).unwrap();
-        let data = tmp.path().join("center-data");
-        let bundles = tmp.path().join("bundles");
-        init::init(&data, &election_file, &[]).unwrap();
-        enroll::enroll(
-            &data,
-            &enroll::EnrollRequest {
-                all: true,
-                out_dir: bundles.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        // The store, CA and bundles as every center test makes them.
+        let prepared = support::Center::with_election(ELECTION);
+        let data = prepared.data.clone();
         let meta = Store::open(&data).unwrap().meta().unwrap();
         let pems = TlsPems {
             server_cert_pem: meta.server_cert_pem,
@@ -173,9 +160,7 @@ impl Center {
             .await
         });
         Center {
-            tmp,
-            data,
-            bundles,
+            prepared,
             addr,
             ingest,
             writer,
@@ -185,7 +170,7 @@ impl Center {
     }
 
     fn bundle(&self, station: &str) -> EnrollmentBundle {
-        EnrollmentBundle::read(&enroll::bundle_path(&self.bundles, station)).unwrap()
+        self.prepared.bundle(station)
     }
 
     fn chain(&self, station: &str) -> Chain {
@@ -193,7 +178,11 @@ impl Center {
     }
 
     fn ca_cert_pem(&self) -> String {
-        Store::open(&self.data).unwrap().meta().unwrap().ca_cert_pem
+        Store::open(&self.prepared.data)
+            .unwrap()
+            .meta()
+            .unwrap()
+            .ca_cert_pem
     }
 
     /// A new connection (its own TCP + TLS session) with `tls`.
@@ -232,7 +221,7 @@ impl Center {
         tokio::task::spawn_blocking(move || writer.join().expect("writer thread"))
             .await
             .unwrap();
-        let store = Store::open(&self.data).unwrap();
+        let store = Store::open(&self.prepared.data).unwrap();
         let mut batches: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         for b in store.batches(None).unwrap() {
             batches.entry(b.station).or_default().push(b.sequence);
@@ -249,7 +238,7 @@ impl Center {
             batches,
         };
         drop(store);
-        drop(self.tmp);
+        drop(self.prepared);
         outcome
     }
 }
