@@ -149,8 +149,8 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
         };
         let stored = live.get(&key).cloned().unwrap_or_else(empty);
         let again = recount.get(&key).cloned().unwrap_or_else(empty);
-        for d in nonzero(&stored.computed).differences_as(
-            &nonzero(&again.computed),
+        for d in stored.computed.without_zeros().differences_as(
+            &again.computed.without_zeros(),
             "live tally",
             "recount",
         ) {
@@ -158,7 +158,7 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
                 .differences
                 .push(format!("station {station}, contest {contest}: {d}"));
         }
-        if nonzero(&stored.computed).against != nonzero(&again.computed).against {
+        if stored.computed.without_zeros().against != again.computed.without_zeros().against {
             report.differences.push(format!("station {station}, contest {contest}: AGAINST votes differ between the live tally and the recount"));
         }
         if stored.closed != again.closed || stored.sheet != again.sheet {
@@ -217,12 +217,4 @@ fn entry<'a>(
     recount
         .entry((station.to_string(), contest.to_string()))
         .or_default()
-}
-
-fn nonzero(sheet: &TallySheet) -> TallySheet {
-    let mut s = sheet.clone();
-    for map in [&mut s.for_votes, &mut s.against, &mut s.write_in] {
-        map.retain(|_, v| *v > 0);
-    }
-    s
 }

@@ -92,6 +92,16 @@ impl TallySheet {
         }
     }
 
+    /// The same sheet without the entries at zero, so that a sheet listing every
+    /// candidate and one listing only those with votes compare equal.
+    pub fn without_zeros(&self) -> TallySheet {
+        let mut s = self.clone();
+        for map in [&mut s.for_votes, &mut s.against, &mut s.write_in] {
+            map.retain(|_, v| *v > 0);
+        }
+        s
+    }
+
     /// FOR votes of a formal candidate (0 when not listed).
     pub fn for_of(&self, candidate_id: &str) -> u64 {
         self.for_votes.get(candidate_id).copied().unwrap_or(0)
@@ -345,6 +355,18 @@ mod tests {
             marks: marks.to_vec(),
             write_ins: write_ins.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn a_sheet_without_zeros_equals_one_that_never_listed_them() {
+        let c = contest("D-001", 2, 3);
+        let mut full = TallySheet::for_contest(&c);
+        full.add_ballot(&c, &ballot(&[Mark::For, Mark::None, Mark::Against], &[]));
+        let mut sparse = TallySheet::default();
+        sparse.add_ballot(&c, &ballot(&[Mark::For, Mark::None, Mark::Against], &[]));
+        assert_ne!(full, sparse);
+        assert_eq!(full.without_zeros(), sparse.without_zeros());
+        assert_eq!(full.without_zeros().for_votes.len(), 1);
     }
 
     #[test]

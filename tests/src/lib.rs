@@ -211,16 +211,6 @@ pub fn small_election(root: &Path, seed: u64) -> (PathBuf, pollsync_election::El
     (path, def)
 }
 
-/// A tally sheet without the entries at zero, so that sheets listing every candidate
-/// and sheets listing only those with votes compare equal.
-pub fn nonzero(sheet: &pollsync_election::TallySheet) -> pollsync_election::TallySheet {
-    let mut s = sheet.clone();
-    for map in [&mut s.for_votes, &mut s.against, &mut s.write_in] {
-        map.retain(|_, v| *v > 0);
-    }
-    s
-}
-
 /// What the center's store holds: station → contest → computed tally (zeros left out).
 pub fn center_tallies(
     center: &Center,
@@ -232,7 +222,7 @@ pub fn center_tallies(
     let mut map = store.tally_map().expect("tallies read");
     for contests in map.values_mut() {
         for sheet in contests.values_mut() {
-            *sheet = nonzero(sheet);
+            *sheet = sheet.without_zeros();
         }
     }
     map
@@ -252,7 +242,7 @@ pub fn truth(
     for sc in drawn {
         map.entry(sc.station.clone())
             .or_default()
-            .insert(sc.contest.clone(), nonzero(&sc.truth));
+            .insert(sc.contest.clone(), sc.truth.without_zeros());
     }
     map
 }
