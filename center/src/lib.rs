@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod commands;
 pub mod error;
+pub mod http;
 pub mod ingest;
 pub mod results;
 pub mod serve;

@@ -74,12 +74,21 @@ enum Command {
         json: bool,
     },
     /// Run the aggregator: receive the stations' batches over gRPC with mutual TLS
-    /// and apply each exactly once. Stops cleanly on Ctrl-C or SIGTERM.
+    /// and apply each exactly once; serve the operators' dashboard, JSON API, live
+    /// events and metrics over HTTP. Stops cleanly on Ctrl-C or SIGTERM.
     Serve {
         /// Address to listen on for stations (port 0 picks a free one; the address
         /// is printed as `gRPC listening on ADDR`).
         #[arg(long, default_value = "127.0.0.1:7443", value_name = "HOST:PORT")]
         grpc: String,
+        /// Address of the operators' dashboard and API (printed as `HTTP listening
+        /// on ADDR`). Beyond loopback an access token is required: set
+        /// POLLSYNC_HTTP_TOKEN or pass --http-token-file.
+        #[arg(long, default_value = "127.0.0.1:7480", value_name = "HOST:PORT")]
+        http: String,
+        /// File holding the operators' bearer token (at least 16 characters).
+        #[arg(long, value_name = "FILE")]
+        http_token_file: Option<PathBuf>,
     },
     /// Stations by state (never seen, online, offline, lagging, closed, fully synced),
     /// contests by status with the stations not yet in, and the alert count.
@@ -244,7 +253,11 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        Command::Serve { grpc } => match serve(&data, &grpc) {
+        Command::Serve {
+            grpc,
+            http,
+            http_token_file,
+        } => match serve(&data, &grpc, &http, http_token_file.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(format!("{e:#}")),
         },
@@ -344,12 +357,42 @@ fn main() -> ExitCode {
     }
 }
 
-/// `center serve`: the ingest writer, then the gRPC server until a stop signal.
-fn serve(data: &std::path::Path, grpc: &str) -> anyhow::Result<()> {
+/// Environment variable holding the operators' HTTP bearer token.
+const HTTP_TOKEN_ENV: &str = "POLLSYNC_HTTP_TOKEN";
+
+/// The operators' token from `--http-token-file` or [`HTTP_TOKEN_ENV`], if any.
+fn http_token(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<pollsync_center::http::Token>> {
+    use anyhow::Context;
+    let text = match file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the HTTP token file {}", f.display()))?,
+        ),
+        None => std::env::var(HTTP_TOKEN_ENV).ok(),
+    };
+    text.map(|t| pollsync_center::http::Token::new(&t))
+        .transpose()
+        .map_err(|e| match file {
+            Some(f) => anyhow::anyhow!("{}: {e}", f.display()),
+            None => anyhow::anyhow!("{HTTP_TOKEN_ENV}: {e}"),
+        })
+}
+
+/// `center serve`: the ingest writer, then the gRPC server for stations and the
+/// HTTP server for operators, until a stop signal.
+fn serve(
+    data: &std::path::Path,
+    grpc: &str,
+    http: &str,
+    http_token_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     let store = pollsync_center::store::Store::open(data)?;
     let meta = store.meta()?;
     drop(store);
+    let token = http_token(http_token_file)?;
     let tls = pollsync_center::serve::TlsPems {
         server_cert_pem: meta.server_cert_pem.clone(),
         server_key_pem: meta.server_key_pem.clone(),
@@ -357,21 +400,60 @@ fn serve(data: &std::path::Path, grpc: &str) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let (ingest, writer) = pollsync_center::ingest::start(data)?;
-        let listener = tokio::net::TcpListener::bind(grpc)
+        let grpc_listener = tokio::net::TcpListener::bind(grpc)
             .await
-            .with_context(|| format!("cannot listen on {grpc}"))?;
-        let bound = listener.local_addr().context("listening address")?;
-        println!("gRPC listening on {bound}");
+            .with_context(|| format!("cannot listen on {grpc} for stations (--grpc)"))?;
+        let http_listener = tokio::net::TcpListener::bind(http)
+            .await
+            .with_context(|| format!("cannot listen on {http} for operators (--http)"))?;
+        let http_bound = http_listener
+            .local_addr()
+            .context("HTTP listening address")?;
+        if token.is_none() && !http_bound.ip().is_loopback() {
+            anyhow::bail!(pollsync_center::http::HttpError::TokenRequired { addr: http_bound });
+        }
+        let (ingest, writer) = pollsync_center::ingest::start(data)?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let http_server = tokio::spawn(pollsync_center::http::serve_http(
+            data.to_path_buf(),
+            ingest.clone(),
+            http_listener,
+            token,
+            stopped(stop_rx.clone()),
+        ));
+        println!(
+            "gRPC listening on {}",
+            grpc_listener
+                .local_addr()
+                .context("gRPC listening address")?
+        );
+        println!("HTTP listening on {http_bound} (dashboard http://{http_bound}/)");
         println!(
             "election {}; stations reach this center at {}",
             meta.election_id,
             meta.center_address()
         );
-        let served =
-            pollsync_center::serve::serve_grpc(ingest.clone(), &tls, listener, stop_signal()).await;
+        tokio::spawn(async move {
+            stop_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let served = pollsync_center::serve::serve_grpc(
+            ingest.clone(),
+            &tls,
+            grpc_listener,
+            stopped(stop_rx),
+        )
+        .await;
         ingest.shutdown();
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        match http_server.await {
+            Ok(Err(e)) => eprintln!("center: the operators' HTTP server failed: {e}"),
+            Err(e) => eprintln!("center: the operators' HTTP server panicked: {e}"),
+            Ok(Ok(())) => {}
+        }
         served?;
         eprintln!("center: stopped");
         anyhow::Ok(())

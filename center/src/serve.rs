@@ -44,9 +44,14 @@ pub enum ServeError {
     Tls(tonic::transport::Error),
     #[error("gRPC server: {0}")]
     Transport(tonic::transport::Error),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Serve `StationSync` on `listener` until `shutdown` resolves.
+/// Serve `StationSync` on `listener` until `shutdown` resolves, with the standard
+/// gRPC health service (`grpc.health.v1`, reporting `pollsync.v1.StationSync`
+/// serving) and server reflection (`grpc.reflection.v1`) beside it. Every call,
+/// these included, needs a client certificate of the election's CA.
 pub async fn serve_grpc(
     ingest: IngestHandle,
     tls_pems: &TlsPems,
@@ -65,9 +70,16 @@ pub async fn serve_grpc(
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<StationSyncServer<SyncService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pollsync_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
     tonic::transport::Server::builder()
         .tls_config(config)
         .map_err(ServeError::Tls)?
+        .add_service(health_service)
+        .add_service(reflection)
         .add_service(service)
         .serve_with_incoming_shutdown(tls::tcp_incoming(listener), shutdown)
         .await

@@ -810,3 +810,58 @@ async fn an_oversized_message_ends_its_stream_with_an_error_status() {
     }
     assert_eq!(out.batches[A], vec![1]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_answer_an_enrolled_client() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let center = Center::start().await;
+    let channel = center
+        .connect(center.bundle(A).client_tls_config())
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel.clone());
+    let answer = within(
+        "health check",
+        health.check(HealthCheckRequest {
+            service: "pollsync.v1.StationSync".into(),
+        }),
+    )
+    .await
+    .expect("health answers");
+    assert_eq!(answer.into_inner().status(), ServingStatus::Serving);
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = within(
+        "reflection",
+        reflection.server_reflection_info(tokio_stream::iter([request])),
+    )
+    .await
+    .expect("reflection answers")
+    .into_inner();
+    let first = within("reflection answer", answers.message())
+        .await
+        .expect("stream")
+        .expect("an answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+        panic!("not a service list: {first:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.iter().any(|n| n == "pollsync.v1.StationSync"),
+        "{names:?}"
+    );
+    drop(answers);
+    drop(reflection);
+    drop(health);
+    center.stop().await;
+}

@@ -19,6 +19,7 @@
 //! checkpoints run when the writer is idle, not inside a burst's commits. With
 //! [`TRACE_ENV`] set, the writer prints each group's timings to stderr.
 
+pub mod events;
 pub mod judge;
 pub mod pool;
 mod writer;
@@ -117,6 +118,7 @@ struct Shared {
     pool: Pool,
     jobs: Mutex<Option<mpsc::Sender<writer::Job>>>,
     closed: AtomicBool,
+    publisher: events::Publisher,
 }
 
 /// The ingest front: cheap to clone, `Send + Sync`.
@@ -157,6 +159,7 @@ pub fn start_with(
         pool: Pool::start(verify_threads)?,
         jobs: Mutex::new(Some(tx)),
         closed: AtomicBool::new(false),
+        publisher: events::Publisher::new(),
     });
     let writer = writer::Writer::new(store, ctx, Arc::clone(&shared))?;
     let thread = std::thread::Builder::new()
@@ -457,6 +460,18 @@ impl IngestHandle {
             .collect();
         out.sort_by(|a, b| a.station.cmp(&b.station));
         out
+    }
+
+    /// Every durable decision from now on, in commit order. A reader that falls
+    /// more than [`events::EVENT_BUFFER`] events behind loses the oldest and is
+    /// told how many (`RecvError::Lagged`).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<events::IngestEvent> {
+        self.shared.publisher.events.subscribe()
+    }
+
+    /// Running counters since this process started.
+    pub fn metrics(&self) -> &events::Metrics {
+        &self.shared.publisher.metrics
     }
 
     /// Stops the writer after it has applied and answered everything queued before

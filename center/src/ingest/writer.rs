@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use pollsync_proto::pb;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
+use super::events::IngestEvent;
 use super::judge::{self, Context, Lookups, Prepared, StationKey, StationState, StoredAt, Verdict};
 use super::{
     MAX_GROUP_BATCHES, MAX_GROUP_BYTES, MAX_WAL_BYTES_BEFORE_CHECKPOINT,
@@ -60,6 +62,8 @@ pub(super) struct Writer {
     timings: [Duration; 3],
     /// Batch bytes committed since the last WAL checkpoint.
     uncheckpointed_bytes: usize,
+    /// What the current group decided, published once it is durable.
+    group_events: Vec<IngestEvent>,
 }
 
 /// Environment variable that makes the writer print per-group timings.
@@ -81,6 +85,7 @@ impl Writer {
             group_started: Instant::now(),
             timings: [Duration::ZERO; 3],
             uncheckpointed_bytes: 0,
+            group_events: Vec::new(),
         };
         // Checkpoints run when idle (or past a size), not inside a burst's commits.
         writer.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -233,6 +238,15 @@ impl Writer {
                         );
                     }
                     self.shared.publish_some(&touched, &self.states, &self.keys);
+                    let metrics = &self.shared.publisher.metrics;
+                    metrics.groups_committed.fetch_add(1, Ordering::Relaxed);
+                    metrics.commit_us_total.fetch_add(
+                        u64::try_from(self.timings[2].as_micros()).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
+                    self.shared
+                        .publisher
+                        .committed(std::mem::take(&mut self.group_events));
                     if presence.is_some() {
                         self.last_presence_flush = Instant::now();
                     }
@@ -247,6 +261,12 @@ impl Writer {
                         "center ingest: a group of {} batch(es) was not applied, nothing of it is acknowledged: {e}",
                         replies.len()
                     );
+                    self.group_events.clear();
+                    self.shared
+                        .publisher
+                        .metrics
+                        .groups_failed
+                        .fetch_add(1, Ordering::Relaxed);
                     if presence.is_some() {
                         lock(&self.shared.presence).dirty = true;
                     }
@@ -314,6 +334,13 @@ impl Writer {
                         apply::insert_alert(&tx, &peer, fork, sequence, &detail, now)?;
                         apply::quarantine(&tx, &peer)?;
                         state.quarantined = true;
+                        self.group_events.push(IngestEvent::Rejected {
+                            station: peer.clone(),
+                            sequence,
+                            reason: fork,
+                            detail,
+                            alert: true,
+                        });
                         touched.insert(peer);
                     }
                     replies.push((done, Some(ack)));
@@ -341,6 +368,7 @@ impl Writer {
             match judge_and_apply(&sp, &self.ctx, &peer, &state, &prepared, now) {
                 Ok(verdict) => {
                     sp.commit()?;
+                    self.group_events.push(event_of(&peer, &verdict));
                     match &verdict {
                         Verdict::Accept(effects) => state.advance(effects),
                         Verdict::Reject(r) => state.reject(r),
@@ -372,6 +400,34 @@ impl Writer {
         self.timings[2] += committing.elapsed();
         self.uncheckpointed_bytes = self.uncheckpointed_bytes.saturating_add(bytes);
         Ok(())
+    }
+}
+
+/// The operators' view of a verdict.
+fn event_of(peer: &str, verdict: &Verdict) -> IngestEvent {
+    let station = peer.to_owned();
+    match verdict {
+        Verdict::Accept(e) => IngestEvent::Accepted {
+            station,
+            sequence: e.sequence,
+            ballots: e.ballots,
+            closed: e
+                .closes
+                .iter()
+                .map(|(contest, _)| contest.clone())
+                .collect(),
+        },
+        Verdict::Duplicate { sequence, .. } => IngestEvent::Duplicate {
+            station,
+            sequence: *sequence,
+        },
+        Verdict::Reject(r) => IngestEvent::Rejected {
+            station,
+            sequence: r.sequence,
+            reason: r.kind(),
+            detail: r.detail.clone(),
+            alert: r.alerts(),
+        },
     }
 }
 

@@ -1,0 +1,54 @@
+//! `/api/events`: the ingest's durable decisions as server-sent events, one JSON
+//! object per batch judged (`accepted`, `duplicate`, `rejected`). A reader too slow
+//! to keep up gets a `lagged` event with how many it missed and should re-read
+//! `/api/status`; nothing is ever buffered without bound for it. The stream ends
+//! when the center stops.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
+use tokio_stream::{Stream, StreamExt};
+
+use super::AppState;
+use crate::ingest::events::IngestEvent;
+
+/// Interval of the keep-alive comment that holds idle connections open.
+pub const KEEP_ALIVE_INTERVAL_MS: u64 = 15_000;
+
+pub(super) async fn stream(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let events = BroadcastStream::new(state.ingest.subscribe()).filter_map(|item| {
+        let event = match item {
+            Ok(e) => Event::default().event(name(&e)).json_data(&e).ok()?,
+            Err(BroadcastStreamRecvError::Lagged(missed)) => Event::default()
+                .event("lagged")
+                .data(format!("{{\"missed\":{missed}}}")),
+        };
+        Some(Some(Ok(event)))
+    });
+    // End the stream when the center stops, or graceful shutdown would wait for
+    // every watching browser to go away.
+    let stop = WatchStream::new(state.stop.clone())
+        .filter(|stopping| *stopping)
+        .map(|_| None);
+    let events = events
+        .merge(stop)
+        .take_while(Option::is_some)
+        .filter_map(|e| e);
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_millis(KEEP_ALIVE_INTERVAL_MS)))
+}
+
+/// The SSE event name: the event's kind.
+fn name(e: &IngestEvent) -> &'static str {
+    match e {
+        IngestEvent::Accepted { .. } => "accepted",
+        IngestEvent::Duplicate { .. } => "duplicate",
+        IngestEvent::Rejected { .. } => "rejected",
+    }
+}

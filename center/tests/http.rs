@@ -1,0 +1,338 @@
+//! The operators' HTTP side (SPEC §8) in process: a center store with real signed
+//! batches applied through the ingest, `http::serve_http` on loopback, and plain
+//! HTTP/1.1 requests over TCP. Checks that the API says exactly what the
+//! `center status|results|alerts` commands say, that the event stream reports
+//! each durable decision, that `/metrics` counts them, that the token is enforced
+//! and required beyond loopback, and that stopping the center ends open streams.
+
+mod support;
+
+use std::time::Duration;
+
+use pollsync_center::http::{HttpError, Token, serve_http};
+use pollsync_center::ingest::{self, IngestHandle};
+use pollsync_center::store::Store;
+use pollsync_center::{commands, results, status};
+use pollsync_election::{Mark, StationEvent, TallySheet};
+use pollsync_proto::pb::{self, AckKind};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use Mark::{Against as X, For as F, None as O};
+use support::{ballot, close, issued};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+const TOKEN: &str = "operators-token-0123456789";
+
+async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: nothing within {DEADLINE:?}"))
+}
+
+/// A center store with its ingest running and the HTTP side served on loopback.
+struct Served {
+    center: support::Center,
+    ingest: IngestHandle,
+    writer: Option<std::thread::JoinHandle<()>>,
+    addr: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), HttpError>>>,
+}
+
+impl Served {
+    async fn start(token: Option<&str>) -> Served {
+        let center = support::Center::new();
+        let (ingest, writer) = ingest::start(&center.data).expect("ingest starts");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve_http(
+            center.data.clone(),
+            ingest.clone(),
+            listener,
+            token.map(|t| Token::new(t).expect("token")),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Served {
+            center,
+            ingest,
+            writer: Some(writer),
+            addr,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Submits a batch as its station and returns the acknowledgement.
+    async fn submit(&self, station: &str, batch: pb::SignedBatch) -> pb::Ack {
+        within("ack", self.ingest.submit(station, batch))
+            .await
+            .expect("the ingest answers")
+    }
+
+    fn store(&self) -> Store {
+        Store::open(&self.center.data).expect("store opens")
+    }
+
+    /// Stops the HTTP server (must end even with event streams open), then the
+    /// ingest.
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            within("HTTP shutdown", server)
+                .await
+                .expect("server task")
+                .expect("served without error");
+        }
+        self.ingest.shutdown();
+        if let Some(w) = self.writer.take() {
+            tokio::task::spawn_blocking(move || w.join().expect("writer"))
+                .await
+                .expect("join");
+        }
+    }
+}
+
+/// A whole HTTP/1.1 exchange: status code and body.
+async fn get(addr: std::net::SocketAddr, path: &str, auth: Option<&str>) -> (u16, String) {
+    let mut tcp = within("connect", TcpStream::connect(addr))
+        .await
+        .expect("connect");
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: center\r\n{auth}Connection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    within("response", tcp.read_to_end(&mut raw))
+        .await
+        .expect("read");
+    let text = String::from_utf8(raw).expect("utf-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (code, body.to_owned())
+}
+
+async fn get_json(addr: std::net::SocketAddr, path: &str) -> Value {
+    let (code, body) = get(addr, path, None).await;
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
+}
+
+/// An open `/api/events` stream, read as it arrives.
+struct Events {
+    tcp: TcpStream,
+    seen: String,
+}
+
+impl Events {
+    async fn open(addr: std::net::SocketAddr) -> Events {
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(b"GET /api/events HTTP/1.1\r\nHost: center\r\n\r\n")
+            .await
+            .expect("write");
+        let mut events = Events {
+            tcp,
+            seen: String::new(),
+        };
+        events.read_until("text/event-stream").await;
+        events
+    }
+
+    /// Reads until `needle` has arrived; returns everything read so far.
+    async fn read_until(&mut self, needle: &str) -> String {
+        let mut buf = [0u8; 4096];
+        while !self.seen.contains(needle) {
+            let n = within(
+                &format!("event stream showing {needle:?}"),
+                self.tcp.read(&mut buf),
+            )
+            .await
+            .expect("read");
+            assert!(n > 0, "stream ended before {needle:?}; got: {}", self.seen);
+            self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        self.seen.clone()
+    }
+
+    /// Reads until the server closes the stream.
+    async fn read_to_end(&mut self) {
+        let mut rest = Vec::new();
+        within("the event stream to end", self.tcp.read_to_end(&mut rest))
+            .await
+            .expect("read");
+    }
+}
+
+/// A day at a station collecting D-001 and T-001 (S-0001 or S-0002).
+fn day_of() -> Vec<StationEvent> {
+    vec![
+        issued("D-001", 5),
+        ballot(1, "D-001", &[F, F, O], &[]),
+        ballot(2, "D-001", &[F, O, X], &[]),
+        ballot(3, "D-001", &[O, F, F], &[]),
+        ballot(4, "T-001", &[F, O], &[]),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_says_what_the_commands_say() {
+    let served = Served::start(None).await;
+    let mut chain = served.center.chain("S-0001");
+    let ack = served.submit("S-0001", chain.batch(&day_of())).await;
+    assert_eq!(ack.kind(), AckKind::Accepted, "{ack:?}");
+    // A tampered batch: an alert the API must show.
+    let mut bad = chain.batch(&[ballot(9, "D-001", &[F, O, O], &[])]);
+    bad.signature[0] ^= 1;
+    let ack = served.submit("S-0001", bad).await;
+    assert_eq!(ack.kind(), AckKind::Rejected, "{ack:?}");
+
+    let store = served.store();
+    let status_now = status::compute(&store).expect("status");
+    let results_now = results::compute(&store, None).expect("results").to_json();
+    let alerts_now = commands::alerts::to_json(&store.alerts().expect("alerts"));
+    drop(store);
+
+    // Presence (last seen, online) moves with the clock; the rest must match.
+    let mut api_status = get_json(served.addr, "/api/status").await;
+    let mut cli_status = status_now;
+    for v in [&mut api_status, &mut cli_status] {
+        for s in v["stations"]["list"].as_array_mut().expect("stations") {
+            s["last_seen_unix_ms"] = Value::Null;
+        }
+    }
+    assert_eq!(api_status, cli_status);
+    assert_eq!(get_json(served.addr, "/api/results").await, results_now);
+    let api_alerts = get_json(served.addr, "/api/alerts").await;
+    assert_eq!(api_alerts, alerts_now);
+    assert_eq!(api_alerts.as_array().map(Vec::len), Some(1), "{api_alerts}");
+    assert_eq!(api_alerts[0]["station"], "S-0001");
+
+    // The figures are the batch's: three D-001 ballots, two FOR D-001-1.
+    let d = get_json(served.addr, "/api/results?contest=D-001").await;
+    let contest = &d["contests"][0];
+    assert_eq!(contest["ballots"]["returned"], 3, "{d}");
+    assert_eq!(contest["candidates"][0]["for"], 2, "{d}");
+    assert_eq!(contest["status"], "pending", "{d}");
+
+    let (code, body) = get(served.addr, "/api/results?contest=NOPE", None).await;
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("NOPE"), "{body}");
+
+    let (code, page) = get(served.addr, "/", None).await;
+    assert_eq!(code, 200);
+    assert!(page.contains("/api/events") && page.contains("/api/status"));
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_report_each_durable_decision_and_metrics_count_them() {
+    let served = Served::start(None).await;
+    let mut events = Events::open(served.addr).await;
+    let mut chain = served.center.chain("S-0002");
+    let first = chain.batch(&day_of());
+    assert_eq!(
+        served.submit("S-0002", first.clone()).await.kind(),
+        AckKind::Accepted
+    );
+    let seen = events.read_until("event: accepted").await;
+    let data = seen
+        .lines()
+        .skip_while(|l| *l != "event: accepted")
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("data line");
+    let event: Value = serde_json::from_str(data).expect("event JSON");
+    assert_eq!(event["station"], "S-0002");
+    assert_eq!(event["sequence"], 1);
+    assert_eq!(event["ballots"], 4);
+
+    // The same batch again: a duplicate, counted once.
+    assert_eq!(
+        served.submit("S-0002", first).await.kind(),
+        AckKind::Duplicate
+    );
+    events.read_until("event: duplicate").await;
+    // A close: the event names the contest closed.
+    let mut sheet = TallySheet::default();
+    sheet.add_issued(0);
+    let ack = served
+        .submit("S-0002", chain.batch(&[close("T-001", sheet)]))
+        .await;
+    assert_eq!(ack.kind(), AckKind::Accepted, "{ack:?}");
+    events.read_until("\"closed\":[\"T-001\"]").await;
+    // S-0002's batch pushed over S-0001's connection: not signed by S-0001's key.
+    let ack = served
+        .submit("S-0001", served.center.chain("S-0002").batch(&[]))
+        .await;
+    assert_eq!(ack.kind(), AckKind::Rejected, "{ack:?}");
+    events.read_until("event: rejected").await;
+
+    let (code, metrics) = get(served.addr, "/metrics", None).await;
+    assert_eq!(code, 200);
+    for line in [
+        "pollsync_batches_accepted_total 2",
+        "pollsync_ballots_counted_total 4",
+        "pollsync_batches_duplicate_total 1",
+        "pollsync_batches_rejected_total{reason=\"BAD_SIGNATURE\"} 1",
+        "pollsync_stations{state=\"all\"} 3",
+        "pollsync_batches_held 2",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in:\n{metrics}"
+        );
+    }
+    // Stopping the center ends the open event stream (or shutdown would hang).
+    served.stop().await;
+    events.read_to_end().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_enforced_when_set_and_required_beyond_loopback() {
+    let served = Served::start(Some(TOKEN)).await;
+    for path in [
+        "/",
+        "/api/status",
+        "/api/results",
+        "/api/alerts",
+        "/metrics",
+        "/api/events",
+    ] {
+        let (code, _) = get(served.addr, path, None).await;
+        assert_eq!(code, 401, "{path} without a token");
+        let (code, _) = get(served.addr, path, Some("operators-token-0123456780")).await;
+        assert_eq!(code, 401, "{path} with a wrong token");
+    }
+    let (code, _) = get(served.addr, "/api/status", Some(TOKEN)).await;
+    assert_eq!(code, 200);
+    let (code, _) = get(served.addr, &format!("/metrics?token={TOKEN}"), None).await;
+    assert_eq!(code, 200, "the query form serves EventSource");
+    served.stop().await;
+
+    // Bound beyond loopback with no token: refused before serving anything.
+    let center = support::Center::new();
+    let (ingest, writer) = ingest::start(&center.data).expect("ingest");
+    let listener = TcpListener::bind("0.0.0.0:0").await.expect("bind");
+    let refused = serve_http(center.data.clone(), ingest.clone(), listener, None, async {
+    })
+    .await;
+    assert!(
+        matches!(refused, Err(HttpError::TokenRequired { .. })),
+        "{refused:?}"
+    );
+    ingest.shutdown();
+    tokio::task::spawn_blocking(move || writer.join().expect("writer"))
+        .await
+        .expect("join");
+}
