@@ -50,7 +50,7 @@ pub enum ServeError {
 
 /// Serve `StationSync` on `listener` until `shutdown` resolves, with the standard
 /// gRPC health service (`grpc.health.v1`, reporting `pollsync.v1.StationSync`
-/// serving) and server reflection (`grpc.reflection.v1`) beside it. Every call,
+/// serving) and server reflection (`grpc.reflection.v1` and `v1alpha`) beside it. Every call,
 /// these included, needs a client certificate of the election's CA.
 pub async fn serve_grpc(
     ingest: IngestHandle,
@@ -72,14 +72,19 @@ pub async fn serve_grpc(
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<StationSyncServer<SyncService>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pollsync_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pollsync_proto::FILE_DESCRIPTOR_SET)
+    };
+    // v1alpha beside v1: older grpcurl and grpc_cli only speak v1alpha.
+    let (reflection_v1, reflection_v1alpha) =
+        (reflection().build_v1()?, reflection().build_v1alpha()?);
     tonic::transport::Server::builder()
         .tls_config(config)
         .map_err(ServeError::Tls)?
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(service)
         .serve_with_incoming_shutdown(tls::tcp_incoming(listener), shutdown)
         .await
