@@ -2,6 +2,13 @@
 //! every contest it collects, how many ballots were issued and what each returned
 //! ballot says. Tests and the demo feed these to real stations and compare what the
 //! center reports with the truth computed here, independently of the sync.
+//!
+//! [`draw`] draws a usual day; [`draw_with`] shapes chosen contests on top of it so that
+//! they reach a chosen status (elected, runoff, tie, invalid, void, discrepancy).
+
+mod shape;
+
+pub use shape::{Day, HumanSheet, MIN_SHAPED_REGISTERED, Outcome, Scenario, ShapeError, draw_with};
 
 use std::collections::BTreeMap;
 

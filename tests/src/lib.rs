@@ -119,7 +119,7 @@ impl Center {
         let addr = self.grpc.clone().unwrap_or_else(|| "127.0.0.1:0".into());
         let mut child = self
             .command()
-            .args(["serve", "--grpc", &addr])
+            .args(["serve", "--grpc", &addr, "--http", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
