@@ -2,6 +2,8 @@
 //! each in its own folder, driven as an operator and election workers would, with a
 //! ground truth drawn by `pollsync-sim` to compare the results against.
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -274,4 +276,294 @@ pub fn record_day(station: &Station, drawn: &[pollsync_sim::ballots::StationCont
     for sc in &mine {
         station.ok(&["close", "--contest", &sc.contest, "--from-records"]);
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Background processes, partial records and end-of-test checks (fault tests).
+
+/// A command running in the background (`station run`, `station sync`), its stdout
+/// and stderr kept in files. Dropping it SIGKILLs it if it still runs.
+pub struct Spawned {
+    pub what: String,
+    child: Option<Child>,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+/// Numbers the log files of background commands.
+static SPAWNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Spawned {
+    /// Starts `cmd`, its output going to files in `logs` named after `what`.
+    pub fn start(mut cmd: Command, what: &str, logs: &Path) -> Spawned {
+        let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let stem: String = what
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        std::fs::create_dir_all(logs).expect("log folder");
+        let stdout = logs.join(format!("{stem}-{n}.out"));
+        let stderr = logs.join(format!("{stem}-{n}.err"));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what} starts: {e}"));
+        Spawned {
+            what: what.to_string(),
+            child: Some(child),
+            stdout,
+            stderr,
+        }
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("the process was already reaped")
+    }
+
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child().try_wait(), Ok(None))
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits up to `limit` for it to end by itself.
+    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let what = self.what.clone();
+        let status = wait_for(&format!("{what} to end"), limit, || {
+            self.child().try_wait().expect("try_wait")
+        });
+        self.child = None;
+        status
+    }
+
+    /// SIGTERM (a clean stop for `station run`), then waits up to `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let pid = self.child().id().to_string();
+        ok(Command::new("kill").args(["-TERM", &pid]));
+        self.wait(limit)
+    }
+
+    /// What it printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// What it printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Station {
+    /// `station ARGS…` in the background (e.g. `run`, or `sync --timeout-s N`).
+    pub fn spawn(&self, args: &[&str], logs: &Path) -> Spawned {
+        let mut cmd = self.command();
+        cmd.args(args);
+        Spawned::start(cmd, &format!("{} {}", self.id, args.join(" ")), logs)
+    }
+
+    /// `station status --json`.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.ok(&["status", "--json"]);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("station status did not print JSON ({e}): {out}"))
+    }
+
+    /// Whether everything recorded is sealed and the center acknowledged every
+    /// sealed batch, with `ballots` ballots sealed in all.
+    pub fn caught_up(&self, ballots: u64) -> bool {
+        let s = self.status();
+        s["events"]["pending"] == 0
+            && s["ballots_sealed"] == ballots
+            && s["batches"]["sealed"] == s["batches"]["acknowledged"]
+    }
+}
+
+/// Every station row of the center's store (heads, presence).
+pub fn center_stations(center: &Center) -> Vec<pollsync_center::store::StationRow> {
+    pollsync_center::store::Store::open(&center.data)
+        .expect("center store opens")
+        .stations()
+        .expect("stations read")
+}
+
+/// The last batch the center applied, per station.
+pub fn center_heads(center: &Center) -> std::collections::BTreeMap<String, u64> {
+    center_stations(center)
+        .into_iter()
+        .map(|s| (s.station, s.head_sequence))
+        .collect()
+}
+
+/// Ballots the center holds in all (returned, over every station and contest).
+pub fn center_ballots(center: &Center) -> u64 {
+    center_tallies(center)
+        .values()
+        .flat_map(|c| c.values())
+        .map(|t| t.returned)
+        .sum()
+}
+
+/// The drawn station-contests of the stations in `ids` only.
+pub fn drawn_for(
+    drawn: &[pollsync_sim::ballots::StationContest],
+    ids: &[&str],
+) -> Vec<pollsync_sim::ballots::StationContest> {
+    drawn
+        .iter()
+        .filter(|sc| ids.contains(&sc.station.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Ballots drawn for one station.
+pub fn ballots_of(drawn: &[pollsync_sim::ballots::StationContest], station: &str) -> u64 {
+    drawn
+        .iter()
+        .filter(|sc| sc.station == station)
+        .map(|sc| sc.ballots.len() as u64)
+        .sum()
+}
+
+/// A station's drawn ballots as `station import` lines, cut into `parts` parts of
+/// nearly equal size (each ends with a newline; an empty part has no lines).
+pub fn ballot_parts(
+    drawn: &[pollsync_sim::ballots::StationContest],
+    station: &str,
+    parts: usize,
+) -> Vec<String> {
+    let all = pollsync_sim::ballots::import_lines(drawn, station);
+    let lines: Vec<&str> = all.lines().collect();
+    let parts = parts.max(1);
+    let size = lines.len().div_ceil(parts).max(1);
+    let mut out: Vec<String> = lines
+        .chunks(size)
+        .map(|c| c.iter().map(|l| format!("{l}\n")).collect())
+        .collect();
+    out.resize(parts, String::new());
+    out
+}
+
+/// `station issue` for every contest of the station, with the drawn counts.
+pub fn issue_all(station: &Station, drawn: &[pollsync_sim::ballots::StationContest]) {
+    for sc in drawn.iter().filter(|sc| sc.station == station.id) {
+        if sc.issued > 0 {
+            station.ok(&[
+                "issue",
+                "--contest",
+                &sc.contest,
+                "--count",
+                &sc.issued.to_string(),
+            ]);
+        }
+    }
+}
+
+/// `station import` of one part of its ballots (see [`ballot_parts`]), through a
+/// file `dir/<station>-<label>.jsonl`; an empty part records nothing.
+pub fn import_part(station: &Station, part: &str, dir: &Path, label: &str) {
+    if part.is_empty() {
+        return;
+    }
+    let file = dir.join(format!("{}-{label}.jsonl", station.id));
+    std::fs::write(&file, part).expect("write ballots");
+    station.ok(&["import", &file.display().to_string()]);
+}
+
+/// `station close --from-records` for every contest of the station.
+pub fn close_all(station: &Station, drawn: &[pollsync_sim::ballots::StationContest]) {
+    for sc in drawn.iter().filter(|sc| sc.station == station.id) {
+        station.ok(&["close", "--contest", &sc.contest, "--from-records"]);
+    }
+}
+
+/// Asserts the center raised no alert (honest stations only).
+pub fn assert_no_alerts(center: &Center) {
+    let alerts = center.json(&["alerts", "--json"]);
+    assert!(
+        alerts.as_array().is_some_and(|a| a.is_empty()),
+        "honest stations raise no alert: {alerts}"
+    );
+}
+
+/// Checks `center results --format json` against the truth of `drawn` (every
+/// station-contest of the election; `present` are the stations that recorded and
+/// synced their day): a contest all of whose stations are present is decided (not
+/// pending) with the true ballots and votes; any other contest is pending. Returns
+/// how many contests are decided.
+pub fn assert_results_are_truth(
+    center: &Center,
+    drawn: &[pollsync_sim::ballots::StationContest],
+    present: &[&str],
+) -> usize {
+    let results = center.json(&["results", "--format", "json"]);
+    let truth = pollsync_sim::ballots::truth_per_contest(&drawn_for(drawn, present));
+    let contests = results["contests"].as_array().expect("contests in results");
+    let mut decided = 0;
+    for r in contests {
+        let id = r["id"].as_str().expect("contest id");
+        let all_in = drawn
+            .iter()
+            .filter(|sc| sc.contest == id)
+            .all(|sc| present.contains(&sc.station.as_str()));
+        if !all_in {
+            assert_eq!(r["status"], "pending", "{id}: stations missing: {r}");
+            continue;
+        }
+        decided += 1;
+        assert_ne!(r["status"], "pending", "{id}: every station is in: {r}");
+        let t = truth.get(id).cloned().unwrap_or_default();
+        let seen = (
+            &r["ballots"]["issued"],
+            &r["ballots"]["returned"],
+            &r["ballots"]["valid"],
+            &r["ballots"]["void"],
+        );
+        let want: (
+            serde_json::Value,
+            serde_json::Value,
+            serde_json::Value,
+            serde_json::Value,
+        ) = (
+            t.issued.into(),
+            t.returned.into(),
+            t.valid.into(),
+            t.void.into(),
+        );
+        assert_eq!(seen, (&want.0, &want.1, &want.2, &want.3), "{id} ballots");
+        for cand in r["candidates"].as_array().expect("candidates") {
+            let c = cand["id"].as_str().expect("candidate id");
+            assert_eq!(cand["for"], t.for_of(c), "{id} {c} FOR");
+            assert_eq!(cand["against"], t.against_of(c), "{id} {c} AGAINST");
+        }
+        for w in r["write_ins"].as_array().expect("write-ins") {
+            let name = w["name"].as_str().expect("write-in name");
+            assert_eq!(w["for"], t.write_in_of(name), "{id} write-in {name}");
+        }
+    }
+    assert_eq!(
+        contests.len(),
+        drawn
+            .iter()
+            .map(|sc| sc.contest.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        "every contest has results"
+    );
+    decided
 }
