@@ -3,6 +3,7 @@
 //! ground truth drawn by `pollsync-sim` to compare the results against.
 
 pub mod proxy;
+pub mod rogue;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
