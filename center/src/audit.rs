@@ -2,7 +2,8 @@
 //! re-verified (signature against the station's enrolled key, chain hash, links,
 //! sequence, election, station, definition), every station's tallies are counted
 //! again from those bytes with the election crate's own counting, and the result is
-//! compared with the live tallies the ingest kept. Any difference is named (G4).
+//! compared with the live tallies the ingest kept, and every ballot id is checked
+//! to be in one batch only. Any difference is named (G4).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -58,6 +59,8 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
             .map(|k| (k.key_no, k.public_key))
             .collect();
         let mut ballots: HashMap<BallotId, Ballot> = HashMap::new();
+        // Every ballot id of the station, with the first batch holding it.
+        let mut first_seen: HashMap<Vec<u8>, u64> = HashMap::new();
         let mut prev_hash = GENESIS_HASH;
         for (i, stored) in batches.iter().enumerate() {
             report.batches += 1;
@@ -117,6 +120,15 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
             }
             prev_hash = hash;
             for event in &batch.events {
+                if let Some(pb::event::Kind::Ballot(b)) = &event.kind {
+                    let first = *first_seen.entry(b.id.clone()).or_insert(stored.sequence);
+                    if first != stored.sequence {
+                        report.differences.push(format!(
+                            "{at}: ballot {} is also in batch {first}: it is counted twice",
+                            hex::encode(&b.id)
+                        ));
+                    }
+                }
                 match event_from_pb(event) {
                     Ok(e) => count(&def, station, e, &mut recount, &mut ballots, &mut report),
                     Err(e) => report

@@ -159,6 +159,57 @@ async fn a_replay_is_duplicate_and_counted_once_also_after_a_restart() {
 }
 
 #[tokio::test]
+async fn a_ballot_id_of_an_earlier_batch_is_refused_and_counted_once_also_after_a_restart() {
+    let center = Center::new();
+    let mut s1 = center.chain("S-0001");
+    let (a1, a2) = s1_events();
+    let (h, writer) = ingest::start(&center.data).unwrap();
+    assert_eq!(
+        push(&h, "S-0001", s1.batch(&a1)).await.kind(),
+        AckKind::Accepted
+    );
+    // Signed with the station's own key, but ballot 2 is batch 1's again.
+    let reused = vec![ballot(2, "D-001", &[F, F, F], &[]), issued("D-001", 1)];
+    let ack = push(&h, "S-0001", s1.batch(&reused)).await;
+    assert_eq!(
+        (ack.kind(), ack.reason()),
+        (AckKind::Rejected, R::InvalidContent)
+    );
+    assert!(
+        ack.detail.contains(&ballot_id(2).to_string()) && ack.detail.contains("batch 1"),
+        "{}",
+        ack.detail
+    );
+    h.shutdown();
+    writer.join().unwrap();
+    // After a restart the writer knows the ids from the stored batches alone.
+    let (h, writer) = ingest::start(&center.data).unwrap();
+    let mut again = center.chain("S-0001");
+    again.batch(&a1); // advance the chain past batch 1, as stored
+    let mut honest = again.clone();
+    let ack = push(&h, "S-0001", again.batch(&reused)).await;
+    assert_eq!(
+        (ack.kind(), ack.reason()),
+        (AckKind::Rejected, R::InvalidContent)
+    );
+    // The honest next batch still counts.
+    assert_eq!(
+        push(&h, "S-0001", honest.batch(&a2)).await.kind(),
+        AckKind::Accepted
+    );
+    h.shutdown();
+    writer.join().unwrap();
+    assert_eq!(tallies(&center)["S-0001"], truth(&[a1, a2].concat()));
+    assert_eq!(
+        alerts(&center),
+        vec![
+            ("S-0001".to_string(), "INVALID_CONTENT".to_string(), 2),
+            ("S-0001".to_string(), "INVALID_CONTENT".to_string(), 2)
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_fork_is_rejected_alerted_and_quarantines_the_station() {
     let center = Center::new();
     let (h, writer) = ingest::start(&center.data).unwrap();

@@ -197,9 +197,16 @@ pub struct Content {
     deltas: BTreeMap<String, ContestDelta>,
     /// Ballot events in the batch.
     ballot_count: u64,
+    /// Every ballot id of the batch, sorted (each once: repeats are refused).
+    ballot_ids: Vec<BallotKey>,
 }
 
 impl Content {
+    /// The batch's ballot ids, sorted.
+    pub fn ballot_ids(&self) -> &[BallotKey] {
+        &self.ballot_ids
+    }
+
     /// Ids named by cancels that are not ballots of this same batch (they must be
     /// found in the station's earlier batches).
     pub fn external_cancel_targets(&self) -> BTreeSet<BallotKey> {
@@ -379,6 +386,8 @@ pub struct Needs {
     pub stored_sequence: Option<u64>,
     /// Find these ballots in the station's earlier batches.
     pub past_ballots: BTreeSet<BallotKey>,
+    /// Look the batch's ballot ids up among the station's earlier batches'.
+    pub earlier_ids: bool,
 }
 
 /// What the writer looked up ([`Needs`]).
@@ -389,6 +398,9 @@ pub struct Lookups {
     pub stored_at: Option<StoredAt>,
     /// The earlier ballots found (ids not found are absent).
     pub past_ballots: HashMap<BallotKey, PastBallot>,
+    /// A ballot id of this batch that an earlier batch of the station already
+    /// holds, with that batch's sequence.
+    pub reused_id: Option<(BallotKey, u64)>,
 }
 
 /// The decision on one batch.
@@ -566,6 +578,14 @@ pub fn check_signature(key: Option<&StationKey>, signed: &pb::SignedBatch) -> Si
 }
 
 impl Prepared {
+    /// The batch's ballot ids, sorted (none if it did not decode or check).
+    pub fn ballot_ids(&self) -> &[BallotKey] {
+        match &self.stage {
+            Stage::Decoded(d) => d.content.as_ref().map_or(&[], |c| c.ballot_ids()),
+            _ => &[],
+        }
+    }
+
     /// The batch's sequence (0 if it could not be decoded).
     pub fn sequence(&self) -> u64 {
         match &self.stage {
@@ -680,6 +700,7 @@ fn check_content(ctx: &Context, batch: &pb::Batch) -> Result<Content, String> {
             BallotId::from_bytes(w[0].0)
         ));
     }
+    content.ballot_ids = ballots.iter().map(|(id, _)| *id).collect();
     for (_, other) in &mut content.others {
         if let Other::Cancel { ballot, in_batch } = other
             && let Ok(i) = ballots.binary_search_by(|(k, _)| k.cmp(ballot))
@@ -727,12 +748,14 @@ pub fn needs(state: &StationState, prepared: &Prepared) -> Needs {
         return Needs::default();
     };
     let sequence = d.header.sequence;
+    let next = sequence == state.head.next_sequence();
     Needs {
         stored_sequence: (sequence <= state.head.sequence).then_some(sequence),
         past_ballots: match &d.content {
-            Ok(c) if sequence == state.head.next_sequence() => c.external_cancel_targets(),
+            Ok(c) if next => c.external_cancel_targets(),
             _ => BTreeSet::new(),
         },
+        earlier_ids: next && d.content.as_ref().is_ok_and(|c| c.ballot_count > 0),
     }
 }
 
@@ -905,6 +928,16 @@ pub fn judge(
             );
         }
     };
+    if let Some((id, earlier)) = lookups.reused_id {
+        return reject(
+            sequence,
+            R::InvalidContent,
+            format!(
+                "batch {sequence}: ballot {} is already in batch {earlier} of station {peer}; a ballot is counted once",
+                BallotId::from_bytes(id)
+            ),
+        );
+    }
     let key_no = state.current_key.unwrap_or_default();
     match effects_of(ctx, state, content, lookups) {
         Ok((deltas, closes)) => Verdict::Accept(Box::new(Effects {
@@ -1026,6 +1059,28 @@ fn effects_of(
         d.write_in.retain(|_, v| *v != 0);
     }
     Ok((deltas, closes))
+}
+
+/// Every ballot id of a station's stored batches (raw `Batch` bytes), with the
+/// sequence of the batch that holds it: what a new batch's ids are checked
+/// against, so that no ballot is counted twice. Batches that do not decode are
+/// skipped (they were checked when accepted).
+pub fn scan_ballot_ids<'a>(batches: impl IntoIterator<Item = &'a [u8]>) -> HashMap<BallotKey, u64> {
+    use pb::event::Kind;
+    let mut ids = HashMap::new();
+    for bytes in batches {
+        let Ok(batch) = pb::Batch::decode(bytes) else {
+            continue;
+        };
+        for event in batch.events {
+            if let Some(Kind::Ballot(b)) = event.kind
+                && let Ok(id) = BallotKey::try_from(b.id.as_slice())
+            {
+                ids.entry(id).or_insert(batch.sequence);
+            }
+        }
+    }
+    ids
 }
 
 /// Finds the `wanted` ballots in a station's earlier batches (raw `Batch` bytes, in

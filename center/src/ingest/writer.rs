@@ -64,7 +64,14 @@ pub(super) struct Writer {
     uncheckpointed_bytes: usize,
     /// What the current group decided, published once it is durable.
     group_events: Vec<IngestEvent>,
+    /// Per station, every ballot id its stored batches hold (loaded from them on
+    /// the station's first batch, then kept current; cleared whenever the store
+    /// may hold something else: a failed group, another process's commit).
+    ballot_ids: BallotIndex,
 }
+
+/// Station → ballot id → sequence of the batch holding it.
+type BallotIndex = HashMap<String, HashMap<judge::BallotKey, u64>>;
 
 /// Environment variable that makes the writer print per-group timings.
 pub const TRACE_ENV: &str = "POLLSYNC_INGEST_TRACE";
@@ -86,6 +93,7 @@ impl Writer {
             timings: [Duration::ZERO; 3],
             uncheckpointed_bytes: 0,
             group_events: Vec::new(),
+            ballot_ids: HashMap::new(),
         };
         // Checkpoints run when idle (or past a size), not inside a burst's commits.
         writer.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -102,6 +110,7 @@ impl Writer {
         self.states = states;
         self.keys = keys;
         self.data_version = version;
+        self.ballot_ids.clear();
         self.shared.publish(&self.states, &self.keys);
         Ok(())
     }
@@ -262,6 +271,7 @@ impl Writer {
                         replies.len()
                     );
                     self.group_events.clear();
+                    self.ballot_ids.clear();
                     self.shared
                         .publisher
                         .metrics
@@ -309,6 +319,7 @@ impl Writer {
             self.states = states;
             self.keys = keys;
             self.data_version = version;
+            self.ballot_ids.clear();
             self.shared.publish(&self.states, &self.keys);
         }
         let now = now_unix_ms();
@@ -365,7 +376,15 @@ impl Writer {
             let mut state = self.states.get(&peer).cloned().unwrap_or_default();
             prepared.recheck_signature(self.keys.get(&peer));
             let sp = tx.savepoint()?;
-            match judge_and_apply(&sp, &self.ctx, &peer, &state, &prepared, now) {
+            match judge_and_apply(
+                &sp,
+                &self.ctx,
+                &peer,
+                &state,
+                &prepared,
+                now,
+                &mut self.ballot_ids,
+            ) {
                 Ok(verdict) => {
                     sp.commit()?;
                     self.group_events.push(event_of(&peer, &verdict));
@@ -439,9 +458,23 @@ fn judge_and_apply(
     state: &StationState,
     prepared: &Prepared,
     now: u64,
+    ballot_ids: &mut BallotIndex,
 ) -> Result<Verdict> {
     let needs = judge::needs(state, prepared);
     let mut lookups = Lookups::default();
+    if needs.earlier_ids {
+        if !ballot_ids.contains_key(peer) {
+            let batches = apply::station_batches(conn, peer)?;
+            let known = judge::scan_ballot_ids(batches.iter().map(Vec::as_slice));
+            ballot_ids.insert(peer.to_owned(), known);
+        }
+        if let Some(known) = ballot_ids.get(peer) {
+            lookups.reused_id = prepared
+                .ballot_ids()
+                .iter()
+                .find_map(|id| known.get(id).map(|earlier| (*id, *earlier)));
+        }
+    }
     if let Some(sequence) = needs.stored_sequence {
         lookups.stored_at = apply::stored_batch(conn, peer, sequence)?.map(|stored| {
             if stored == prepared.signed.batch {
@@ -460,14 +493,21 @@ fn judge_and_apply(
     }
     let verdict = judge::judge(ctx, peer, state, prepared, &lookups);
     match &verdict {
-        Verdict::Accept(effects) => apply::apply_effects(
-            conn,
-            ctx,
-            peer,
-            &prepared.signed.batch,
-            &prepared.signed.signature,
-            effects,
-        )?,
+        Verdict::Accept(effects) => {
+            apply::apply_effects(
+                conn,
+                ctx,
+                peer,
+                &prepared.signed.batch,
+                &prepared.signed.signature,
+                effects,
+            )?;
+            if let Some(known) = ballot_ids.get_mut(peer) {
+                for id in prepared.ballot_ids() {
+                    known.insert(*id, effects.sequence);
+                }
+            }
+        }
         Verdict::Duplicate { .. } => {}
         Verdict::Reject(r) => {
             if r.alerts() {
