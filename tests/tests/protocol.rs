@@ -1,0 +1,1127 @@
+//! Protocol-level property test (issue 6): random schedules of sends, duplicated,
+//! reordered and dropped messages, disconnects, station and center restarts, against
+//! the real state machines at both ends, with no sockets.
+//!
+//! - Stations: real `pollsync_station::Store`s in temporary folders, provisioned from
+//!   real enrollment bundles (`center init` + `center enroll` on a small generated
+//!   election), recording ballots drawn by `pollsync_sim::ballots` through the real
+//!   import door, sealing real signed batches. Every decision of what to send and
+//!   what an acknowledgement means is the sans-IO `sync::Sender`'s; the harness only
+//!   carries messages, as the tokio driver does.
+//! - Center: the real ingest (`pollsync_center::ingest::start_with`) on a real store;
+//!   a center restart shuts the ingest down, joins its writer and starts a fresh one
+//!   on the same folder (what the center's network buffers held is lost).
+//! - Link: per station, the batches on their way to the center, the acknowledgements
+//!   on their way back, and what a dead connection still carries (orphans the center
+//!   may read late, answering nobody). Steps duplicate, swap and drop messages in
+//!   either direction. Batches also travel by hand (`station export`, `center
+//!   import` beside the running ingest), and ballots entered by mistake are
+//!   cancelled, often in a later batch.
+//!
+//! After the schedule, a healing phase records and closes everything left and lets
+//! every station finish on a perfect link (a call waiting for answers to batches
+//! the link lost ends as the driver's acknowledgement timeout ends it). Then: the
+//! center's per-station tallies are exactly the drawn ground truth, the center holds
+//! each station's chain byte for byte, every sealed batch is acknowledged, there is
+//! no alert, `center audit` is clean, and no acknowledgement a station received was
+//! forgotten by a restarted center (an acknowledgement means durable).
+//!
+//! `PROPTEST_CASES` raises the number of schedules (default [`DEFAULT_CASES`]).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use pollsync_center::commands::{enroll, init};
+use pollsync_center::ingest::{self, IngestHandle};
+use pollsync_election::{BallotChoices, BallotId, StationEvent, TallySheet};
+use pollsync_proto::pb;
+use pollsync_sim::ballots::{self, StationContest, Turnout};
+use pollsync_station::Store;
+use pollsync_station::commands::{self, SheetSource};
+use pollsync_station::store::{Provisioned, new_ballot_id};
+use pollsync_station::sync::Sender;
+use pollsync_station::sync::sender::{AckOutcome, SessionStart, Stop};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestError, TestRunner};
+
+/// Schedules run by default: keeps the test under about a minute in a debug build
+/// on a loaded 2-core machine (every step that writes commits durably).
+const DEFAULT_CASES: u32 = 40;
+/// Schedules of the coverage check (deterministic seed).
+const COVERAGE_CASES: u32 = 24;
+/// Longest schedule before healing.
+const MAX_STEPS: usize = 200;
+/// Stations of the generated election taking part.
+const STATIONS: usize = 3;
+/// Seed of the generated election and of the drawn ballots.
+const ELECTION_SEED: u64 = 11;
+const BALLOT_SEED: u64 = 11;
+/// A few dozen ballots per station and contest, with more void ballots and
+/// write-ins than usual, so that every kind of count is exercised.
+const TURNOUT: Turnout = Turnout {
+    issued_share: (0.02, 0.04),
+    not_returned_share: 0.05,
+    void_share: 0.08,
+    write_in_share: 0.08,
+    mobile_share: 0.3,
+};
+/// Rounds of the healing phase before it is declared stuck.
+const MAX_HEAL_ROUNDS: usize = 1_000;
+
+// ---------------------------------------------------------------------------
+// The fixture: built once, copied for every schedule
+// ---------------------------------------------------------------------------
+
+/// An initialised, enrolled center and provisioned stations (nothing recorded yet),
+/// with each station's drawn ballots.
+struct Template {
+    root: tempfile::TempDir,
+    /// Station ids, in the election's order.
+    stations: Vec<String>,
+    /// Per station, its drawn ballots per contest it serves.
+    drawn: Vec<Vec<StationContest>>,
+}
+
+impl Template {
+    fn build() -> Template {
+        let root = tempfile::tempdir().expect("tempdir");
+        let (file, def) = pollsync_tests::small_election(root.path(), ELECTION_SEED);
+        let center = root.path().join("center");
+        let bundles = root.path().join("bundles");
+        init::init(&center, &file, &[]).expect("center init");
+        enroll::enroll(
+            &center,
+            &enroll::EnrollRequest {
+                all: true,
+                out_dir: bundles.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("center enroll");
+        let all = ballots::draw(&def, BALLOT_SEED, &TURNOUT);
+        let stations: Vec<String> = def
+            .stations
+            .iter()
+            .take(STATIONS)
+            .map(|s| s.id.clone())
+            .collect();
+        let mut drawn = Vec::new();
+        for id in &stations {
+            Store::create(
+                &station_dir(root.path(), id),
+                &enroll::bundle_path(&bundles, id),
+                None,
+            )
+            .expect("station init");
+            let mine: Vec<StationContest> =
+                all.iter().filter(|sc| &sc.station == id).cloned().collect();
+            assert!(!mine.is_empty(), "station {id} collects no contest");
+            drawn.push(mine);
+        }
+        Template {
+            root,
+            stations,
+            drawn,
+        }
+    }
+
+    /// The drawn truth: station → contest → tally (zeros left out).
+    fn truth(&self) -> BTreeMap<String, BTreeMap<String, TallySheet>> {
+        self.stations
+            .iter()
+            .zip(&self.drawn)
+            .map(|(id, contests)| {
+                let sheets = contests
+                    .iter()
+                    .map(|sc| (sc.contest.clone(), sc.truth.without_zeros()))
+                    .collect();
+                (id.clone(), sheets)
+            })
+            .collect()
+    }
+}
+
+fn station_dir(root: &Path, id: &str) -> PathBuf {
+    root.join("stations").join(id)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create folder");
+    for entry in std::fs::read_dir(from).expect("read folder") {
+        let entry = entry.expect("folder entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Schedules
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Duplicate,
+    Drop,
+    Swap,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// The station records up to `ballots` more of its drawn ballots of a contest
+    /// (and as many issued), then seals; `seals` times (0: once, left unsealed).
+    Record {
+        station: usize,
+        contest: usize,
+        ballots: usize,
+        seals: usize,
+    },
+    /// A ballot entered by mistake; it is cancelled at the station's next recording
+    /// or close.
+    Mistake { station: usize, contest: usize },
+    /// The station seals what it recorded.
+    Seal { station: usize },
+    /// The station records the rest of a contest and closes it from its records.
+    Close { station: usize, contest: usize },
+    /// The station sends what its sender allows, at most `max`; out of a session,
+    /// it first says Hello (the driver reconnects by itself).
+    Send { station: usize, max: usize },
+    /// The center reads `rounds` batches from each station in `stations` (a bit
+    /// mask), submits them all, then answers each.
+    CenterReads { stations: u8, rounds: usize },
+    /// The center reads batches left on a dead connection; the answers go nowhere.
+    CenterReadsOrphans { station: usize, max: usize },
+    /// The station reads up to `max` acknowledgements.
+    StationReads { station: usize, max: usize },
+    /// The link duplicates, drops or swaps a message in transit: in the `queue`-th
+    /// non-empty queue (batches or acknowledgements of some station, modulo), at
+    /// position `at` (modulo).
+    Fault {
+        queue: usize,
+        fault: Fault,
+        at: usize,
+    },
+    /// The connection drops; the center may or may not still read what it carried.
+    Disconnect {
+        station: usize,
+        center_keeps_unread: bool,
+    },
+    /// The station's process restarts: a new sender from what its store says.
+    StationRestart { station: usize },
+    /// The center restarts: ingest shut down, writer joined, a fresh one started.
+    CenterRestart,
+    /// The station's unacknowledged batches are carried by hand: `station export`,
+    /// then `center import` while the center serves.
+    Carried { station: usize },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let station = 0..STATIONS;
+    let contest = 0usize..4;
+    prop_oneof![
+        8 => (station.clone(), contest.clone(), 1usize..8, 0usize..4).prop_map(
+            |(station, contest, ballots, seals)| Step::Record { station, contest, ballots, seals }
+        ),
+        1 => (station.clone(), contest.clone())
+            .prop_map(|(station, contest)| Step::Mistake { station, contest }),
+        3 => station.clone().prop_map(|station| Step::Seal { station }),
+        1 => (station.clone(), contest)
+            .prop_map(|(station, contest)| Step::Close { station, contest }),
+        10 => (station.clone(), 1usize..8).prop_map(|(station, max)| Step::Send { station, max }),
+        10 => (1u8..(1 << STATIONS), 1usize..4)
+            .prop_map(|(stations, rounds)| Step::CenterReads { stations, rounds }),
+        8 => (station.clone(), 1usize..4)
+            .prop_map(|(station, max)| Step::CenterReadsOrphans { station, max }),
+        10 => (station.clone(), 1usize..4)
+            .prop_map(|(station, max)| Step::StationReads { station, max }),
+        4 => (
+            0..2 * STATIONS,
+            prop_oneof![Just(Fault::Duplicate), Just(Fault::Drop), Just(Fault::Swap)],
+            0usize..64,
+        )
+            .prop_map(|(queue, fault, at)| Step::Fault { queue, fault, at }),
+        2 => (station.clone(), any::<bool>()).prop_map(|(station, center_keeps_unread)| {
+            Step::Disconnect { station, center_keeps_unread }
+        }),
+        1 => station.clone().prop_map(|station| Step::StationRestart { station }),
+        1 => Just(Step::CenterRestart),
+        1 => station.prop_map(|station| Step::Carried { station }),
+    ]
+}
+
+fn schedule() -> impl Strategy<Value = Vec<Step>> {
+    proptest::collection::vec(step(), 0..MAX_STEPS)
+}
+
+// ---------------------------------------------------------------------------
+// The world: stations, link, center
+// ---------------------------------------------------------------------------
+
+/// How often the interesting paths were taken (to check the schedules reach them).
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    hellos: u64,
+    batches_sent: u64,
+    faults: u64,
+    duplicates_acknowledged: u64,
+    gaps_answered: u64,
+    violations: u64,
+    orphans_applied: u64,
+    center_restarts_after_acks: u64,
+    station_restarts: u64,
+    cross_batch_cancels: u64,
+    closes: u64,
+    carried_accepted: u64,
+    carried_duplicates: u64,
+    ack_timeouts: u64,
+}
+
+impl Seen {
+    fn add(&mut self, o: &Seen) {
+        self.hellos += o.hellos;
+        self.batches_sent += o.batches_sent;
+        self.faults += o.faults;
+        self.duplicates_acknowledged += o.duplicates_acknowledged;
+        self.gaps_answered += o.gaps_answered;
+        self.violations += o.violations;
+        self.orphans_applied += o.orphans_applied;
+        self.center_restarts_after_acks += o.center_restarts_after_acks;
+        self.station_restarts += o.station_restarts;
+        self.cross_batch_cancels += o.cross_batch_cancels;
+        self.closes += o.closes;
+        self.carried_accepted += o.carried_accepted;
+        self.carried_duplicates += o.carried_duplicates;
+        self.ack_timeouts += o.ack_timeouts;
+    }
+}
+
+/// One station's connection as messages in transit.
+#[derive(Default)]
+struct Link {
+    /// Batches sent on the live connection, not yet read by the center.
+    up: VecDeque<pb::SignedBatch>,
+    /// Acknowledgements on the live connection, not yet read by the station.
+    down: VecDeque<pb::Ack>,
+    /// Batches of dead connections the center has not read yet.
+    orphans: VecDeque<pb::SignedBatch>,
+}
+
+impl Link {
+    fn is_quiet(&self) -> bool {
+        self.up.is_empty() && self.down.is_empty()
+    }
+}
+
+/// How far a station has got through one contest's drawn ballots.
+#[derive(Default)]
+struct ContestProgress {
+    recorded: usize,
+    issued: u64,
+    closed: bool,
+}
+
+/// A ballot entered by mistake and not yet cancelled.
+struct Stray {
+    id: BallotId,
+    /// A seal happened since it was recorded: its cancel lands in a later batch.
+    sealed: bool,
+}
+
+/// One polling station: its store, its sender, its side of the link.
+struct StationSide {
+    id: String,
+    dir: PathBuf,
+    store: Store,
+    prov: Provisioned,
+    sender: Sender,
+    link: Link,
+    progress: Vec<ContestProgress>,
+    stray: Option<Stray>,
+}
+
+/// One schedule's world: copies of the template's stores in a folder of its own,
+/// the running center ingest, the stations and their links.
+struct World<'t> {
+    template: &'t Template,
+    rt: tokio::runtime::Runtime,
+    center_dir: PathBuf,
+    center: Option<(IngestHandle, JoinHandle<()>)>,
+    stations: Vec<StationSide>,
+    files: u64,
+    seen: Seen,
+    tmp: tempfile::TempDir,
+}
+
+impl Drop for World<'_> {
+    fn drop(&mut self) {
+        if let Some((handle, writer)) = self.center.take() {
+            handle.shutdown();
+            let _ = writer.join();
+        }
+    }
+}
+
+fn start_center(dir: &Path) -> (IngestHandle, JoinHandle<()>) {
+    ingest::start_with(dir, 1).expect("the center's ingest starts")
+}
+
+impl<'t> World<'t> {
+    fn new(template: &'t Template) -> World<'t> {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let center_dir = tmp.path().join("center");
+        copy_dir(&template.root.path().join("center"), &center_dir);
+        let mut stations = Vec::new();
+        for (id, drawn) in template.stations.iter().zip(&template.drawn) {
+            let dir = station_dir(tmp.path(), id);
+            copy_dir(&station_dir(template.root.path(), id), &dir);
+            let store = Store::open(&dir).expect("station store opens");
+            let prov = store.provisioned().expect("provisioned");
+            stations.push(StationSide {
+                id: id.clone(),
+                dir,
+                store,
+                prov,
+                sender: Sender::new(0, 0),
+                link: Link::default(),
+                progress: drawn.iter().map(|_| ContestProgress::default()).collect(),
+                stray: None,
+            });
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let center = Some(start_center(&center_dir));
+        World {
+            template,
+            rt,
+            center_dir,
+            center,
+            stations,
+            files: 0,
+            seen: Seen::default(),
+            tmp,
+        }
+    }
+
+    fn center(&self) -> &IngestHandle {
+        &self.center.as_ref().expect("the center runs").0
+    }
+
+    fn run(&mut self, step: &Step) {
+        match *step {
+            Step::Record {
+                station,
+                contest,
+                ballots,
+                seals,
+            } => {
+                for _ in 0..seals.max(1) {
+                    self.record(station, contest, ballots);
+                    if seals > 0 {
+                        self.seal(station);
+                    }
+                }
+            }
+            Step::Mistake { station, contest } => self.mistake(station, contest),
+            Step::Seal { station } => self.seal(station),
+            Step::Close { station, contest } => self.close(station, contest),
+            Step::Send { station, max } => {
+                if !self.stations[station].sender.connected() {
+                    self.hello(station);
+                }
+                self.send(station, max);
+            }
+            Step::CenterReads { stations, rounds } => self.center_reads(stations, rounds),
+            Step::CenterReadsOrphans { station, max } => self.center_reads_orphans(station, max),
+            Step::StationReads { station, max } => self.station_reads(station, max),
+            Step::Fault { queue, fault, at } => self.fault(queue, fault, at),
+            Step::Disconnect {
+                station,
+                center_keeps_unread,
+            } => self.disconnect(station, center_keeps_unread),
+            Step::StationRestart { station } => self.station_restart(station),
+            Step::CenterRestart => self.center_restart(),
+            Step::Carried { station } => self.carried(station),
+        }
+    }
+
+    // --- station: recording -------------------------------------------------
+
+    /// Appends events after the door's checks, as `station` commands do.
+    fn append(&mut self, i: usize, events: &[StationEvent]) {
+        let s = &mut self.stations[i];
+        let station = s.prov.station().expect("station in definition");
+        for e in events {
+            e.check(&s.prov.definition, station)
+                .expect("a drawn event passes the door");
+        }
+        s.store
+            .append(events, &mut |_| {})
+            .expect("the station records");
+    }
+
+    /// Records up to `n` more drawn ballots of contest `c` (through the import
+    /// door) and as many issued ballots.
+    fn record_ballots(&mut self, i: usize, c: usize, n: usize) {
+        let template = self.template;
+        let sc = &template.drawn[i][c];
+        let p = &self.stations[i].progress[c];
+        let chunk = &sc.ballots[p.recorded..(p.recorded + n).min(sc.ballots.len())];
+        if chunk.is_empty() {
+            return;
+        }
+        let issue = (chunk.len() as u64).min(sc.issued - p.issued);
+        let lines: String = chunk
+            .iter()
+            .map(|b| serde_json::to_string(b).expect("ballot as JSON") + "\n")
+            .collect();
+        self.files += 1;
+        let file = self
+            .tmp
+            .path()
+            .join(format!("ballots-{}.jsonl", self.files));
+        std::fs::write(&file, lines).expect("write ballots");
+        if issue > 0 {
+            let contest = sc.contest.clone();
+            self.append(
+                i,
+                &[StationEvent::Issued {
+                    contest,
+                    count: issue,
+                }],
+            );
+        }
+        let s = &mut self.stations[i];
+        pollsync_station::import::import(&mut s.store, &s.prov, &file)
+            .expect("drawn ballots import");
+        s.progress[c].recorded += chunk.len();
+        s.progress[c].issued += issue;
+    }
+
+    fn cancel_stray(&mut self, i: usize) {
+        let Some(stray) = self.stations[i].stray.take() else {
+            return;
+        };
+        self.append(
+            i,
+            &[StationEvent::Cancel {
+                ballot_id: stray.id,
+                reason: "entered by mistake".into(),
+            }],
+        );
+        self.seen.cross_batch_cancels += u64::from(stray.sealed);
+    }
+
+    fn record(&mut self, i: usize, contest: usize, n: usize) {
+        self.cancel_stray(i);
+        let c = contest % self.stations[i].progress.len();
+        if !self.stations[i].progress[c].closed {
+            self.record_ballots(i, c, n);
+        }
+    }
+
+    fn mistake(&mut self, i: usize, contest: usize) {
+        let c = contest % self.stations[i].progress.len();
+        if self.stations[i].stray.is_some() || self.stations[i].progress[c].closed {
+            return;
+        }
+        let template = self.template;
+        let sc = &template.drawn[i][c];
+        let choices = sc.ballots.first().cloned().unwrap_or(BallotChoices {
+            contest: sc.contest.clone(),
+            for_ids: Vec::new(),
+            against: Vec::new(),
+            write_in: Vec::new(),
+        });
+        let contest = self.stations[i]
+            .prov
+            .definition
+            .contest(&sc.contest)
+            .expect("drawn contest in definition");
+        let id = new_ballot_id().expect("ballot id");
+        let ballot = choices.to_ballot(id, contest).expect("drawn ballot");
+        self.append(i, &[StationEvent::Ballot(ballot)]);
+        self.stations[i].stray = Some(Stray { id, sealed: false });
+    }
+
+    fn close(&mut self, i: usize, contest: usize) {
+        self.cancel_stray(i);
+        let c = contest % self.stations[i].progress.len();
+        if self.stations[i].progress[c].closed {
+            return;
+        }
+        let template = self.template;
+        let sc = &template.drawn[i][c];
+        self.record_ballots(i, c, sc.ballots.len());
+        let rest = sc.issued - self.stations[i].progress[c].issued;
+        if rest > 0 {
+            let contest = sc.contest.clone();
+            self.append(
+                i,
+                &[StationEvent::Issued {
+                    contest,
+                    count: rest,
+                }],
+            );
+            self.stations[i].progress[c].issued += rest;
+        }
+        commands::close(&self.stations[i].dir, &sc.contest, SheetSource::FromRecords)
+            .expect("the station closes the contest");
+        self.stations[i].progress[c].closed = true;
+        self.seen.closes += 1;
+    }
+
+    fn seal(&mut self, i: usize) {
+        let s = &mut self.stations[i];
+        let made = s.store.seal(&s.prov).expect("the station seals");
+        let head = s.store.head().expect("head").sequence;
+        s.sender.on_sealed(head);
+        if let Some(stray) = &mut s.stray {
+            stray.sealed |= !made.is_empty();
+        }
+    }
+
+    // --- station: sync, as the tokio driver does it --------------------------
+
+    /// Hello, compare heads, start a session (`sync::client`'s `hello`).
+    fn hello(&mut self, i: usize) {
+        let center = self.center.as_ref().expect("the center runs").0.clone();
+        let s = &mut self.stations[i];
+        if s.sender.stopped().is_some() {
+            return;
+        }
+        let head = s.store.head().expect("head");
+        let request = pb::HelloRequest {
+            election_id: s.prov.bundle.election_id.clone(),
+            station_id: s.prov.bundle.station_id.clone(),
+            definition_sha256: s.prov.bundle.definition_sha256().to_vec(),
+            local_head_sequence: head.sequence,
+            local_head_hash: head.hash.to_vec(),
+        };
+        let reply = self
+            .rt
+            .block_on(center.hello(&s.id, request))
+            .unwrap_or_else(|r| panic!("the center refused honest station {}: {r:?}", s.id));
+        let center_head = reply.center_head_sequence;
+        let local_head = s.store.head().expect("head").sequence;
+        let local_hash = if center_head > 0 && center_head <= local_head {
+            s.store.hash_at(center_head).expect("hash")
+        } else {
+            None
+        };
+        let resume = s
+            .sender
+            .on_hello(&SessionStart {
+                center_head_sequence: center_head,
+                center_head_hash: reply.center_head_hash.clone(),
+                max_in_flight: reply.max_in_flight,
+                local_head_sequence: local_head,
+                local_hash_at_center_head: local_hash,
+            })
+            .unwrap_or_else(|t| panic!("honest station {} stopped at hello: {t}", s.id));
+        assert_eq!(
+            resume.center_regressed_from, None,
+            "station {}: the center holds {center_head} batch(es) but had acknowledged more: an acknowledgement was not durable",
+            s.id
+        );
+        if let Some(through) = resume.newly_acknowledged_through {
+            s.store.mark_acknowledged(through).expect("mark");
+        }
+        // A new call: nothing of an older one travels on it.
+        s.link.up.clear();
+        s.link.down.clear();
+        self.seen.hellos += 1;
+    }
+
+    fn send(&mut self, i: usize, max: usize) {
+        let s = &mut self.stations[i];
+        for _ in 0..max {
+            let Some(sequence) = s.sender.poll_send() else {
+                break;
+            };
+            let batch = s
+                .store
+                .batches_from(sequence, 1)
+                .expect("read sealed batch")
+                .pop()
+                .unwrap_or_else(|| panic!("{}: the sender picked unsealed {sequence}", s.id));
+            s.link.up.push_back(batch);
+            self.seen.batches_sent += 1;
+        }
+    }
+
+    fn station_reads(&mut self, i: usize, max: usize) {
+        let center_heads: Option<u64> =
+            self.center().head(&self.stations[i].id).map(|h| h.sequence);
+        let s = &mut self.stations[i];
+        for _ in 0..max {
+            let Some(ack) = s.link.down.pop_front() else {
+                break;
+            };
+            match s.sender.on_ack(&ack) {
+                Ok(AckOutcome::Acknowledged {
+                    through,
+                    advanced,
+                    duplicate,
+                }) => {
+                    assert!(
+                        through <= center_heads.unwrap_or(0),
+                        "{}: acknowledged through {through}, the center holds {center_heads:?}",
+                        s.id
+                    );
+                    if advanced {
+                        s.store.mark_acknowledged(through).expect("mark");
+                    }
+                    self.seen.duplicates_acknowledged += u64::from(duplicate);
+                }
+                // Only a center that lost acknowledged batches answers GAP to the
+                // oldest batch in flight; this one must not, but the sender's own
+                // rules handle it either way.
+                Ok(AckOutcome::Resend { .. } | AckOutcome::Stale) => {}
+                Err(Stop::Violation(_)) => {
+                    // The link broke the one-answer-per-batch-in-order rule: the
+                    // driver ends the call and reconnects later.
+                    self.seen.violations += 1;
+                    drop_connection(s, true);
+                    break;
+                }
+                Err(Stop::Terminal(t)) => panic!("honest station {} stopped: {t}", s.id),
+            }
+        }
+    }
+
+    fn fault(&mut self, queue: usize, fault: Fault, at: usize) {
+        let mut busy: Vec<(usize, bool)> = Vec::new();
+        for (i, s) in self.stations.iter().enumerate() {
+            if !s.link.up.is_empty() {
+                busy.push((i, true));
+            }
+            if !s.link.down.is_empty() {
+                busy.push((i, false));
+            }
+        }
+        if busy.is_empty() {
+            return;
+        }
+        let (i, to_center) = busy[queue % busy.len()];
+        let link = &mut self.stations[i].link;
+        if to_center {
+            disturb(&mut link.up, fault, at);
+        } else {
+            disturb(&mut link.down, fault, at);
+        }
+        self.seen.faults += 1;
+    }
+
+    fn disconnect(&mut self, i: usize, center_keeps_unread: bool) {
+        drop_connection(&mut self.stations[i], center_keeps_unread);
+    }
+
+    fn station_restart(&mut self, i: usize) {
+        let s = &mut self.stations[i];
+        drop_connection(s, true);
+        s.store = Store::open(&s.dir).expect("station store reopens");
+        s.prov = s.store.provisioned().expect("provisioned");
+        let head = s.store.head().expect("head").sequence;
+        let acknowledged = s.store.acknowledged_through().expect("acknowledged");
+        s.sender = Sender::new(head, acknowledged);
+        self.seen.station_restarts += 1;
+    }
+
+    /// `station export` (which seals what is pending first), then `center import`
+    /// of the file beside the running ingest: a second writer on the same store.
+    fn carried(&mut self, i: usize) {
+        self.files += 1;
+        let file = self.tmp.path().join(format!("export-{}.psync", self.files));
+        let s = &mut self.stations[i];
+        let (count, _) = commands::export(&s.dir, &file).expect("station export");
+        let head = s.store.head().expect("head").sequence;
+        if head > s.sender.local_head()
+            && let Some(stray) = &mut s.stray
+        {
+            stray.sealed = true;
+        }
+        s.sender.on_sealed(head);
+        if count == 0 {
+            return;
+        }
+        let reports = pollsync_center::commands::import::import(&self.center_dir, &[file])
+            .expect("center import");
+        for r in reports {
+            assert!(r.is_clean(), "{}: carried batches rejected: {r:?}", s.id);
+            self.seen.carried_accepted += r.accepted;
+            self.seen.carried_duplicates += r.duplicate;
+        }
+    }
+
+    // --- center ---------------------------------------------------------------
+
+    /// Submits every batch, then awaits every answer: one or more group commits.
+    fn submit_all(&mut self, batches: Vec<(usize, pb::SignedBatch)>) -> Vec<(usize, pb::Ack)> {
+        let center = self.center();
+        let pending: Vec<_> = batches
+            .into_iter()
+            .map(|(i, b)| (i, center.submit(&self.stations[i].id, b)))
+            .collect();
+        let mut answers = Vec::with_capacity(pending.len());
+        for (i, rx) in pending {
+            let ack = self
+                .rt
+                .block_on(rx)
+                .expect("the center answers every batch it read");
+            let kind = ack.kind();
+            if kind == pb::AckKind::Rejected {
+                assert_eq!(
+                    ack.reason(),
+                    pb::RejectReason::Gap,
+                    "the center rejected a batch of honest station {}: {ack:?}",
+                    self.stations[i].id
+                );
+                self.seen.gaps_answered += 1;
+            }
+            answers.push((i, ack));
+        }
+        answers
+    }
+
+    fn center_reads(&mut self, mask: u8, rounds: usize) {
+        let mut batches = Vec::new();
+        for _ in 0..rounds {
+            let before = batches.len();
+            for (i, s) in self.stations.iter_mut().enumerate() {
+                if mask & (1 << i) != 0
+                    && let Some(b) = s.link.up.pop_front()
+                {
+                    batches.push((i, b));
+                }
+            }
+            if batches.len() == before {
+                break;
+            }
+        }
+        for (i, ack) in self.submit_all(batches) {
+            self.stations[i].link.down.push_back(ack);
+        }
+    }
+
+    fn center_reads_orphans(&mut self, i: usize, max: usize) {
+        let link = &mut self.stations[i].link;
+        let n = max.min(link.orphans.len());
+        let batches: Vec<_> = link.orphans.drain(..n).map(|b| (i, b)).collect();
+        for (_, ack) in self.submit_all(batches) {
+            self.seen.orphans_applied += u64::from(ack.kind() == pb::AckKind::Accepted);
+        }
+    }
+
+    /// Shut the ingest down (it applies and answers what it took), join the writer,
+    /// start a fresh one on the same store. Every connection is gone, and with them
+    /// whatever they carried.
+    fn center_restart(&mut self) {
+        let (handle, writer) = self.center.take().expect("the center runs");
+        handle.shutdown();
+        writer.join().expect("the writer thread ends cleanly");
+        for s in &mut self.stations {
+            drop_connection(s, false);
+            s.link.orphans.clear();
+        }
+        self.center = Some(start_center(&self.center_dir));
+        self.check_acknowledgements_durable();
+    }
+
+    /// Whatever a station was told the center holds, the center holds.
+    fn check_acknowledgements_durable(&mut self) {
+        let mut any = false;
+        for s in &self.stations {
+            let held = self.center().head(&s.id).unwrap_or_default();
+            let recorded = s.store.acknowledged_through().expect("acknowledged");
+            assert!(
+                held.sequence >= recorded && held.sequence >= s.sender.acknowledged_through(),
+                "{}: acknowledged through {recorded} (sender {}), but the restarted center holds {}",
+                s.id,
+                s.sender.acknowledged_through(),
+                held.sequence
+            );
+            if held.sequence > 0 {
+                assert_eq!(
+                    s.store.hash_at(held.sequence).expect("hash"),
+                    Some(held.hash),
+                    "{}: the center's batch {} is not the station's",
+                    s.id,
+                    held.sequence
+                );
+            }
+            any |= recorded > 0;
+        }
+        self.seen.center_restarts_after_acks += u64::from(any);
+    }
+
+    // --- healing and the verdict -------------------------------------------------
+
+    /// Everything left is recorded, closed and sealed; then a perfect link until
+    /// every station's batches are all acknowledged.
+    fn heal(&mut self) {
+        for i in 0..self.stations.len() {
+            self.cancel_stray(i);
+            for c in 0..self.stations[i].progress.len() {
+                self.close(i, c);
+            }
+            self.seal(i);
+            self.stations[i].link.orphans.clear();
+        }
+        for _ in 0..MAX_HEAL_ROUNDS {
+            if self.stations.iter().all(|s| {
+                s.sender.is_idle()
+                    && s.link.is_quiet()
+                    && s.sender.acknowledged_through() == s.sender.local_head()
+            }) {
+                return;
+            }
+            for i in 0..self.stations.len() {
+                let s = &self.stations[i];
+                if s.sender.in_flight() > 0 && s.link.is_quiet() {
+                    // Batches in flight, and nothing on its way in either direction:
+                    // the driver's acknowledgement timeout (`ACK_TIMEOUT_MS`) ends
+                    // the call.
+                    self.seen.ack_timeouts += 1;
+                    self.disconnect(i, false);
+                }
+                if !self.stations[i].sender.connected() {
+                    self.hello(i);
+                }
+                self.send(i, usize::MAX);
+            }
+            self.center_reads(u8::MAX, usize::MAX);
+            for i in 0..self.stations.len() {
+                self.station_reads(i, usize::MAX);
+            }
+        }
+        panic!("the healing phase did not settle");
+    }
+
+    /// The verdict: exact tallies, all acknowledged, no alert, audit clean.
+    fn check_final(mut self) -> Seen {
+        for s in &self.stations {
+            let head = s.store.head().expect("head").sequence;
+            assert!(s.sender.stopped().is_none(), "{}: stopped", s.id);
+            assert_eq!(s.sender.acknowledged_through(), head, "{}", s.id);
+            assert_eq!(
+                s.store.acknowledged_through().expect("acknowledged"),
+                head,
+                "{}: the store records every batch acknowledged",
+                s.id
+            );
+            assert!(
+                s.store.unacknowledged().expect("unacknowledged").is_empty(),
+                "{}",
+                s.id
+            );
+        }
+        // A restart keeps it all, and a new Hello finds nothing to send.
+        self.center_restart();
+        for i in 0..self.stations.len() {
+            self.disconnect(i, false);
+            self.hello(i);
+            let s = &self.stations[i];
+            assert!(s.sender.is_idle(), "{}: nothing left to send", s.id);
+        }
+        let (handle, writer) = self.center.take().expect("the center runs");
+        handle.shutdown();
+        writer.join().expect("the writer thread ends cleanly");
+
+        let store = pollsync_center::store::Store::open(&self.center_dir).expect("center store");
+        let alerts = store.alerts().expect("alerts");
+        assert!(
+            alerts.is_empty(),
+            "honest stations raised alerts: {alerts:?}"
+        );
+        let mut tallies = store.tally_map().expect("tallies");
+        for contests in tallies.values_mut() {
+            for sheet in contests.values_mut() {
+                *sheet = sheet.without_zeros();
+            }
+        }
+        assert_eq!(
+            tallies,
+            self.template.truth(),
+            "the center's tallies are the drawn truth"
+        );
+        // The center's copy of each chain is the station's, byte for byte.
+        for st in &self.stations {
+            let head = st.store.head().expect("head").sequence;
+            let sealed: Vec<(Vec<u8>, Vec<u8>)> = st
+                .store
+                .batches_from(1, usize::try_from(head).expect("head fits"))
+                .expect("sealed batches")
+                .into_iter()
+                .map(|b| (b.batch, b.signature))
+                .collect();
+            let held: Vec<(Vec<u8>, Vec<u8>)> = store
+                .batches(Some(&st.id))
+                .expect("stored batches")
+                .into_iter()
+                .map(|b| (b.batch, b.signature))
+                .collect();
+            assert_eq!(held.len(), sealed.len(), "{}: batches held", st.id);
+            assert!(
+                held == sealed,
+                "{}: the center's batches are not the station's",
+                st.id
+            );
+        }
+        let audit = pollsync_center::audit::audit(&store).expect("audit runs");
+        assert!(audit.is_clean(), "audit: {:?}", audit.differences);
+        self.seen
+    }
+}
+
+fn drop_connection(s: &mut StationSide, center_keeps_unread: bool) {
+    if center_keeps_unread {
+        s.link.orphans.extend(s.link.up.drain(..));
+    }
+    s.link.up.clear();
+    s.link.down.clear();
+    s.sender.on_disconnected();
+}
+
+fn disturb<T: Clone>(queue: &mut VecDeque<T>, fault: Fault, at: usize) {
+    if queue.is_empty() {
+        return;
+    }
+    let i = at % queue.len();
+    match fault {
+        Fault::Duplicate => {
+            let copy = queue[i].clone();
+            queue.insert(i + 1, copy);
+        }
+        Fault::Drop => {
+            queue.remove(i);
+        }
+        Fault::Swap => {
+            if queue.len() >= 2 {
+                let j = if i + 1 < queue.len() { i + 1 } else { i - 1 };
+                queue.swap(i, j);
+            }
+        }
+    }
+}
+
+fn run_schedule(template: &Template, steps: &[Step]) -> Seen {
+    let mut world = World::new(template);
+    for s in steps {
+        world.run(s);
+    }
+    world.heal();
+    world.check_final()
+}
+
+fn config(default_cases: u32) -> Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_cases);
+    Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 1_000,
+        ..Config::default()
+    }
+}
+
+fn run_property(runner: &mut TestRunner, template: &Template) -> Seen {
+    let total = RefCell::new(Seen::default());
+    let result = runner.run(&schedule(), |steps| {
+        let seen = run_schedule(template, &steps);
+        total.borrow_mut().add(&seen);
+        Ok(())
+    });
+    match result {
+        Ok(()) => total.into_inner(),
+        Err(TestError::Fail(why, steps)) => {
+            panic!(
+                "{why}\nminimal failing schedule ({} steps):\n{steps:#?}",
+                steps.len()
+            )
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// G2 and G8 at the protocol level: whatever the schedule of faults, honest stations
+/// end counted exactly once, fully acknowledged, without an alert, and never told
+/// something was durable that a restarted center did not keep.
+#[test]
+fn honest_stations_are_counted_exactly_once_whatever_the_schedule() {
+    let template = Template::build();
+    let config = config(DEFAULT_CASES);
+    let cases = config.cases;
+    let mut runner = TestRunner::new(config);
+    let started = Instant::now();
+    let seen = run_property(&mut runner, &template);
+    let elapsed = started.elapsed();
+    eprintln!(
+        "{cases} schedules in {elapsed:.1?} ({:.2} schedules/s): {seen:?}",
+        f64::from(cases) / elapsed.as_secs_f64()
+    );
+}
+
+/// The schedules do reach what they are meant to test: duplicates acknowledged,
+/// GAP answers, broken links detected, late batches of dead connections applied,
+/// center restarts with acknowledged batches, cancels in a later batch than their
+/// ballot, closes (a fixed seed, so this does not depend on luck).
+#[test]
+fn the_schedules_reach_the_fault_paths() {
+    let template = Template::build();
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            cases: COVERAGE_CASES,
+            failure_persistence: None,
+            ..Config::default()
+        },
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
+    );
+    let seen = run_property(&mut runner, &template);
+    eprintln!("{COVERAGE_CASES} schedules with a fixed seed: {seen:?}");
+    assert!(seen.duplicates_acknowledged > 0, "{seen:?}");
+    assert!(seen.gaps_answered > 0, "{seen:?}");
+    assert!(seen.violations > 0, "{seen:?}");
+    assert!(seen.orphans_applied > 0, "{seen:?}");
+    assert!(seen.center_restarts_after_acks > 0, "{seen:?}");
+    assert!(seen.station_restarts > 0, "{seen:?}");
+    assert!(seen.cross_batch_cancels > 0, "{seen:?}");
+    assert!(seen.closes > 0, "{seen:?}");
+    assert!(seen.carried_accepted > 0, "{seen:?}");
+    assert!(seen.carried_duplicates > 0, "{seen:?}");
+}
+
+/// A station's last batches lost on the way (nothing sent after them to reveal the
+/// loss by a GAP): the center stays silent, the driver's acknowledgement timeout ends
+/// the call, and the next Hello sends them again.
+#[test]
+fn batches_lost_at_the_end_of_a_call_are_sent_again_after_the_ack_timeout() {
+    let template = Template::build();
+    let mut steps: Vec<Step> = (0..4)
+        .map(|contest| Step::Close {
+            station: 0,
+            contest,
+        })
+        .collect();
+    steps.push(Step::Seal { station: 0 });
+    steps.push(Step::Send { station: 0, max: 8 });
+    steps.extend((0..8).map(|_| Step::Fault {
+        queue: 0,
+        fault: Fault::Drop,
+        at: 0,
+    }));
+    let seen = run_schedule(&template, &steps);
+    assert!(seen.faults > 0, "{seen:?}");
+    assert!(seen.ack_timeouts > 0, "{seen:?}");
+}
