@@ -131,7 +131,7 @@ impl Store {
     /// already there. The folder is made 0700 and the database 0600: it holds the key.
     pub fn create(dir: &Path, bundle_file: &Path, center_override: Option<&str>) -> Result<Store> {
         let bundle = EnrollmentBundle::read(bundle_file)?;
-        let definition = load(
+        let definition = load_definition(
             &format!("{} (election definition)", bundle_file.display()),
             &bundle.election_toml,
         )
@@ -215,11 +215,9 @@ impl Store {
             serde_json::from_slice(&bundle_json).map_err(|e| StationError::Corrupt {
                 detail: format!("stored enrollment: {e}"),
             })?;
-        let definition =
-            load("stored election definition", &bundle.election_toml).map_err(|e| {
-                StationError::Corrupt {
-                    detail: e.to_string(),
-                }
+        let definition = load_definition("stored election definition", &bundle.election_toml)
+            .map_err(|e| StationError::Corrupt {
+                detail: e.to_string(),
             })?;
         let center = self
             .meta(META_CENTER)?
@@ -561,6 +559,29 @@ fn append_in(
     }
     progress(events.len() as u64);
     Ok(())
+}
+
+/// The definition this process loaded last, by its exact text.
+static LAST_DEFINITION: std::sync::Mutex<Option<(String, ElectionDefinition)>> =
+    std::sync::Mutex::new(None);
+
+/// [`load`], remembering the last definition loaded: a process that runs many
+/// stations of one election (`sim demo`, `sim bench`) parses its text only once.
+fn load_definition(
+    file: &str,
+    text: &str,
+) -> std::result::Result<ElectionDefinition, pollsync_election::DefinitionErrors> {
+    if let Ok(last) = LAST_DEFINITION.lock()
+        && let Some((loaded, definition)) = last.as_ref()
+        && loaded == text
+    {
+        return Ok(definition.clone());
+    }
+    let definition = load(file, text)?;
+    if let Ok(mut last) = LAST_DEFINITION.lock() {
+        *last = Some((text.to_string(), definition.clone()));
+    }
+    Ok(definition)
 }
 
 fn check_address(address: &str) -> Result<()> {

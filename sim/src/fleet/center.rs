@@ -1,0 +1,153 @@
+//! The center of a fleet, serving in this process on a tokio runtime of its own, and
+//! a reader of its store for progress figures.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use pollsync_center::ingest::IngestHandle;
+use pollsync_center::serve::TlsPems;
+use tokio::sync::oneshot;
+
+use super::{FleetError, LISTEN_BACKLOG, Result, io_error, lock};
+
+/// The center serving in this process, on a tokio runtime of its own (as if on its
+/// own machine): busy station agents cannot hold up its accept loop or its answers.
+pub struct CenterHandle {
+    pub data_dir: PathBuf,
+    pub address: SocketAddr,
+    pub ingest: IngestHandle,
+    runtime: Option<tokio::runtime::Runtime>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), FleetError>>>,
+}
+
+impl CenterHandle {
+    /// Start the ingest writer and the gRPC server (mTLS, as `center serve`) on
+    /// `address`, with `threads` runtime threads.
+    pub fn start(data_dir: &Path, address: SocketAddr, threads: usize) -> Result<CenterHandle> {
+        let store = pollsync_center::store::Store::open(data_dir)?;
+        let meta = store.meta()?;
+        drop(store);
+        let tls = TlsPems {
+            server_cert_pem: meta.server_cert_pem.clone(),
+            server_key_pem: meta.server_key_pem.clone(),
+            ca_cert_pem: meta.ca_cert_pem.clone(),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("center")
+            .enable_all()
+            .build()
+            .map_err(io_error(data_dir))?;
+        let listener = {
+            let _in_runtime = runtime.enter();
+            listen(address)?
+        };
+        let (ingest, writer) = pollsync_center::ingest::start(data_dir)?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = ingest.clone();
+        let server = runtime.spawn(async move {
+            pollsync_center::serve::serve_grpc(serving, &tls, listener, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .map_err(FleetError::Serve)
+        });
+        Ok(CenterHandle {
+            data_dir: data_dir.to_path_buf(),
+            address,
+            ingest,
+            runtime: Some(runtime),
+            writer: Some(writer),
+            stop: Some(stop),
+            server: Some(server),
+        })
+    }
+
+    /// A second connection to the center's store, for reading while it serves.
+    pub fn reader(&self) -> Result<CenterReader> {
+        Ok(CenterReader {
+            store: Arc::new(Mutex::new(pollsync_center::store::Store::open(
+                &self.data_dir,
+            )?)),
+        })
+    }
+
+    /// Stop serving, then stop the writer once it has applied and answered all it
+    /// was given: everything acknowledged is durable in the store.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let served = match self.server.take() {
+            Some(server) => server.await.map_err(|e| FleetError::Task(e.to_string()))?,
+            None => Ok(()),
+        };
+        self.ingest.shutdown();
+        let writer = self.writer.take();
+        let runtime = self.runtime.take();
+        tokio::task::spawn_blocking(move || {
+            drop(runtime);
+            writer.map(std::thread::JoinHandle::join)
+        })
+        .await
+        .map_err(|e| FleetError::Task(e.to_string()))?
+        .transpose()
+        .map_err(|_| FleetError::Task("the center's ingest writer panicked".into()))?;
+        served
+    }
+}
+
+/// A listening socket on `address` whose accept queue holds every station
+/// connecting at once (the standard library's holds only 128).
+fn listen(address: SocketAddr) -> Result<tokio::net::TcpListener> {
+    let at = |source| FleetError::Io {
+        path: PathBuf::from(address.to_string()),
+        source,
+    };
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(at)?;
+    socket.set_reuseaddr(true).map_err(at)?;
+    socket.bind(address).map_err(at)?;
+    socket.listen(LISTEN_BACKLOG).map_err(at)
+}
+
+impl Drop for CenterHandle {
+    fn drop(&mut self) {
+        // Not stopped through `stop`: at least let the server and writer wind down.
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if self.writer.is_some() {
+            self.ingest.shutdown();
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Reads the center's store while it serves (figures for progress).
+#[derive(Clone)]
+pub struct CenterReader {
+    store: Arc<Mutex<pollsync_center::store::Store>>,
+}
+
+impl CenterReader {
+    /// Ballots counted in the center's running tallies, over every station.
+    pub async fn ballots_counted(&self) -> Result<u64> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            let tallies = lock(&store).tallies()?;
+            Ok(tallies.iter().map(|t| t.computed.returned).sum())
+        })
+        .await
+        .map_err(|e| FleetError::Task(e.to_string()))?
+    }
+}
