@@ -1,8 +1,9 @@
 //! pollsync's simulator: election generator (`sim generate`), ballots drawn with
 //! their ground truth, the in-process election-day harness (`fleet`) and the demo
-//! built on it (`sim demo`); benchmarks come with a later issue.
+//! built on it (`sim demo`), and the benchmarks of SPEC §9 (`sim bench`).
 
 pub mod ballots;
+pub mod bench;
 pub mod demo;
 pub mod fleet;
 pub mod generate;

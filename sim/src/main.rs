@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use pollsync_election::DefinitionSummary;
-use pollsync_sim::demo;
 use pollsync_sim::generate::{self, PRESETS};
+use pollsync_sim::{bench, demo};
 
 #[derive(Parser)]
 #[command(
@@ -61,6 +61,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure the performance targets of SPEC §9 (P1–P5) on this machine, each
+    /// checked for correctness as it is measured: a table (id, what, target,
+    /// measured, ratio to the baseline), or JSON with --json. Exits 1 if a target
+    /// does not hold. Build with --release for meaningful figures.
+    Bench {
+        /// Only these measurements, e.g. `--only P1,P5`.
+        #[arg(long, value_delimiter = ',', value_name = "P1,…")]
+        only: Vec<String>,
+        /// Seed of the elections and ballots.
+        #[arg(long, default_value_t = 2021)]
+        seed: u64,
+        /// Work in this folder (new or empty) and keep it; default: a temporary
+        /// folder removed at the end.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Print `[{"id", "measured", "unit", "target", "baseline", "holds", …}]`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The center's process of `sim bench` (not for people): serve the center store
+    /// in DIR on a free loopback port, print `listening ADDR`, stop when stdin closes.
+    #[command(hide = true)]
+    BenchCenter {
+        #[arg(long)]
+        data: PathBuf,
+    },
 }
 
 fn preset(name: &str) -> anyhow::Result<&'static generate::Preset> {
@@ -94,6 +120,47 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let def = generate::generate_to_file(p, seed, &out)?;
             println!("wrote {}", out.display());
             print!("{}", DefinitionSummary::of(&def).to_text());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            only,
+            seed,
+            dir,
+            json,
+        } => {
+            let options = bench::BenchOptions {
+                only,
+                seed,
+                verbose: !json,
+            };
+            let temp;
+            let root = match dir {
+                Some(d) => {
+                    if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
+                        anyhow::bail!("{}: not empty; give a new or empty folder", d.display());
+                    }
+                    d
+                }
+                None => {
+                    temp = tempfile::tempdir().context("creating a temporary folder")?;
+                    temp.path().to_path_buf()
+                }
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let figures = runtime.block_on(bench::run(&options, &root))?;
+            if json {
+                println!("{:#}", bench::to_json(&figures));
+            } else {
+                print!("{}", bench::to_table(&figures));
+            }
+            Ok(if figures.iter().all(|f| f.holds) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::BenchCenter { data } => {
+            bench::serve_child(&data)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {
