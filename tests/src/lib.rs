@@ -250,32 +250,52 @@ pub fn truth(
     map
 }
 
-/// Record a station's drawn day: the issued counts, its ballots by `station import`,
-/// then every contest closed from its records.
-pub fn record_day(station: &Station, drawn: &[pollsync_sim::ballots::StationContest], root: &Path) {
-    let mine: Vec<_> = drawn.iter().filter(|sc| sc.station == station.id).collect();
-    for sc in &mine {
-        if sc.issued > 0 {
-            station.ok(&[
-                "issue",
-                "--contest",
-                &sc.contest,
-                "--count",
-                &sc.issued.to_string(),
-            ]);
-        }
-    }
-    let file = root.join(format!("{}.jsonl", station.id));
-    std::fs::write(
-        &file,
-        pollsync_sim::ballots::import_lines(drawn, &station.id),
-    )
-    .expect("write ballots");
-    if mine.iter().any(|sc| !sc.ballots.is_empty()) {
+/// Record a station's drawn ballots as its workers would: the issued counts
+/// (`station issue`), then the ballots from the box by one `station import`; no
+/// contest is closed.
+pub fn record_ballots(
+    station: &Station,
+    drawn: &[pollsync_sim::ballots::StationContest],
+    root: &Path,
+) {
+    issue_all(station, drawn);
+    let lines = pollsync_sim::ballots::import_lines(drawn, &station.id);
+    if !lines.is_empty() {
+        let file = root.join(format!("{}.jsonl", station.id));
+        std::fs::write(&file, lines).expect("write ballots");
         station.ok(&["import", &file.display().to_string()]);
     }
-    for sc in &mine {
-        station.ok(&["close", "--contest", &sc.contest, "--from-records"]);
+}
+
+/// Record a station's drawn day: [`record_ballots`], then every contest closed
+/// from its records.
+pub fn record_day(station: &Station, drawn: &[pollsync_sim::ballots::StationContest], root: &Path) {
+    record_ballots(station, drawn, root);
+    close_all(station, drawn);
+}
+
+/// A small generated election drawn by seed, with its center initialised, every
+/// station enrolled and the center serving: the start of most end-to-end tests.
+pub struct SmallDay {
+    pub root: tempfile::TempDir,
+    pub def: pollsync_election::ElectionDefinition,
+    pub drawn: Vec<pollsync_sim::ballots::StationContest>,
+    pub center: Center,
+}
+
+impl SmallDay {
+    pub fn start(seed: u64) -> SmallDay {
+        let root = tempfile::tempdir().expect("tempdir");
+        let (file, def) = small_election(root.path(), seed);
+        let drawn = pollsync_sim::ballots::draw(&def, seed, &pollsync_sim::ballots::USUAL);
+        let mut center = Center::init(root.path(), &file);
+        center.serve();
+        SmallDay {
+            root,
+            def,
+            drawn,
+            center,
+        }
     }
 }
 

@@ -9,39 +9,36 @@
 use std::path::Path;
 use std::time::Duration;
 
-use pollsync_election::ElectionDefinition;
-use pollsync_sim::ballots::{self, StationContest, USUAL};
 use pollsync_tests::proxy::{Direction, Fault, Proxy};
 use pollsync_tests::{
-    Center, Spawned, Station, assert_no_alerts, assert_results_are_truth, ballot_parts, ballots_of,
-    center_ballots, center_heads, center_stations, center_tallies, close_all, drawn_for,
-    import_part, issue_all, ok, small_election, truth, wait_for,
+    Center, SmallDay, Spawned, Station, assert_no_alerts, assert_results_are_truth, ballot_parts,
+    ballots_of, center_ballots, center_heads, center_stations, center_tallies, close_all,
+    drawn_for, import_part, issue_all, ok, truth, wait_for,
 };
 
 /// Generous bound for anything the system does by itself (reconnecting, catching up).
 const SETTLE: Duration = Duration::from_secs(120);
 
 /// One election day: a small generated election, its drawn ballots, a serving center.
-struct Day {
-    root: tempfile::TempDir,
-    def: ElectionDefinition,
-    drawn: Vec<StationContest>,
-    center: Center,
+/// (The harness's `SmallDay`, with this file's helpers on it.)
+struct Day(SmallDay);
+
+impl std::ops::Deref for Day {
+    type Target = SmallDay;
+    fn deref(&self) -> &SmallDay {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Day {
+    fn deref_mut(&mut self) -> &mut SmallDay {
+        &mut self.0
+    }
 }
 
 impl Day {
     fn new(seed: u64) -> Day {
-        let root = tempfile::tempdir().expect("tempdir");
-        let (file, def) = small_election(root.path(), seed);
-        let drawn = ballots::draw(&def, seed, &USUAL);
-        let mut center = Center::init(root.path(), &file);
-        center.serve();
-        Day {
-            root,
-            def,
-            drawn,
-            center,
-        }
+        Day(SmallDay::start(seed))
     }
 
     fn path(&self) -> &Path {
@@ -259,7 +256,7 @@ fn the_center_killed_while_stations_stream_live_gets_everything_once_after_resta
     // Midday: more ballots, recorded one station after the other; the center dies
     // as soon as the first of them arrive, while the others are still streaming.
     std::thread::scope(|scope| {
-        let dir = day.root.path();
+        let dir = day.0.root.path();
         let recording = scope.spawn(|| {
             for (s, p) in stations.iter().zip(&parts) {
                 import_part(s, &p[1], dir, "midday");
@@ -268,7 +265,7 @@ fn the_center_killed_while_stations_stream_live_gets_everything_once_after_resta
         wait_for("midday ballots at the center", SETTLE, || {
             (center_ballots(&day.center) > morning).then_some(())
         });
-        day.center.kill();
+        day.0.center.kill();
         recording.join().expect("midday recording");
     });
     let held = center_ballots(&day.center);
@@ -290,7 +287,7 @@ fn the_center_killed_while_stations_stream_live_gets_everything_once_after_resta
 
     // The center comes back on its address; the running stations deliver the rest
     // with nobody touching them.
-    day.center.serve();
+    day.0.center.serve();
     let want = truth(&drawn_for(
         &day.drawn,
         &ids.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -502,7 +499,7 @@ fn every_station_running_while_the_center_is_killed_twice_ends_exact() {
     // First half of the day, station after station; the center is killed as soon
     // as ballots reach it, and recording goes on through the outage.
     let first_kill = std::thread::scope(|scope| {
-        let (dir, drawn) = (day.root.path(), &day.drawn);
+        let (dir, drawn) = (day.0.root.path(), &day.0.drawn);
         let recording = scope.spawn(|| {
             for (s, p) in stations.iter().zip(&parts) {
                 issue_all(s, drawn);
@@ -512,7 +509,7 @@ fn every_station_running_while_the_center_is_killed_twice_ends_exact() {
         wait_for("ballots at the center", SETTLE, || {
             (center_ballots(&day.center) > 0).then_some(())
         });
-        day.center.kill();
+        day.0.center.kill();
         recording.join().expect("first half recorded");
         center_ballots(&day.center)
     });
@@ -521,7 +518,7 @@ fn every_station_running_while_the_center_is_killed_twice_ends_exact() {
     // Back up; every station reconnects; the second half and the closes are
     // recorded, and the center is killed again as soon as more arrive.
     let restarted_ms = now_unix_ms();
-    day.center.serve();
+    day.0.center.serve();
     let second_kill = std::thread::scope(|scope| {
         wait_for("every station back in touch", SETTLE, || {
             center_stations(&day.center)
@@ -529,7 +526,7 @@ fn every_station_running_while_the_center_is_killed_twice_ends_exact() {
                 .all(|s| s.last_seen_unix_ms >= restarted_ms)
                 .then_some(())
         });
-        let (dir, drawn) = (day.root.path(), &day.drawn);
+        let (dir, drawn) = (day.0.root.path(), &day.0.drawn);
         let recording = scope.spawn(|| {
             for (s, p) in stations.iter().zip(&parts) {
                 import_part(s, &p[1], dir, "second");
@@ -539,14 +536,14 @@ fn every_station_running_while_the_center_is_killed_twice_ends_exact() {
         wait_for("more ballots at the center", SETTLE, || {
             (center_ballots(&day.center) > first_kill).then_some(())
         });
-        day.center.kill();
+        day.0.center.kill();
         recording.join().expect("second half recorded");
         center_ballots(&day.center)
     });
     assert!(first_kill < second_kill && second_kill <= total);
 
     // Back up for good: everything arrives with no operator action.
-    day.center.serve();
+    day.0.center.serve();
     let want = truth(&day.drawn);
     wait_for("every station caught up", SETTLE, || {
         let done = stations

@@ -18,9 +18,10 @@ use pollsync_election::{Ballot, BallotId, ElectionDefinition, StationEvent, Tall
 use pollsync_proto::limits::{MAX_BATCH_BYTES, MAX_MESSAGE_BYTES};
 use pollsync_proto::pb::{self, AckKind, RejectReason};
 use pollsync_proto::{ChainHead, ElectionCa, EnrollmentBundle, chain_hash, read_export};
-use pollsync_sim::ballots::{self, StationContest, USUAL};
 use pollsync_tests::rogue::{self, Forger, Rogue, RogueError};
-use pollsync_tests::{Center, Station, center_tallies, ok, record_day, run, small_election, truth};
+use pollsync_tests::{
+    SmallDay, Station, center_tallies, ok, record_ballots, record_day, run, truth,
+};
 use prost::Message as _;
 use tonic::Code;
 
@@ -39,26 +40,25 @@ type Seen = (AckKind, RejectReason, u64, u64);
 // ---------------------------------------------------------------------------
 // The day: a center serving a small election, its stations, the ground truth.
 
-struct Day {
-    root: tempfile::TempDir,
-    def: ElectionDefinition,
-    drawn: Vec<StationContest>,
-    center: Center,
+/// (The harness's `SmallDay`, with this file's helpers on it.)
+struct Day(SmallDay);
+
+impl std::ops::Deref for Day {
+    type Target = SmallDay;
+    fn deref(&self) -> &SmallDay {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Day {
+    fn deref_mut(&mut self) -> &mut SmallDay {
+        &mut self.0
+    }
 }
 
 impl Day {
     fn start(seed: u64) -> Day {
-        let root = tempfile::tempdir().expect("tempdir");
-        let (file, def) = small_election(root.path(), seed);
-        let drawn = ballots::draw(&def, seed, &USUAL);
-        let mut center = Center::init(root.path(), &file);
-        center.serve();
-        Day {
-            root,
-            def,
-            drawn,
-            center,
-        }
+        Day(SmallDay::start(seed))
     }
 
     fn root(&self) -> &Path {
@@ -531,25 +531,6 @@ fn assert_refused_by_tls(e: &RogueError) {
 
 fn station_contest(day: &Day, index: usize) -> String {
     day.def.stations[index].contests[0].clone()
-}
-
-/// `issue` and `import` of a station's drawn day, without closing anything.
-fn record_ballots(station: &Station, drawn: &[StationContest], root: &Path) {
-    let mine: Vec<_> = drawn.iter().filter(|sc| sc.station == station.id).collect();
-    for sc in &mine {
-        if sc.issued > 0 {
-            station.ok(&[
-                "issue",
-                "--contest",
-                &sc.contest,
-                "--count",
-                &sc.issued.to_string(),
-            ]);
-        }
-    }
-    let file = root.join(format!("{}.jsonl", station.id));
-    std::fs::write(&file, ballots::import_lines(drawn, &station.id)).expect("write ballots");
-    station.ok(&["import", &file.display().to_string()]);
 }
 
 /// G3, G8: after `center revoke`, the station's open push call is cut, new calls

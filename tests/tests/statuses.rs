@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use pollsync_election::{ContestOutcome, ElectionDefinition, TallySheet};
-use pollsync_sim::ballots::{Day, Outcome, Scenario, USUAL, draw_with, import_lines};
-use pollsync_tests::{Center, Station, small_election};
+use pollsync_sim::ballots::{Day, Outcome, Scenario, USUAL, draw_with};
+use pollsync_tests::{Center, Station, record_ballots, small_election};
 use serde_json::{Value, json};
 
 const SEED: u64 = 21;
@@ -40,7 +40,7 @@ fn every_status_is_reached_and_matches_the_ground_truth() {
     center.serve();
     for s in def.stations.iter().filter(|s| s.id != held.id) {
         let station = Station::init(root.path(), &center, &s.id, center.address());
-        record(&station, &day, root.path());
+        record_ballots(&station, &day.drawn, root.path());
         close(&station, &day, root.path());
         station.ok(&["sync", "--timeout-s", "60"]);
     }
@@ -74,7 +74,7 @@ fn every_status_is_reached_and_matches_the_ground_truth() {
     // 2. It records and syncs everything but has not closed: still not final, even with
     //    every ballot in.
     let station = Station::init(root.path(), &center, &held.id, center.address());
-    record(&station, &day, root.path());
+    record_ballots(&station, &day.drawn, root.path());
     station.ok(&["sync", "--timeout-s", "60"]);
     let results = center.json(&["results", "--format", "json"]);
     for c in &held.contests {
@@ -190,28 +190,6 @@ fn shaped(shapes: &BTreeMap<String, Outcome>, outcome: Outcome) -> String {
         .find(|(_, o)| **o == outcome)
         .map(|(c, _)| c.clone())
         .expect("shape given")
-}
-
-/// The station's day as its workers enter it: ballots issued per contest, then the
-/// ballots from the box by `station import`.
-fn record(station: &Station, day: &Day, root: &Path) {
-    for sc in day.drawn.iter().filter(|sc| sc.station == station.id) {
-        if sc.issued > 0 {
-            station.ok(&[
-                "issue",
-                "--contest",
-                &sc.contest,
-                "--count",
-                &sc.issued.to_string(),
-            ]);
-        }
-    }
-    let lines = import_lines(&day.drawn, &station.id);
-    if !lines.is_empty() {
-        let file = root.join(format!("{}.jsonl", station.id));
-        std::fs::write(&file, lines).expect("write ballots");
-        station.ok(&["import", &file.display().to_string()]);
-    }
 }
 
 /// Close every contest of the station: with the human tally sheet where the day has
