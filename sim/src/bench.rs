@@ -207,10 +207,18 @@ pub async fn run(options: &BenchOptions, root: &Path) -> anyhow::Result<Vec<Figu
     Ok(figures)
 }
 
-/// The beichen election as TOML, and its definition.
-fn beichen(seed: u64) -> anyhow::Result<(String, pollsync_election::ElectionDefinition)> {
-    let def = generate::generate(&BEICHEN, seed)?;
-    Ok((def.to_toml_string(), def))
+/// The beichen election laid out as a fleet under `dir`, and its day's ballots.
+async fn beichen_fleet(
+    dir: &Path,
+    seed: u64,
+    workers: usize,
+) -> anyhow::Result<(Fleet, Vec<StationContest>)> {
+    let toml = generate::generate(&BEICHEN, seed)?.to_toml_string();
+    let root = dir.to_path_buf();
+    let fleet =
+        tokio::task::spawn_blocking(move || Fleet::prepare(&root, &toml, workers)).await??;
+    let drawn = ballots::draw(&fleet.definition, seed, &USUAL);
+    Ok((fleet, drawn))
 }
 
 /// Ballots of `drawn` grouped per station index of `fleet`.
@@ -242,11 +250,7 @@ async fn p1_ingest(
     workers: usize,
     say: &dyn Fn(&str),
 ) -> anyhow::Result<Figure> {
-    let (toml, _) = beichen(seed)?;
-    let root = dir.to_path_buf();
-    let fleet =
-        tokio::task::spawn_blocking(move || Fleet::prepare(&root, &toml, workers)).await??;
-    let drawn = ballots::draw(&fleet.definition, seed, &USUAL);
+    let (fleet, drawn) = beichen_fleet(dir, seed, workers).await?;
     let total: u64 = drawn.iter().map(|sc| sc.ballots.len() as u64).sum();
     let days = per_station(&fleet, drawn);
     say(&format!(
@@ -406,11 +410,7 @@ async fn p2_latency(
     workers: usize,
     say: &dyn Fn(&str),
 ) -> anyhow::Result<Figure> {
-    let (toml, _) = beichen(seed)?;
-    let root = dir.to_path_buf();
-    let mut fleet =
-        tokio::task::spawn_blocking(move || Fleet::prepare(&root, &toml, workers)).await??;
-    let drawn = ballots::draw(&fleet.definition, seed, &USUAL);
+    let (mut fleet, drawn) = beichen_fleet(dir, seed, workers).await?;
     // The ballots each station will record, one at a time, in drawn order.
     let mut queue: Vec<VecDeque<(String, BallotChoices)>> = per_station(&fleet, drawn)
         .into_iter()

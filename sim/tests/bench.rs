@@ -35,7 +35,15 @@ fn bench_reports_p4_and_p5_in_the_spec_json_shape() {
         assert!(f["baseline"].is_null(), "{f}");
         let holds = f["holds"].as_bool().expect("holds is a bool");
         let m = f["measured"].as_f64().unwrap_or_default();
-        assert_eq!(holds, if unit == "ms" { m <= target } else { m >= target }, "{f}");
+        assert_eq!(
+            holds,
+            if unit == "ms" {
+                m <= target
+            } else {
+                m >= target
+            },
+            "{f}"
+        );
     }
     // The exit code says whether every target held.
     let all_hold = figures.iter().all(|f| f["holds"] == true);
@@ -50,5 +58,8 @@ fn an_unknown_measurement_is_refused_by_name() {
         .expect("sim runs");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("P9") && err.contains("P1, P2, P3, P4, P5"), "{err}");
+    assert!(
+        err.contains("P9") && err.contains("P1, P2, P3, P4, P5"),
+        "{err}"
+    );
 }
