@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use pollsync_election::{
     Ballot, BallotChoices, BallotId, Contest, ElectionDefinition, StationKind, TallySheet,
 };
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -42,6 +42,11 @@ pub const USUAL: Turnout = Turnout {
     write_in_share: 0.002,
     mobile_share: 0.03,
 };
+
+/// Chance that a voter marks FOR one of the popular candidates (as many as seats)
+/// on reaching them, and one of the others.
+const FAVOURED: std::ops::Range<f64> = 0.6..0.95;
+const OTHERS: std::ops::Range<f64> = 0.1..0.45;
 
 /// Names voters write in.
 const WRITE_IN_NAMES: [&str; 4] = ["孙立新", "马春华", "郑国强", "吕文静"];
@@ -74,11 +79,18 @@ pub fn draw(def: &ElectionDefinition, seed: u64, turnout: &Turnout) -> Vec<Stati
             .collect();
         let sum: f64 = weights.iter().sum();
         let share = rng.random_range(turnout.issued_share.0..=turnout.issued_share.1);
-        let popularity: Vec<f64> = contest
-            .candidates
-            .iter()
-            .map(|_| rng.random_range(0.2..1.0))
-            .collect();
+        // As in a real election, most voters back about as many candidates as there
+        // are seats: those few are popular, the others less so, in no list order.
+        let mut order: Vec<usize> = (0..contest.candidates.len()).collect();
+        order.shuffle(&mut rng);
+        let mut popularity = vec![0.0; contest.candidates.len()];
+        for (rank, &i) in order.iter().enumerate() {
+            popularity[i] = if rank < contest.seats as usize {
+                rng.random_range(FAVOURED)
+            } else {
+                rng.random_range(OTHERS)
+            };
+        }
         for (station, w) in stations.iter().zip(&weights) {
             let voters = (contest.registered as f64 * w / sum).round() as u64;
             let issued = (voters as f64 * share).round() as u64;
@@ -115,9 +127,12 @@ fn draw_ballot(
     let mut for_ids = Vec::new();
     let mut against = Vec::new();
     let void = rng.random_bool(turnout.void_share);
-    for (id, p) in ids.iter().zip(popularity) {
+    // Each voter goes down the list in an order of their own.
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.shuffle(rng);
+    for (id, p) in order.iter().map(|&i| (ids[i], popularity[i])) {
         let draw: f64 = rng.random_range(0.0..1.0);
-        if draw < *p && (void || for_ids.len() < seats) {
+        if draw < p && (void || for_ids.len() < seats) {
             for_ids.push(id.to_string());
         } else if draw > 0.93 {
             against.push(id.to_string());
