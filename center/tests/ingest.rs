@@ -210,6 +210,53 @@ async fn a_ballot_id_of_an_earlier_batch_is_refused_and_counted_once_also_after_
 }
 
 #[tokio::test]
+async fn a_flooding_station_stores_at_most_its_alert_limit_and_others_are_unaffected() {
+    use pollsync_center::ingest::alerts::{MAX_ALERTS_PER_STATION, SUPPRESSED_KIND};
+    let center = Center::new();
+    let mut s1 = center.chain("S-0001");
+    let mut s2 = center.chain("S-0002");
+    let (a1, _) = s1_events();
+    let flood = MAX_ALERTS_PER_STATION + 5;
+    let bad = |chain: &StationChain| {
+        let mut b = chain.clone().batch(&a1);
+        b.signature[0] ^= 1;
+        b
+    };
+    let (h, writer) = ingest::start(&center.data).unwrap();
+    let answers: Vec<_> = (0..flood).map(|_| h.submit("S-0001", bad(&s1))).collect();
+    let honest = h.submit("S-0002", s2.batch(&a1));
+    for a in answers {
+        let ack = a.await.expect("answered");
+        assert_eq!(ack.reason(), R::BadSignature);
+    }
+    assert_eq!(honest.await.expect("answered").kind(), AckKind::Accepted);
+    assert_eq!(
+        h.metrics()
+            .alerts_suppressed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        flood - MAX_ALERTS_PER_STATION
+    );
+    h.shutdown();
+    writer.join().unwrap();
+    // A restarted writer counts what is stored: still no more alerts.
+    let (h, writer) = ingest::start(&center.data).unwrap();
+    assert_eq!(push(&h, "S-0001", bad(&s1)).await.reason(), R::BadSignature);
+    assert_eq!(
+        push(&h, "S-0001", s1.batch(&a1)).await.kind(),
+        AckKind::Accepted
+    );
+    h.shutdown();
+    writer.join().unwrap();
+    let alerts = alerts(&center);
+    let of_s1: Vec<_> = alerts.iter().filter(|a| a.0 == "S-0001").collect();
+    assert_eq!(of_s1.len() as u64, MAX_ALERTS_PER_STATION + 1);
+    assert_eq!(of_s1.last().map(|a| a.1.as_str()), Some(SUPPRESSED_KIND));
+    assert!(alerts.iter().all(|a| a.0 == "S-0001"), "{alerts:?}");
+    assert_eq!(tallies(&center)["S-0001"], truth(&a1));
+    assert_eq!(tallies(&center)["S-0002"], truth(&a1));
+}
+
+#[tokio::test]
 async fn a_fork_is_rejected_alerted_and_quarantines_the_station() {
     let center = Center::new();
     let (h, writer) = ingest::start(&center.data).unwrap();

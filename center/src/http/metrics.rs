@@ -75,6 +75,13 @@ pub fn text(ingest: &IngestHandle) -> String {
     );
     family(
         &mut out,
+        "pollsync_alerts_suppressed_total",
+        "counter",
+        "Alerts counted but not stored because their station reached its limit.",
+        &one(load(&m.alerts_suppressed)),
+    );
+    family(
+        &mut out,
         "pollsync_group_commits_total",
         "counter",
         "Group transactions committed by the ingest writer.",

@@ -29,8 +29,9 @@ pub enum IngestEvent {
     },
     /// A batch the center already held (a resend); nothing changed.
     Duplicate { station: String, sequence: u64 },
-    /// A batch refused; `alert` tells whether an alert was raised for it (a gap
-    /// only asks the station to resend and raises none).
+    /// A batch refused; `alert` tells whether it raises an alert (a gap only asks
+    /// the station to resend and raises none; past a station's limit the alert is
+    /// counted, not stored: see `ingest::alerts`).
     Rejected {
         station: String,
         sequence: u64,
@@ -52,6 +53,8 @@ pub struct Metrics {
     pub groups_failed: AtomicU64,
     /// Time spent in `COMMIT` (fsync included), microseconds.
     pub commit_us_total: AtomicU64,
+    /// Alerts not stored because their station reached its limit.
+    pub alerts_suppressed: AtomicU64,
     /// Rejected batches by reason.
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }

@@ -19,6 +19,7 @@
 //! checkpoints run when the writer is idle, not inside a burst's commits. With
 //! [`TRACE_ENV`] set, the writer prints each group's timings to stderr.
 
+pub mod alerts;
 pub mod events;
 pub mod judge;
 pub mod pool;

@@ -14,6 +14,7 @@ use pollsync_proto::pb;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
+use super::alerts::AlertBook;
 use super::events::IngestEvent;
 use super::judge::{self, Context, Lookups, Prepared, StationKey, StationState, StoredAt, Verdict};
 use super::{
@@ -64,10 +65,27 @@ pub(super) struct Writer {
     uncheckpointed_bytes: usize,
     /// What the current group decided, published once it is durable.
     group_events: Vec<IngestEvent>,
-    /// Per station, every ballot id its stored batches hold (loaded from them on
-    /// the station's first batch, then kept current; cleared whenever the store
-    /// may hold something else: a failed group, another process's commit).
+    /// What the writer remembers per station beside its state.
+    books: Books,
+}
+
+/// Per station, beside its state: what the writer remembers of the store, cleared
+/// whenever the store may hold something else (a failed group, another process's
+/// commit).
+#[derive(Default)]
+struct Books {
+    /// Every ballot id its stored batches hold (loaded from them on the
+    /// station's first batch, then kept current).
     ballot_ids: BallotIndex,
+    /// Alerts stored, to hold each station to its limit.
+    alerts: AlertBook,
+}
+
+impl Books {
+    fn forget(&mut self) {
+        self.ballot_ids.clear();
+        self.alerts.forget();
+    }
 }
 
 /// Station → ballot id → sequence of the batch holding it.
@@ -93,7 +111,7 @@ impl Writer {
             timings: [Duration::ZERO; 3],
             uncheckpointed_bytes: 0,
             group_events: Vec::new(),
-            ballot_ids: HashMap::new(),
+            books: Books::default(),
         };
         // Checkpoints run when idle (or past a size), not inside a burst's commits.
         writer.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -110,7 +128,7 @@ impl Writer {
         self.states = states;
         self.keys = keys;
         self.data_version = version;
-        self.ballot_ids.clear();
+        self.books.forget();
         self.shared.publish(&self.states, &self.keys);
         Ok(())
     }
@@ -249,6 +267,9 @@ impl Writer {
                     self.shared.publish_some(&touched, &self.states, &self.keys);
                     let metrics = &self.shared.publisher.metrics;
                     metrics.groups_committed.fetch_add(1, Ordering::Relaxed);
+                    metrics
+                        .alerts_suppressed
+                        .fetch_add(self.books.alerts.take_suppressed(), Ordering::Relaxed);
                     metrics.commit_us_total.fetch_add(
                         u64::try_from(self.timings[2].as_micros()).unwrap_or(u64::MAX),
                         Ordering::Relaxed,
@@ -271,7 +292,8 @@ impl Writer {
                         replies.len()
                     );
                     self.group_events.clear();
-                    self.ballot_ids.clear();
+                    self.books.forget();
+                    self.books.alerts.take_suppressed();
                     self.shared
                         .publisher
                         .metrics
@@ -319,7 +341,7 @@ impl Writer {
             self.states = states;
             self.keys = keys;
             self.data_version = version;
-            self.ballot_ids.clear();
+            self.books.forget();
             self.shared.publish(&self.states, &self.keys);
         }
         let now = now_unix_ms();
@@ -342,7 +364,9 @@ impl Writer {
                         && !state.quarantined
                     {
                         let fork = judge::reason_name(pb::RejectReason::Fork);
-                        apply::insert_alert(&tx, &peer, fork, sequence, &detail, now)?;
+                        self.books
+                            .alerts
+                            .raise(&tx, &peer, fork, sequence, &detail, now)?;
                         apply::quarantine(&tx, &peer)?;
                         state.quarantined = true;
                         self.group_events.push(IngestEvent::Rejected {
@@ -383,7 +407,7 @@ impl Writer {
                 &state,
                 &prepared,
                 now,
-                &mut self.ballot_ids,
+                &mut self.books,
             ) {
                 Ok(verdict) => {
                     sp.commit()?;
@@ -458,8 +482,9 @@ fn judge_and_apply(
     state: &StationState,
     prepared: &Prepared,
     now: u64,
-    ballot_ids: &mut BallotIndex,
+    books: &mut Books,
 ) -> Result<Verdict> {
+    let Books { ballot_ids, alerts } = books;
     let needs = judge::needs(state, prepared);
     let mut lookups = Lookups::default();
     if needs.earlier_ids {
@@ -511,7 +536,7 @@ fn judge_and_apply(
         Verdict::Duplicate { .. } => {}
         Verdict::Reject(r) => {
             if r.alerts() {
-                apply::insert_alert(conn, peer, r.kind(), r.sequence, &r.detail, now)?;
+                alerts.raise(conn, peer, r.kind(), r.sequence, &r.detail, now)?;
             }
             if r.quarantines() {
                 apply::quarantine(conn, peer)?;

@@ -113,6 +113,18 @@ fn keys_where(conn: &Connection, station: Option<&str>, current_only: bool) -> R
     Ok(out)
 }
 
+/// Alerts stored per station.
+pub fn alert_counts(conn: &Connection) -> Result<std::collections::HashMap<String, u64>> {
+    let mut stmt = conn.prepare_cached("SELECT station, COUNT(*) FROM alerts GROUP BY station")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let (station, n) = row?;
+        out.insert(station, to_u64(n));
+    }
+    Ok(out)
+}
+
 /// Stores an alert (detail cut to `MAX_DETAIL_CHARS`).
 pub fn insert_alert(
     conn: &Connection,
