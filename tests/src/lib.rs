@@ -214,13 +214,14 @@ pub fn small_election(root: &Path, seed: u64) -> (PathBuf, pollsync_election::El
     (path, def)
 }
 
-/// What the center's store holds: station → contest → computed tally (zeros left out).
-pub fn center_tallies(
-    center: &Center,
-) -> std::collections::BTreeMap<
+/// Station → contest → tally sheet.
+pub type Tallies = std::collections::BTreeMap<
     String,
     std::collections::BTreeMap<String, pollsync_election::TallySheet>,
-> {
+>;
+
+/// What the center's store holds: station → contest → computed tally (zeros left out).
+pub fn center_tallies(center: &Center) -> Tallies {
     let store = pollsync_center::store::Store::open(&center.data).expect("center store opens");
     let mut map = store.tally_map().expect("tallies read");
     for contests in map.values_mut() {
@@ -232,16 +233,8 @@ pub fn center_tallies(
 }
 
 /// Ground truth drawn for `def`: station → contest → tally (zeros left out).
-pub fn truth(
-    drawn: &[pollsync_sim::ballots::StationContest],
-) -> std::collections::BTreeMap<
-    String,
-    std::collections::BTreeMap<String, pollsync_election::TallySheet>,
-> {
-    let mut map: std::collections::BTreeMap<
-        String,
-        std::collections::BTreeMap<String, pollsync_election::TallySheet>,
-    > = Default::default();
+pub fn truth(drawn: &[pollsync_sim::ballots::StationContest]) -> Tallies {
+    let mut map = Tallies::default();
     for sc in drawn {
         map.entry(sc.station.clone())
             .or_default()

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use pollsync_tests::proxy::{Direction, Fault, Proxy};
 use pollsync_tests::{
-    Center, SmallDay, Spawned, Station, assert_no_alerts, assert_results_are_truth, ballot_parts,
-    ballots_of, center_ballots, center_heads, center_stations, center_tallies, close_all,
-    drawn_for, import_part, issue_all, ok, truth, wait_for,
+    Center, SmallDay, Spawned, Station, Tallies, assert_no_alerts, assert_results_are_truth,
+    ballot_parts, ballots_of, center_ballots, center_heads, center_stations, center_tallies,
+    close_all, drawn_for, import_part, issue_all, ok, truth, wait_for,
 };
 
 /// Generous bound for anything the system does by itself (reconnecting, catching up).
@@ -52,6 +52,17 @@ impl Day {
     /// A station of this election set up to dial `address` (the center or a proxy).
     fn station(&self, id: &str, address: &str) -> Station {
         Station::init(self.path(), &self.center, id, address)
+    }
+
+    /// Waits until every station has all its ballots acknowledged and the center
+    /// holds `want`.
+    fn wait_caught_up(&self, stations: &[Station], want: &Tallies) {
+        wait_for("every station caught up", SETTLE, || {
+            let done = stations
+                .iter()
+                .all(|s| s.caught_up(ballots_of(&self.drawn, &s.id)));
+            (done && center_tallies(&self.center) == *want).then_some(())
+        });
     }
 
     /// Station ids, most ballots first.
@@ -141,9 +152,10 @@ fn now_unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// `station run --json` stopped by SIGTERM: it exits 0 (no rejection) and prints
-/// its summary, which is returned.
-fn stop_run(run: &mut Spawned) -> serde_json::Value {
+/// Stops a `station run --json` by SIGTERM and checks its summary: it exits 0 (no
+/// rejection), everything it sealed is acknowledged, and it connected at least
+/// `connections` times.
+fn stop_run(run: &mut Spawned, connections: u64) {
     let status = run.terminate(Duration::from_secs(30));
     assert!(
         status.success(),
@@ -160,7 +172,11 @@ fn stop_run(run: &mut Spawned) -> serde_json::Value {
         "{}: {summary}",
         run.what
     );
-    summary
+    assert!(
+        summary["connections"].as_u64().expect("connections") >= connections,
+        "{} connected at least {connections} times: {summary}",
+        run.what
+    );
 }
 
 /// A `station sync` in the background must end successfully.
@@ -292,19 +308,9 @@ fn the_center_killed_while_stations_stream_live_gets_everything_once_after_resta
         &day.drawn,
         &ids.iter().map(String::as_str).collect::<Vec<_>>(),
     ));
-    wait_for("every station caught up", SETTLE, || {
-        let done = stations
-            .iter()
-            .all(|s| s.caught_up(ballots_of(&day.drawn, &s.id)));
-        (done && center_tallies(&day.center) == want).then_some(())
-    });
+    day.wait_caught_up(&stations, &want);
     for run in &mut runs {
-        let summary = stop_run(run);
-        assert!(
-            summary["connections"].as_u64().expect("connections") >= 2,
-            "{} reconnected after the restart: {summary}",
-            run.what
-        );
+        stop_run(run, 2); // reconnected after the restart
     }
     let refs: Vec<&Station> = stations.iter().collect();
     assert!(day.assert_exact(&refs) >= 1, "{contest} is decided");
@@ -410,11 +416,7 @@ fn a_live_session_that_goes_silent_is_given_up_and_what_was_recorded_meanwhile_a
     wait_for("the afternoon acknowledged", SETTLE, || {
         station.caught_up(ballots_of(&day.drawn, &id)).then_some(())
     });
-    let summary = stop_run(&mut run);
-    assert!(
-        summary["connections"].as_u64().expect("connections") >= 2,
-        "{summary}"
-    );
+    stop_run(&mut run, 2);
     day.assert_exact(&[&station]);
 }
 
@@ -545,19 +547,9 @@ fn every_station_running_while_the_center_is_killed_twice_ends_exact() {
     // Back up for good: everything arrives with no operator action.
     day.0.center.serve();
     let want = truth(&day.drawn);
-    wait_for("every station caught up", SETTLE, || {
-        let done = stations
-            .iter()
-            .all(|s| s.caught_up(ballots_of(&day.drawn, &s.id)));
-        (done && center_tallies(&day.center) == want).then_some(())
-    });
+    day.wait_caught_up(&stations, &want);
     for run in &mut runs {
-        let summary = stop_run(run);
-        assert!(
-            summary["connections"].as_u64().expect("connections") >= 3,
-            "{} reconnected after each restart: {summary}",
-            run.what
-        );
+        stop_run(run, 3); // reconnected after each restart
     }
     let refs: Vec<&Station> = stations.iter().collect();
     let decided = day.assert_exact(&refs);

@@ -20,7 +20,7 @@ use pollsync_proto::pb::{self, AckKind, RejectReason};
 use pollsync_proto::{ChainHead, ElectionCa, EnrollmentBundle, chain_hash, read_export};
 use pollsync_tests::rogue::{self, Forger, Rogue, RogueError};
 use pollsync_tests::{
-    SmallDay, Station, center_tallies, ok, record_ballots, record_day, run, truth,
+    SmallDay, Station, Tallies, center_tallies, ok, record_ballots, record_day, run, truth,
 };
 use prost::Message as _;
 use tonic::Code;
@@ -30,7 +30,6 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// `station sync --timeout-s`.
 const SYNC_TIMEOUT_S: &str = "60";
 
-type Tallies = BTreeMap<String, BTreeMap<String, TallySheet>>;
 /// (station, sequence) → SHA-256 of the stored batch bytes and the stored
 /// signature, for every batch the center holds.
 type Accepted = BTreeMap<(String, u64), ([u8; 32], Vec<u8>)>;
@@ -617,6 +616,30 @@ async fn a_revoked_station_is_refused_and_nothing_more_from_it_counts() {
     day.check_honest(&[&revoked, &others], &before);
 }
 
+/// Starts `attack` (given a stop flag and a counter of rounds done), waits until
+/// it is under way, syncs every `honest` station to the end meanwhile, then stops
+/// the attack and returns what it returned, with the rounds it completed.
+async fn while_honest_sync<T: Send + 'static>(
+    honest: &[Station],
+    attack_name: &str,
+    attack: impl FnOnce(Arc<AtomicBool>, Arc<AtomicU64>) -> tokio::task::JoinHandle<T>,
+) -> (T, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicU64::new(0));
+    let running = attack(stop.clone(), rounds.clone());
+    eventually(&format!("{attack_name} to be under way"), || async {
+        (rounds.load(Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    let syncs: Vec<_> = honest.iter().map(sync_in_background).collect();
+    for (station, handle) in honest.iter().zip(syncs) {
+        assert_synced(&station.id, &handle.join().expect("sync thread"));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let returned = running.await.expect("the attack's task");
+    (returned, rounds.load(Ordering::SeqCst))
+}
+
 /// Sends messages over `MAX_MESSAGE_BYTES`, each on its own call (a push message
 /// holding an oversized batch, and bytes that are no push message), until `stop`.
 /// Returns how each call ended: the center's status, or what else happened.
@@ -663,22 +686,11 @@ async fn oversized_messages_end_only_their_own_call_while_others_sync() {
         .expect("connects");
     assert_eq!(center_head(&rogue, &bundle).await, ChainHead::GENESIS);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let rounds = Arc::new(AtomicU64::new(0));
-    let oversizing = tokio::spawn(oversize(rogue.clone(), stop.clone(), rounds.clone()));
-    eventually("oversized messages to be under way", || async {
-        (rounds.load(Ordering::SeqCst) > 0).then_some(())
+    let (ends, _) = while_honest_sync(&honest, "oversized messages", |stop, rounds| {
+        tokio::spawn(oversize(rogue.clone(), stop, rounds))
     })
     .await;
-    let syncs: Vec<_> = honest.iter().map(sync_in_background).collect();
-    for (station, handle) in honest.iter().zip(syncs) {
-        assert_synced(&station.id, &handle.join().expect("sync thread"));
-    }
-    stop.store(true, Ordering::SeqCst);
-    let ends = oversizing
-        .await
-        .expect("oversize task")
-        .expect("every oversized call ended");
+    let ends = ends.expect("every oversized call ended");
     assert!(!ends.is_empty());
     for end in &ends {
         match end {
@@ -898,23 +910,11 @@ async fn a_flooding_station_does_not_stop_the_honest_ones() {
         .expect("connects");
     assert_eq!(center_head(&rogue, &bundle).await, ChainHead::GENESIS);
     let forger = Forger::new(&bundle).signing_as(&day.bundle(&honest[0].id));
-    let stop = Arc::new(AtomicBool::new(false));
-    let rounds = Arc::new(AtomicU64::new(0));
-    let flooding = tokio::spawn(flood(rogue, forger, stop.clone(), rounds.clone()));
-    eventually("the flood to be under way", || async {
-        (rounds.load(Ordering::SeqCst) > 0).then_some(())
+    let (report, rounds_done) = while_honest_sync(&honest, "the flood", |stop, rounds| {
+        tokio::spawn(flood(rogue, forger, stop, rounds))
     })
     .await;
-
-    let syncs: Vec<_> = honest.iter().map(sync_in_background).collect();
-    for (station, handle) in honest.iter().zip(syncs) {
-        assert_synced(&station.id, &handle.join().expect("sync thread"));
-    }
-    stop.store(true, Ordering::SeqCst);
-    let report = flooding
-        .await
-        .expect("flood task")
-        .expect("the flood ran to the end");
+    let report = report.expect("the flood ran to the end");
 
     let rejected_total: u64 = report.acks.values().sum();
     let reasons: Vec<(AckKind, RejectReason)> = report
@@ -935,7 +935,6 @@ async fn a_flooding_station_does_not_stop_the_honest_ones() {
         ],
         "{report:?}"
     );
-    let rounds_done = rounds.load(Ordering::SeqCst);
     assert_eq!(
         rejected_total,
         rounds_done * FLOOD_ROUND as u64,
