@@ -409,9 +409,7 @@ fn serve(
         let http_bound = http_listener
             .local_addr()
             .context("HTTP listening address")?;
-        if token.is_none() && !http_bound.ip().is_loopback() {
-            anyhow::bail!(pollsync_center::http::HttpError::TokenRequired { addr: http_bound });
-        }
+        pollsync_center::http::check_token(http_bound, token.as_ref())?;
         let (ingest, writer) = pollsync_center::ingest::start(data)?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -22,7 +22,7 @@ mod center_process;
 mod connections;
 mod link;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -791,9 +791,4 @@ pub fn to_table(figures: &[Figure]) -> String {
 /// (plus `what` and `note`).
 pub fn to_json(figures: &[Figure]) -> Value {
     serde_json::to_value(figures).unwrap_or(Value::Null)
-}
-
-/// Figures by id (for tests and callers that look one up).
-pub fn by_id(figures: &[Figure]) -> BTreeMap<&'static str, &Figure> {
-    figures.iter().map(|f| (f.id, f)).collect()
 }

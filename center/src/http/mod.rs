@@ -55,8 +55,8 @@ pub enum HttpError {
     Io(#[from] std::io::Error),
 }
 
-/// The router, for `listener`'s address: the token is required unless the address
-/// is loopback (and is enforced whenever one is given).
+/// The router: every route behind the token check (which passes when no token is
+/// set, allowed only on loopback: see [`check_token`]).
 fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/", get(api::dashboard))
@@ -72,6 +72,15 @@ fn router(state: AppState) -> Router {
     protected.with_state(state)
 }
 
+/// Refuses to serve beyond loopback without a token. `center serve` calls it before
+/// starting anything, and [`serve_http`] again for any other caller.
+pub fn check_token(addr: SocketAddr, token: Option<&Token>) -> Result<(), HttpError> {
+    if token.is_none() && !addr.ip().is_loopback() {
+        return Err(HttpError::TokenRequired { addr });
+    }
+    Ok(())
+}
+
 /// Serve the operators' pages and API on `listener` until `shutdown` resolves.
 pub async fn serve_http(
     data_dir: PathBuf,
@@ -80,10 +89,7 @@ pub async fn serve_http(
     token: Option<Token>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {
-    let addr = listener.local_addr()?;
-    if token.is_none() && !addr.ip().is_loopback() {
-        return Err(HttpError::TokenRequired { addr });
-    }
+    check_token(listener.local_addr()?, token.as_ref())?;
     let (stop_tx, stop) = watch::channel(false);
     let state = AppState {
         data_dir: Arc::new(data_dir),
