@@ -55,6 +55,25 @@ pub enum CenterError {
         /// The stations.
         stations: Vec<String>,
     },
+    /// `center release` of a station that is not quarantined.
+    #[error("station {station} is not quarantined; nothing to release, nothing was changed")]
+    NotQuarantined {
+        /// The station.
+        station: String,
+    },
+    /// A standing change without a reason.
+    #[error(
+        "--reason is empty: say why (it is recorded with the change and shown to operators); nothing was changed"
+    )]
+    NoReason,
+    /// The CA key cannot be had.
+    #[error("CA key {}: {detail}", path.display())]
+    CaKey {
+        /// Where it was looked for.
+        path: PathBuf,
+        /// Why it is not usable.
+        detail: String,
+    },
     /// A bundle file exists where a new one would be written.
     #[error("{}: a file is already there; pass --replace to overwrite it, or choose another --out-dir", path.display())]
     BundleFileExists {

@@ -43,6 +43,11 @@ enum Command {
         /// into enrollment bundles. Default 127.0.0.1:7443.
         #[arg(long, value_name = "HOST:PORT")]
         advertise: Vec<String>,
+        /// Keep the CA's private key in this folder (made 0700, key 0600) instead of
+        /// the store, so that it can live off the serving machine: `enroll` needs
+        /// it (`--ca-dir`), `serve` never reads it.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: Option<PathBuf>,
         /// Print JSON for scripts instead of text.
         #[arg(long)]
         json: bool,
@@ -58,17 +63,42 @@ enum Command {
         /// Where to write the bundles.
         #[arg(long)]
         out_dir: PathBuf,
-        /// Issue new keys for stations enrolled already (old keys are kept for audit).
+        /// Replace the devices of stations enrolled already: new keys, bundles that
+        /// continue the center's chain for each station, old keys refused from now
+        /// on (and kept for the audit of what they signed).
         #[arg(long)]
         replace: bool,
+        /// Why the devices are replaced (recorded with the change; with --replace).
+        #[arg(long, requires = "replace")]
+        reason: Option<String>,
+        /// The folder holding the CA key, when `init --ca-dir` kept it out of the store.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: Option<PathBuf>,
         /// Print JSON for scripts instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// Refuse a station from now on (its hello and batches are rejected).
+    /// Refuse a station from now on, with every key it has (its hello and batches
+    /// are rejected). The reason is recorded and shown to operators.
     Revoke {
         /// The station.
         station: String,
+        /// Why (recorded with the change).
+        #[arg(long)]
+        reason: String,
+        /// Print JSON for scripts instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a station's quarantine after a fork has been investigated. The center's
+    /// chain stays as it is; the key that signed the fork is retired, so the device
+    /// that forked stays refused until the station is replaced (`enroll --replace`).
+    Release {
+        /// The station.
+        station: String,
+        /// Why (recorded with the change).
+        #[arg(long)]
+        reason: String,
         /// Print JSON for scripts instead of text.
         #[arg(long)]
         json: bool,
@@ -168,8 +198,9 @@ fn main() -> ExitCode {
         Command::Init {
             election,
             advertise,
+            ca_dir,
             json,
-        } => match init::init(&data, &election, &advertise) {
+        } => match init::init(&data, &election, &advertise, ca_dir.as_deref()) {
             Ok(report) => {
                 if json {
                     print_json(&to_value(&report));
@@ -191,6 +222,12 @@ fn main() -> ExitCode {
                         report.advertise.join(", "),
                         report.advertise.first().map(String::as_str).unwrap_or("?")
                     );
+                    if let Some(key) = &report.ca_key_file {
+                        println!(
+                            "CA key written to {} (mode 0600), not into the store: `center enroll` needs --ca-dir; `center serve` does not",
+                            key.display()
+                        );
+                    }
                 }
                 ExitCode::SUCCESS
             }
@@ -201,6 +238,8 @@ fn main() -> ExitCode {
             all,
             out_dir,
             replace,
+            reason,
+            ca_dir,
             json,
         } => {
             let request = enroll::EnrollRequest {
@@ -208,6 +247,8 @@ fn main() -> ExitCode {
                 all,
                 out_dir,
                 replace,
+                reason,
+                ca_dir,
             };
             match enroll::enroll(&data, &request) {
                 Ok(report) => {
@@ -220,9 +261,12 @@ fn main() -> ExitCode {
                                 e.station,
                                 e.bundle.display(),
                                 if e.replaced {
-                                    " (replaces the earlier key)"
+                                    format!(
+                                        " (replaces the earlier key, which is refused from now on; the new device continues after batch {})",
+                                        e.continues_after
+                                    )
                                 } else {
-                                    ""
+                                    String::new()
                                 }
                             );
                         }
@@ -237,7 +281,35 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::Revoke { station, json } => match revoke::revoke(&data, &station) {
+        Command::Release {
+            station,
+            reason,
+            json,
+        } => match revoke::release(&data, &station, &reason) {
+            Ok(report) => {
+                if json {
+                    print_json(&to_value(&report));
+                } else {
+                    match report.retired_key_no {
+                        Some(k) => println!(
+                            "station {} released from quarantine; its key {k}, which signed the fork, is retired: replace the device (center enroll {} --replace --out-dir DIR) to sync again",
+                            report.station, report.station
+                        ),
+                        None => println!(
+                            "station {} released from quarantine; its current key did not sign the fork and stays accepted",
+                            report.station
+                        ),
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Revoke {
+            station,
+            reason,
+            json,
+        } => match revoke::revoke(&data, &station, &reason) {
             Ok(report) => {
                 if json {
                     print_json(&to_value(&report));
@@ -325,12 +397,12 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::Alerts { json } => match alerts::alerts(&data) {
-            Ok(list) => {
+        Command::Alerts { json } => match alerts::alerts_with_evidence(&data) {
+            Ok((list, evidence)) => {
                 if json {
-                    print_json(&alerts::to_json(&list));
+                    print_json(&alerts::to_json_with_evidence(&list, &evidence));
                 } else {
-                    print!("{}", alerts::to_text(&list));
+                    emit(&alerts::to_text_with_evidence(&list, &evidence));
                 }
                 ExitCode::SUCCESS
             }

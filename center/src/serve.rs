@@ -7,7 +7,11 @@
 //! `MAX_IN_FLIGHT` batches waiting for acknowledgement (beyond that its stream is
 //! simply not read, so HTTP/2 flow control holds it back); at most
 //! `MAX_CONNECTIONS_PER_STATION` push streams per station. A revoked or quarantined
-//! station's open stream is ended within `REFUSAL_CHECK_INTERVAL_MS`.
+//! station's open stream, or one whose key was replaced or retired meanwhile, is
+//! ended within `REFUSAL_CHECK_INTERVAL_MS`.
+//!
+//! Every RPC (Hello, Push, Fetch) admits a peer only if its certificate's key is the
+//! station's current enrolled key (`IngestHandle::check_peer`).
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -16,7 +20,9 @@ use std::time::Duration;
 
 use pollsync_proto::limits::{MAX_IN_FLIGHT, MAX_MESSAGE_BYTES};
 use pollsync_proto::pb::station_sync_server::{StationSync, StationSyncServer};
-use pollsync_proto::pb::{self, Ack, HelloReply, HelloRequest, PushMessage};
+use pollsync_proto::pb::{
+    self, Ack, FetchRequest, FetchedBatch, HelloReply, HelloRequest, PushMessage,
+};
 use pollsync_proto::tls;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -24,7 +30,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::ingest::{HelloRefusal, IngestHandle, RefusalCode};
+use crate::ingest::{HelloRefusal, IngestHandle, Peer, RefusalCode};
 
 /// Push streams one station may hold open at once.
 pub const MAX_CONNECTIONS_PER_STATION: usize = 2;
@@ -151,19 +157,30 @@ fn ends_the_call(ack: &Ack) -> bool {
         && [
             pb::RejectReason::Revoked as i32,
             pb::RejectReason::Quarantined as i32,
+            pb::RejectReason::StaleKey as i32,
         ]
         .contains(&ack.reason)
 }
 
+/// The peer its client certificate proves: station id and key.
+fn peer_of<T>(request: &Request<T>) -> Result<Peer, Status> {
+    let (station, key) = tls::peer_station(request)?;
+    Ok(Peer {
+        station,
+        key: key.to_bytes(),
+    })
+}
+
 type AckStream = Pin<Box<dyn Stream<Item = Result<Ack, Status>> + Send>>;
+type FetchStream = Pin<Box<dyn Stream<Item = Result<FetchedBatch, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl StationSync for SyncService {
     async fn hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-        let station = tls::peer_station_id(&request)?;
+        let peer = peer_of(&request)?;
         let reply = self
             .ingest
-            .hello(&station, request.into_inner())
+            .hello(&peer, request.into_inner())
             .await
             .map_err(refusal_status)?;
         Ok(Response::new(reply))
@@ -175,18 +192,36 @@ impl StationSync for SyncService {
         &self,
         request: Request<Streaming<PushMessage>>,
     ) -> Result<Response<AckStream>, Status> {
-        let station = tls::peer_station_id(&request)?;
-        if let Some(reason) = self.ingest.refused(&station) {
-            return Err(Status::permission_denied(format!(
-                "station {station} is refused: {}",
-                reason.as_str_name()
-            )));
-        }
-        let slot = StreamSlot::take(&self.streams, &station)?;
+        let peer = peer_of(&request)?;
+        self.ingest.check_peer(&peer).map_err(refusal_status)?;
+        let slot = StreamSlot::take(&self.streams, &peer.station)?;
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
-        tokio::spawn(pump(self.ingest.clone(), station, inbound, tx, slot));
+        tokio::spawn(pump(self.ingest.clone(), peer, inbound, tx, slot));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type FetchStream = FetchStream;
+
+    async fn fetch(&self, request: Request<FetchRequest>) -> Result<Response<FetchStream>, Status> {
+        let peer = peer_of(&request)?;
+        let want = request.into_inner();
+        if want.from_sequence == 0 || want.to_sequence < want.from_sequence {
+            return Err(Status::invalid_argument(format!(
+                "fetch of batches {} to {}: the range must start at 1 or later and not end before it starts",
+                want.from_sequence, want.to_sequence
+            )));
+        }
+        let ingest = self.ingest.clone();
+        let batches = tokio::task::spawn_blocking(move || {
+            ingest.fetch(&peer, want.from_sequence, want.to_sequence)
+        })
+        .await
+        .map_err(|_| Status::internal("the fetch task failed"))?
+        .map_err(refusal_status)?;
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            batches.into_iter().map(Ok),
+        ))))
     }
 }
 
@@ -194,11 +229,12 @@ impl StationSync for SyncService {
 /// acknowledgement, forward acknowledgements in order, end the call on refusal.
 async fn pump(
     ingest: IngestHandle,
-    station: String,
+    peer: Peer,
     mut inbound: Streaming<PushMessage>,
     tx: mpsc::Sender<Result<Ack, Status>>,
     _slot: StreamSlot,
 ) {
+    let station = peer.station.clone();
     ingest.connection(&station, true);
     let mut waiting: VecDeque<tokio::sync::oneshot::Receiver<Ack>> = VecDeque::new();
     let mut check = tokio::time::interval(Duration::from_millis(REFUSAL_CHECK_INTERVAL_MS));
@@ -222,7 +258,7 @@ async fn pump(
             }
             message = inbound.message(), if reading && waiting.len() < MAX_IN_FLIGHT => match message {
                 Ok(Some(PushMessage { kind: Some(pb::push_message::Kind::Batch(batch)) })) => {
-                    waiting.push_back(ingest.submit(&station, batch));
+                    waiting.push_back(ingest.submit_from(&peer, batch));
                 }
                 Ok(Some(PushMessage { kind: Some(pb::push_message::Kind::Heartbeat(hb)) })) => ingest.heartbeat(&station, &hb),
                 Ok(Some(PushMessage { kind: None })) => {
@@ -239,7 +275,7 @@ async fn pump(
                 }
             },
             _ = check.tick() => {
-                if let Some(reason) = ingest.refused(&station) {
+                if let Some(reason) = ingest.refused(&peer) {
                     let _ = tx.send(Err(Status::permission_denied(format!("station {station} is refused: {}", reason.as_str_name())))).await;
                     break;
                 }

@@ -316,11 +316,24 @@ fn a_rejected_import_exits_non_zero_and_its_alert_is_listed() {
 fn revoke_refuses_the_station_from_then_on() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, bundles) = setup(tmp.path());
-    let err = failed(&center(&["revoke", "S-0404", "--data", &data]));
+    let reason = ["--reason", "device stolen from the school gym"];
+    let err = failed(&center(
+        &[&["revoke", "S-0404", "--data", &data][..], &reason].concat(),
+    ));
     assert!(err.contains("S-0404"), "{err}");
-    let out = ok(&center(&["revoke", "S-0002", "--data", &data]));
+    // A standing change needs its reason, and an empty one is refused.
+    failed(&center(&["revoke", "S-0002", "--data", &data]));
+    let err = failed(&center(&[
+        "revoke", "S-0002", "--reason", " ", "--data", &data,
+    ]));
+    assert!(err.contains("--reason"), "{err}");
+    let out = ok(&center(
+        &[&["revoke", "S-0002", "--data", &data][..], &reason].concat(),
+    ));
     assert!(out.contains("revoked"), "{out}");
-    let out = ok(&center(&["revoke", "S-0002", "--data", &data]));
+    let out = ok(&center(
+        &[&["revoke", "S-0002", "--data", &data][..], &reason].concat(),
+    ));
     assert!(out.contains("already"), "{out}");
 
     let mut chain = StationChain::from_bundle(&bundle(&bundles, "S-0002"));
@@ -354,6 +367,16 @@ fn revoke_refuses_the_station_from_then_on() {
         .map(|a| a["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, vec!["REVOKED", "REVOKED"]);
+    // The operator's reason and the time are on record (G9).
+    let revoked = &alerts[0];
+    assert!(
+        revoked["detail"]
+            .as_str()
+            .unwrap()
+            .contains("device stolen from the school gym"),
+        "{revoked}"
+    );
+    assert!(revoked["unix_ms"].as_u64().unwrap() > 0, "{revoked}");
 }
 
 #[test]
@@ -362,7 +385,7 @@ fn commands_without_a_store_say_so() {
     let data = tmp.path().join("nothing").display().to_string();
     for args in [
         vec!["alerts", "--data", &data],
-        vec!["revoke", "S-0001", "--data", &data],
+        vec!["revoke", "S-0001", "--reason", "r", "--data", &data],
         vec!["enroll", "--all", "--out-dir", &data, "--data", &data],
         vec!["import", "x.psync", "--data", &data],
     ] {

@@ -146,7 +146,7 @@ async fn a_replay_is_duplicate_and_counted_once_also_after_a_restart() {
     writer.join().unwrap();
     // A new writer (a center restart) knows both.
     let (h, writer) = ingest::start(&center.data).unwrap();
-    let reply = h.hello("S-0001", hello_for(&s1, 2)).await.unwrap();
+    let reply = h.hello(&s1.peer(), hello_for(&s1, 2)).await.unwrap();
     assert_eq!(reply.center_head_sequence, 2);
     assert_eq!(reply.center_head_hash, s1.prev.to_vec());
     for b in [b2, b1] {
@@ -278,7 +278,7 @@ async fn a_fork_is_rejected_alerted_and_quarantines_the_station() {
         (AckKind::Rejected, R::Fork, 1)
     );
     assert!(fork.detail.contains("fork"), "{}", fork.detail);
-    assert_eq!(h.refused("S-0001"), Some(R::Quarantined));
+    assert_eq!(h.refused(&s1.peer()), Some(R::Quarantined));
     let later = push(
         &h,
         "S-0001",
@@ -286,7 +286,7 @@ async fn a_fork_is_rejected_alerted_and_quarantines_the_station() {
     )
     .await;
     assert_eq!(later.reason(), R::Quarantined);
-    let refusal = h.hello("S-0001", hello_for(&s1, 2)).await.unwrap_err();
+    let refusal = h.hello(&s1.peer(), hello_for(&s1, 2)).await.unwrap_err();
     assert_eq!(refusal.code, RefusalCode::FailedPrecondition);
     assert!(refusal.detail.contains("quarantined"), "{}", refusal.detail);
     // Other stations are not affected.
@@ -307,7 +307,7 @@ async fn a_fork_is_rejected_alerted_and_quarantines_the_station() {
     assert_eq!(tallies(&center)["S-0001"], truth(&honest));
     // Quarantine survives a restart.
     let (h, writer) = ingest::start(&center.data).unwrap();
-    assert_eq!(h.refused("S-0001"), Some(R::Quarantined));
+    assert_eq!(h.refused(&s1.peer()), Some(R::Quarantined));
     h.shutdown();
     writer.join().unwrap();
 }
@@ -545,35 +545,38 @@ async fn hello_checks_identity_election_definition_and_state() {
     let center = Center::new();
     let (h, writer) = ingest::start(&center.data).unwrap();
     let s1 = center.chain("S-0001");
-    let ok = h.hello("S-0001", hello_for(&s1, 0)).await.unwrap();
+    let ok = h.hello(&s1.peer(), hello_for(&s1, 0)).await.unwrap();
     assert_eq!(ok.center_head_sequence, 0);
     assert_eq!(ok.center_head_hash, vec![0u8; 32]);
     assert_eq!(ok.max_in_flight, 32);
     assert_eq!(ok.max_batch_events, 4096);
     let code = |r: Result<pb::HelloReply, ingest::HelloRefusal>| r.unwrap_err().code;
     assert_eq!(
-        code(h.hello("", hello_for(&s1, 0)).await),
+        code(h.hello(&s1.peer_as(""), hello_for(&s1, 0)).await),
         RefusalCode::Unauthenticated
     );
     assert_eq!(
-        code(h.hello("S-0002", hello_for(&s1, 0)).await),
+        code(
+            h.hello(&center.chain("S-0002").peer(), hello_for(&s1, 0))
+                .await
+        ),
         RefusalCode::PermissionDenied
     );
     let mut other = hello_for(&s1, 0);
     other.station_id = "S-9999".into();
     assert_eq!(
-        code(h.hello("S-9999", other).await),
+        code(h.hello(&s1.peer_as("S-9999"), other).await),
         RefusalCode::PermissionDenied
     );
     let mut other = hello_for(&s1, 0);
     other.election_id = "other".into();
     assert_eq!(
-        code(h.hello("S-0001", other).await),
+        code(h.hello(&s1.peer(), other).await),
         RefusalCode::FailedPrecondition
     );
     let mut other = hello_for(&s1, 0);
     other.definition_sha256 = vec![0; 32];
-    let refusal = h.hello("S-0001", other).await.unwrap_err();
+    let refusal = h.hello(&s1.peer(), other).await.unwrap_err();
     assert_eq!(refusal.code, RefusalCode::FailedPrecondition);
     assert!(refusal.detail.contains("definition"), "{}", refusal.detail);
     h.shutdown();
@@ -595,11 +598,11 @@ async fn a_revocation_by_another_process_cuts_the_station_off_within_the_refresh
         .kind(),
         AckKind::Accepted
     );
-    assert_eq!(h.refused("S-0001"), None);
+    assert_eq!(h.refused(&s1.peer()), None);
     // `center revoke` in another process: its own connection to the store.
-    pollsync_center::commands::revoke::revoke(&center.data, "S-0001").unwrap();
+    pollsync_center::commands::revoke::revoke(&center.data, "S-0001", "test").unwrap();
     let start = Instant::now();
-    while h.refused("S-0001").is_none() {
+    while h.refused(&s1.peer()).is_none() {
         assert!(
             start.elapsed() < Duration::from_secs(3),
             "revocation not seen"
@@ -607,8 +610,8 @@ async fn a_revocation_by_another_process_cuts_the_station_off_within_the_refresh
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(start.elapsed() < Duration::from_millis(1500));
-    assert_eq!(h.refused("S-0001"), Some(R::Revoked));
-    let refusal = h.hello("S-0001", hello_for(&s1, 1)).await.unwrap_err();
+    assert_eq!(h.refused(&s1.peer()), Some(R::Revoked));
+    let refusal = h.hello(&s1.peer(), hello_for(&s1, 1)).await.unwrap_err();
     assert_eq!(refusal.code, RefusalCode::PermissionDenied);
     let ack = push(
         &h,
@@ -619,8 +622,10 @@ async fn a_revocation_by_another_process_cuts_the_station_off_within_the_refresh
     assert_eq!(ack.reason(), R::Revoked);
     h.shutdown();
     writer.join().unwrap();
+    // The revocation, the revoked device's refused hello (one STALE_KEY alert), the
+    // batch it pushed anyway.
     let kinds: Vec<_> = alerts(&center).into_iter().map(|(_, k, _)| k).collect();
-    assert_eq!(kinds, vec!["REVOKED", "REVOKED"]);
+    assert_eq!(kinds, vec!["REVOKED", "STALE_KEY", "REVOKED"]);
     assert_eq!(tallies(&center)["S-0001"]["D-001"].returned, 1);
 }
 

@@ -631,7 +631,12 @@ async fn a_fork_quarantines_its_station_while_another_keeps_syncing() {
         refusal.message()
     );
     let refused_push = Push::open(&mut client_a).await.err().expect("refused");
-    assert_eq!(refused_push.code(), Code::PermissionDenied);
+    // The same status as the refused Hello.
+    assert_eq!(refused_push.code(), Code::FailedPrecondition);
+    assert!(
+        refused_push.message().contains("quarantined"),
+        "{refused_push:?}"
+    );
     assert_eq!(seen(&push_b.push(b.batch(&bs[2])).await), accepted(3));
     push_b.close();
     assert!(matches!(push_b.next().await, Ok(None)));

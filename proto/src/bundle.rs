@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
+use crate::envelope::ChainHead;
 use crate::fsutil::write_atomic;
 use crate::identity::{self, ElectionCa, IdentityError};
 use crate::limits::MAX_BUNDLE_BYTES;
@@ -44,6 +45,40 @@ pub struct EnrollmentBundle {
     /// The election definition file, byte for byte (its SHA-256 is the
     /// `definition_sha256` of every batch).
     pub election_toml: String,
+    /// For a replacement device (`center enroll --replace`): the center's head for
+    /// the station when the bundle was issued. The device's first batch continues
+    /// that chain (sequence `head + 1`, `prev_hash` = the head's hash). Absent for a
+    /// first enrollment (the chain starts at genesis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_head: Option<BundleHead>,
+}
+
+/// A chain position carried in a bundle: sequence and chain hash (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleHead {
+    /// The last batch the center held for the station (at least 1).
+    pub sequence: u64,
+    /// Its chain hash, 64 lowercase hex digits.
+    pub hash: String,
+}
+
+impl BundleHead {
+    /// From a chain head.
+    pub fn of(head: &ChainHead) -> Self {
+        BundleHead {
+            sequence: head.sequence,
+            hash: head.hash_hex(),
+        }
+    }
+
+    /// As a chain head, if the hash is 32 bytes of hex.
+    pub fn chain_head(&self) -> Option<ChainHead> {
+        let bytes = hex::decode(&self.hash).ok()?;
+        Some(ChainHead {
+            sequence: self.sequence,
+            hash: <[u8; 32]>::try_from(bytes.as_slice()).ok()?,
+        })
+    }
 }
 
 impl fmt::Debug for EnrollmentBundle {
@@ -101,6 +136,16 @@ pub enum BundleCheckError {
         ca: String,
         /// `election_id` of the bundle.
         bundle: String,
+    },
+    /// `start_head` is not a chain position.
+    #[error(
+        "start_head: sequence {sequence} with hash {hash} is not a chain position (sequence at least 1, hash 64 hex digits)"
+    )]
+    StartHead {
+        /// The sequence given.
+        sequence: u64,
+        /// The hash given (shown escaped, cut).
+        hash: String,
     },
 }
 
@@ -163,7 +208,17 @@ impl EnrollmentBundle {
             station_cert_pem: station.cert_pem,
             station_key_pem: station.key_pem,
             election_toml: election_toml.to_owned(),
+            start_head: None,
         })
+    }
+
+    /// Where this device's chain starts: genesis, or the head carried for a
+    /// replacement device (checked by [`EnrollmentBundle::check`]).
+    pub fn chain_start(&self) -> ChainHead {
+        self.start_head
+            .as_ref()
+            .and_then(BundleHead::chain_head)
+            .unwrap_or_default()
     }
 
     /// Checks the bundle's consistency: version, non-empty fields, the CA names
@@ -212,6 +267,14 @@ impl EnrollmentBundle {
         identity::verify_issued_by(&cert_der, &ca_der).map_err(ident("station_cert_pem"))?;
         identity::check_key_matches_cert(&self.station_key_pem, &cert_der)
             .map_err(ident("station_key_pem"))?;
+        if let Some(head) = &self.start_head
+            && (head.sequence == 0 || head.chain_head().is_none())
+        {
+            return Err(BundleCheckError::StartHead {
+                sequence: head.sequence,
+                hash: crate::limits::truncate_chars(&format!("{:?}", head.hash), 80),
+            });
+        }
         Ok(())
     }
 

@@ -51,6 +51,9 @@ pub const HASH_BYTES: usize = 32;
 /// Length of a ballot id.
 pub const BALLOT_ID_BYTES: usize = 16;
 
+/// Most batches one `Fetch` call returns (a station recovering more calls again).
+pub const MAX_FETCH_BATCHES: u64 = 16;
+
 /// Largest export file accepted by `read_export` (8-byte magic included).
 pub const MAX_EXPORT_BYTES: u64 = 1024 * 1024 * 1024;
 

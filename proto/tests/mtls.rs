@@ -49,7 +49,17 @@ impl StationSync for Sync {
             max_message_bytes: pollsync_proto::limits::MAX_MESSAGE_BYTES as u32,
             max_batch_events: pollsync_proto::limits::MAX_BATCH_EVENTS as u32,
             heartbeat_interval_ms: pollsync_proto::limits::HEARTBEAT_INTERVAL_MS as u32,
+            evidence_sequence: 0,
         }))
+    }
+
+    type FetchStream = ReceiverStream<Result<pb::FetchedBatch, Status>>;
+
+    async fn fetch(
+        &self,
+        _request: Request<pb::FetchRequest>,
+    ) -> Result<Response<Self::FetchStream>, Status> {
+        Err(Status::unimplemented("this test server keeps no batches"))
     }
 
     type PushStream = ReceiverStream<Result<pb::Ack, Status>>;

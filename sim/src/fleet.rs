@@ -194,7 +194,7 @@ impl Fleet {
             .local_addr()
             .map_err(io_error(Path::new("127.0.0.1:0")))?;
         let center_dir = root.join(CENTER_DIR);
-        init::init(&center_dir, &election_file, &[address.to_string()])?;
+        init::init(&center_dir, &election_file, &[address.to_string()], None)?;
         let bundles = root.join(BUNDLES_DIR);
         // `center enroll` in slices side by side: writing each bundle waits on the disk.
         let ids: Vec<String> = definition.stations.iter().map(|s| s.id.clone()).collect();

@@ -58,6 +58,8 @@ pub enum StationError {
     NotServed { contest: String, served: String },
     #[error("sealing is held on this device: {reason}")]
     SealingHeld { reason: String },
+    #[error("{detail}")]
+    Changed { detail: String },
     #[error("could not draw randomness from the operating system: {0}")]
     Random(String),
 }

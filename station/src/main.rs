@@ -155,6 +155,18 @@ enum Command {
         #[command(flatten)]
         json: Json,
     },
+    #[command(
+        long_about = "Bring back from the center this station's batches that this device lacks.\n\n\
+        For a device restored from a backup that is behind the center (the same chain, fewer \
+        batches): fetches the batches after its head, checks every signature and link itself, \
+        stores them, and lets sealing go on after them. Events recorded on this device that those \
+        batches already hold are dropped (nothing counts twice); everything else recorded here is \
+        kept and sealed after the recovered head. For a replacement device (enrolled with `center \
+        enroll --replace`): fetches the station's batches from before the replacement, so that its \
+        records hold the whole day. A device whose chain differs from the center's (a fork) is told \
+        so and cannot recover."
+    )]
+    Recover(Json),
     /// Write every batch the center has not acknowledged into one signed file, to carry by hand (USB).
     Export {
         /// The file to write.
@@ -277,6 +289,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => run_agent(dir, seal_interval_ms, json.json)?,
         Command::Sync { timeout_s, json } => sync_now(dir, timeout_s, json.json)?,
+        Command::Recover(json) => {
+            let rt = runtime()?;
+            let report = rt.block_on(sync::recover::recover(dir))?;
+            let r = &report.recovered;
+            if json.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if r.history_batches + r.forward_batches == 0 {
+                println!(
+                    "nothing to recover: this device holds every batch up to the center's head ({})",
+                    report.center_head
+                );
+            } else {
+                if r.history_batches > 0 {
+                    println!(
+                        "recovered {} earlier batch(es) of this station (from before this device replaced the old one)",
+                        r.history_batches
+                    );
+                }
+                if r.forward_batches > 0 {
+                    println!(
+                        "recovered batches {} to {} from the center ({} ballot(s) in all recovered batches); sealing goes on after batch {}",
+                        report.local_head_before + 1,
+                        report.center_head,
+                        r.ballots,
+                        report.local_head_after
+                    );
+                }
+                println!(
+                    "{} event(s) recorded here were already in the center's batches and were dropped; {} event(s) recorded here are kept and will be sealed next",
+                    r.pending_dropped, r.pending_kept
+                );
+            }
+        }
         Command::Export { out } => {
             let (count, bytes) = commands::export(dir, &out)?;
             println!(

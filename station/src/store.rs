@@ -56,6 +56,9 @@ const META_BUNDLE: &str = "bundle";
 const META_CENTER: &str = "center_address";
 /// Why sealing is held (this device's chain is not the center's); absent when not.
 const META_SEAL_HOLD: &str = "seal_hold";
+/// Where this device's chain starts when it replaced another device (the head the
+/// bundle carried): 8 bytes big-endian sequence then the 32-byte hash. Absent: genesis.
+const META_CHAIN_START: &str = "chain_start";
 /// Unix time in ms of the last exchange with the center (not tied to any ballot).
 pub const META_LAST_CONTACT_MS: &str = "last_contact_unix_ms";
 
@@ -93,6 +96,39 @@ pub struct Counts {
     pub sealed_ballots: u64,
     pub batches_sealed: u64,
     pub batches_acknowledged: u64,
+}
+
+/// One of this station's batches fetched back from the center and verified
+/// (signature under a certificate of the election CA for this station, chain).
+#[derive(Debug, Clone)]
+pub struct RecoveredBatch {
+    /// Its sequence.
+    pub sequence: u64,
+    /// Its chain hash.
+    pub hash: [u8; 32],
+    /// The envelope exactly as the center holds it.
+    pub signed: pb::SignedBatch,
+    /// Its decoded events.
+    pub events: Vec<pb::Event>,
+}
+
+/// What [`Store::recover`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Recovered {
+    /// Batches stored from before this device's chain start (a replacement device's
+    /// history).
+    pub history_batches: u64,
+    /// Batches stored after this device's head (a restored backup's lost batches).
+    pub forward_batches: u64,
+    /// Ballots among them.
+    pub ballots: u64,
+    /// Events waiting on this device that the recovered batches already hold
+    /// (recorded before the backup and sealed by the device before it was lost):
+    /// dropped, so that nothing counts twice.
+    pub pending_dropped: u64,
+    /// Events waiting on this device that the center does not hold: kept, sealed
+    /// after the recovered head.
+    pub pending_kept: u64,
 }
 
 /// One batch made by [`Store::seal`].
@@ -188,6 +224,15 @@ impl Store {
             "INSERT INTO meta (key, value) VALUES (?1, ?2)",
             params![META_CENTER, center.as_bytes()],
         )?;
+        let start = bundle.chain_start();
+        if start.sequence > 0 {
+            let mut value = start.sequence.to_be_bytes().to_vec();
+            value.extend_from_slice(&start.hash);
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                params![META_CHAIN_START, value],
+            )?;
+        }
         tx.commit()?;
         Ok(Store { conn })
     }
@@ -370,6 +415,153 @@ impl Store {
         self.set_meta(META_SEAL_HOLD, reason.as_bytes())
     }
 
+    /// Stores batches fetched back from the center, in one transaction, if this
+    /// device's head is still `expected_head`: `history` (a replacement device's
+    /// batches before its chain start) and `forward` (a restored backup's batches
+    /// after its head), all marked acknowledged, their closes recorded. Events
+    /// waiting here that `forward` already holds are dropped (ballots by id; other
+    /// events as the same events in the same order); the rest stay, to be sealed
+    /// after the recovered head. A kept event for a contest the recovered batches
+    /// closed refuses the whole recovery. Lifts the sealing hold.
+    pub fn recover(
+        &mut self,
+        expected_head: ChainHead,
+        history: &[RecoveredBatch],
+        forward: &[RecoveredBatch],
+    ) -> Result<Recovered> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let head = chain_head(&tx)?;
+        if head != expected_head {
+            return Err(StationError::Changed {
+                detail: format!(
+                    "this device's head moved from batch {} to {} while recovering; run `station recover` again",
+                    expected_head.sequence, head.sequence
+                ),
+            });
+        }
+        let mut done = Recovered::default();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO batches (sequence, hash, signed, events, ballots, acknowledged) VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+            )?;
+            let mut close =
+                tx.prepare_cached("INSERT OR IGNORE INTO closed (contest) VALUES (?1)")?;
+            for b in history.iter().chain(forward) {
+                let ballots = b
+                    .events
+                    .iter()
+                    .filter(|e| matches!(e.kind, Some(pb::event::Kind::Ballot(_))))
+                    .count() as u64;
+                insert.execute(params![
+                    b.sequence as i64,
+                    b.hash.to_vec(),
+                    b.signed.encode_to_vec(),
+                    b.events.len() as i64,
+                    ballots as i64
+                ])?;
+                done.ballots += ballots;
+                for e in &b.events {
+                    if let Some(pb::event::Kind::Close(c)) = &e.kind {
+                        close.execute([&c.contest])?;
+                    }
+                }
+            }
+        }
+        done.history_batches = history.len() as u64;
+        done.forward_batches = forward.len() as u64;
+        // Events the forward batches hold: ballots by id, the others in order.
+        let mut ids: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut others: Vec<Vec<u8>> = Vec::new();
+        for e in forward.iter().flat_map(|b| &b.events) {
+            match &e.kind {
+                Some(pb::event::Kind::Ballot(b)) => {
+                    ids.insert(b.id.clone());
+                }
+                _ => others.push(e.encode_to_vec()),
+            }
+        }
+        let closed = closed_contests(&tx)?;
+        let mut matched = 0usize;
+        let mut conflicts = Vec::new();
+        {
+            let mut select = tx.prepare("SELECT id, event FROM pending ORDER BY id")?;
+            let mut delete = tx.prepare_cached("DELETE FROM pending WHERE id = ?1")?;
+            let mut rows = select.query([])?;
+            while let Some(row) = rows.next()? {
+                let id: i64 = row.get(0)?;
+                let blob: Vec<u8> = row.get(1)?;
+                let event =
+                    pb::Event::decode(blob.as_slice()).map_err(|e| StationError::Corrupt {
+                        detail: format!("pending event {id}: {e}"),
+                    })?;
+                let duplicate = match &event.kind {
+                    Some(pb::event::Kind::Ballot(b)) => ids.contains(&b.id),
+                    _ => {
+                        let same = others.get(matched) == Some(&blob);
+                        if same {
+                            matched += 1;
+                        } else {
+                            matched = others.len();
+                        }
+                        same
+                    }
+                };
+                if duplicate {
+                    delete.execute([id])?;
+                    done.pending_dropped += 1;
+                    continue;
+                }
+                done.pending_kept += 1;
+                let contest = match &event.kind {
+                    Some(pb::event::Kind::Ballot(b)) => Some(&b.contest),
+                    Some(pb::event::Kind::Issued(i)) => Some(&i.contest),
+                    Some(pb::event::Kind::Close(c)) => Some(&c.contest),
+                    _ => None,
+                };
+                if let Some(contest) = contest
+                    && closed.contains(contest)
+                    && conflicts.len() < 10
+                {
+                    conflicts.push(format!("pending event {id} (contest '{contest}')"));
+                }
+            }
+        }
+        if !conflicts.is_empty() {
+            return Err(StationError::Changed {
+                detail: format!(
+                    "the center's batches close contests for which this device holds events it does not: {}; nothing was recovered, call an operator",
+                    conflicts.join(", ")
+                ),
+            });
+        }
+        // Linked to the center's batches: the center holds everything up to them.
+        if let Some(last) = forward.last() {
+            tx.execute(
+                "UPDATE batches SET acknowledged = 1 WHERE sequence <= ?1 AND acknowledged = 0",
+                [last.sequence as i64],
+            )?;
+        }
+        tx.execute("DELETE FROM meta WHERE key = ?1", [META_SEAL_HOLD])?;
+        tx.commit()?;
+        Ok(done)
+    }
+
+    /// Where this device's chain starts: genesis, or the center's head a
+    /// replacement device's bundle carried.
+    pub fn chain_start(&self) -> Result<ChainHead> {
+        chain_start(&self.conn)
+    }
+
+    /// The lowest sequence of the batches this device holds (`None`: none).
+    pub fn first_held(&self) -> Result<Option<u64>> {
+        let first: Option<i64> =
+            self.conn
+                .query_row("SELECT min(sequence) FROM batches", [], |r| r.get(0))?;
+        Ok(first.map(|f| f as u64))
+    }
+
     /// Why sealing is held, if it is.
     pub fn sealing_hold(&self) -> Result<Option<String>> {
         Ok(self
@@ -432,8 +624,13 @@ impl Store {
         Ok(out)
     }
 
-    /// The chain hash of sealed batch `sequence`, if there is one.
+    /// The chain hash of sealed batch `sequence`, if there is one (the chain start
+    /// of a replacement device counts).
     pub fn hash_at(&self, sequence: u64) -> Result<Option<[u8; 32]>> {
+        let start = chain_start(&self.conn)?;
+        if start.sequence > 0 && sequence == start.sequence {
+            return Ok(Some(start.hash));
+        }
         let hash: Option<Vec<u8>> = self
             .conn
             .query_row(
@@ -458,7 +655,8 @@ impl Store {
             [],
             |r| r.get(0),
         )?;
-        Ok(through as u64)
+        // A replacement device's chain start is held by the center by definition.
+        Ok((through as u64).max(chain_start(&self.conn)?.sequence))
     }
 
     /// One durable write after an exchange with the center: every batch up to
@@ -610,6 +808,30 @@ fn closed_contests(conn: &Connection) -> Result<BTreeSet<String>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+fn chain_start(conn: &Connection) -> Result<ChainHead> {
+    let value: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [META_CHAIN_START],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(value) = value else {
+        return Ok(ChainHead {
+            sequence: 0,
+            hash: GENESIS_HASH,
+        });
+    };
+    let corrupt = || StationError::Corrupt {
+        detail: "the stored chain start is not 40 bytes".into(),
+    };
+    let (seq, hash) = value.split_at_checked(8).ok_or_else(corrupt)?;
+    Ok(ChainHead {
+        sequence: u64::from_be_bytes(seq.try_into().map_err(|_| corrupt())?),
+        hash: hash.try_into().map_err(|_| corrupt())?,
+    })
+}
+
 fn chain_head(conn: &Connection) -> Result<ChainHead> {
     let row: Option<(i64, Vec<u8>)> = conn
         .query_row(
@@ -619,10 +841,7 @@ fn chain_head(conn: &Connection) -> Result<ChainHead> {
         )
         .optional()?;
     match row {
-        None => Ok(ChainHead {
-            sequence: 0,
-            hash: GENESIS_HASH,
-        }),
+        None => chain_start(conn),
         Some((sequence, hash)) => {
             let hash: [u8; 32] = hash.try_into().map_err(|_| StationError::Corrupt {
                 detail: format!("batch {sequence}: chain hash is not 32 bytes"),

@@ -109,6 +109,16 @@ impl Center {
         }
     }
 
+    /// A center initialised and enrolled already (by the test itself).
+    pub fn existing(data: PathBuf, bundles: PathBuf) -> Center {
+        Center {
+            data,
+            bundles,
+            grpc: None,
+            process: None,
+        }
+    }
+
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(bin("center"));
         cmd.arg("--data").arg(&self.data);

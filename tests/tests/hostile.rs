@@ -473,7 +473,7 @@ async fn certificates_for_no_station_of_the_election_get_nothing_in() {
         .expect("store")
         .meta()
         .expect("meta");
-    let ca = ElectionCa::from_pem(&meta.ca_cert_pem, &meta.ca_key_pem).expect("the CA");
+    let ca = meta.ca(None).expect("the CA");
     const STRANGER: &str = "S-STRANGER";
     assert!(day.def.station(STRANGER).is_none());
     let stranger = EnrollmentBundle::issue(&ca, STRANGER, day.address(), &meta.election_toml)
@@ -495,20 +495,16 @@ async fn certificates_for_no_station_of_the_election_get_nothing_in() {
         "{}",
         status.message()
     );
-    let mut forger = Forger::new(&stranger);
-    let contest = &station_contest(&day, 4);
-    let batch = forger
-        .seal(&[forged_ballot(&day.def, contest, 1), issued(contest)])
-        .expect("signed");
-    let mut push = rogue.push().await.expect("push call");
-    let ack = push.push(batch).await.expect("answered");
-    assert_eq!(seen(&ack), rejected(RejectReason::BadSignature, 1, 1));
-    assert!(ack.detail.contains("not in election"), "{}", ack.detail);
-    push.finish().await.expect("the call ends cleanly");
+    // Push admits the same peers as Hello: the call is refused before any batch.
+    let refusal = rogue.push().await.err().expect("push refused");
+    let status = refusal.status().expect("a gRPC status");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("not in election"), "{status:?}");
     assert!(day.accepted().is_empty(), "nothing got in");
 
     sync(&station);
-    assert_eq!(day.alerts(), vec![alert(STRANGER, "BAD_SIGNATURE", 1)]);
+    // Nothing is charged to a station the election does not have.
+    assert_eq!(day.alerts(), vec![]);
     day.check_honest(&[&station], &Accepted::new());
 }
 
@@ -551,7 +547,10 @@ async fn a_revoked_station_is_refused_and_nothing_more_from_it_counts() {
     assert!(head.sequence > 0);
     let mut open = as_revoked.push().await.expect("push call");
 
-    ok(day.center.command().args(["revoke", &revoked.id]));
+    ok(day
+        .center
+        .command()
+        .args(["revoke", &revoked.id, "--reason", "device reported stolen"]));
     let refusal = eventually(
         "the serving center to refuse the revoked station",
         || async {
@@ -612,7 +611,14 @@ async fn a_revoked_station_is_refused_and_nothing_more_from_it_counts() {
             assert!(!t.closed, "{}: a close after revocation counted", t.contest);
         }
     }
-    assert_eq!(day.alerts(), vec![alert(&revoked.id, "REVOKED", 0)]);
+    // The revocation, and one STALE_KEY alert for the revoked device's attempts.
+    assert_eq!(
+        day.alerts(),
+        vec![
+            alert(&revoked.id, "REVOKED", 0),
+            alert(&revoked.id, "STALE_KEY", 0)
+        ]
+    );
     day.check_honest(&[&revoked, &others], &before);
 }
 

@@ -26,6 +26,14 @@
 //! no alert, `center audit` is clean, and no acknowledgement a station received was
 //! forgotten by a restarted center (an acknowledgement means durable).
 //!
+//! Devices change too (SPEC §12): a station's data folder is backed up and later
+//! restored onto a new device, which stops at Hello (the center is ahead) and runs
+//! `station recover` (in process: the center's `fetch`, the station's checks and
+//! `Store::recover`); a station is replaced (`center enroll --replace` while the
+//! ingest runs), the new device recovers the station's history and continues the
+//! chain, and the old device's key keeps trying and is refused (`STALE_KEY`). The
+//! only alerts allowed at the end are those replacements (`REPLACED`, `STALE_KEY`).
+//!
 //! `PROPTEST_CASES` raises the number of schedules (default [`DEFAULT_CASES`]).
 
 use std::cell::RefCell;
@@ -37,13 +45,14 @@ use std::time::Instant;
 use pollsync_center::commands::{enroll, init};
 use pollsync_center::ingest::{self, IngestHandle};
 use pollsync_election::{BallotChoices, BallotId, StationEvent, TallySheet};
+use pollsync_proto::ChainHead;
 use pollsync_proto::pb;
 use pollsync_sim::ballots::{self, StationContest, Turnout};
 use pollsync_station::Store;
 use pollsync_station::commands::{self, SheetSource};
 use pollsync_station::store::{Provisioned, new_ballot_id};
-use pollsync_station::sync::Sender;
-use pollsync_station::sync::sender::{AckOutcome, SessionStart, Stop};
+use pollsync_station::sync::sender::{self, AckOutcome, SessionStart, Stop};
+use pollsync_station::sync::{Sender, recover};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestError, TestRunner};
 
@@ -91,7 +100,7 @@ impl Template {
         let (file, def) = pollsync_tests::small_election(root.path(), ELECTION_SEED);
         let center = root.path().join("center");
         let bundles = root.path().join("bundles");
-        init::init(&center, &file, &[]).expect("center init");
+        init::init(&center, &file, &[], None).expect("center init");
         enroll::enroll(
             &center,
             &enroll::EnrollRequest {
@@ -219,6 +228,16 @@ enum Step {
     /// The station's unacknowledged batches are carried by hand: `station export`,
     /// then `center import` while the center serves.
     Carried { station: usize },
+    /// A copy of the station's data folder is put aside.
+    Backup { station: usize },
+    /// The station's device is lost once it has synced everything; its last backup
+    /// is restored onto a new device, which recovers from the center.
+    Restore { station: usize },
+    /// The station's device is replaced once it has synced everything: new key, new
+    /// device continuing the center's chain.
+    Replace { station: usize },
+    /// A replaced device of the station tries again: Hello and a batch with its key.
+    OldDeviceTries { station: usize },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -251,7 +270,11 @@ fn step() -> impl Strategy<Value = Step> {
         }),
         1 => station.clone().prop_map(|station| Step::StationRestart { station }),
         1 => Just(Step::CenterRestart),
-        1 => station.prop_map(|station| Step::Carried { station }),
+        1 => station.clone().prop_map(|station| Step::Carried { station }),
+        3 => station.clone().prop_map(|station| Step::Backup { station }),
+        1 => station.clone().prop_map(|station| Step::Restore { station }),
+        1 => station.clone().prop_map(|station| Step::Replace { station }),
+        1 => station.prop_map(|station| Step::OldDeviceTries { station }),
     ]
 }
 
@@ -280,6 +303,10 @@ struct Seen {
     carried_accepted: u64,
     carried_duplicates: u64,
     ack_timeouts: u64,
+    restored: u64,
+    pending_dropped_at_restore: u64,
+    replaced: u64,
+    stale_refused: u64,
 }
 
 impl Seen {
@@ -298,6 +325,10 @@ impl Seen {
         self.carried_accepted += o.carried_accepted;
         self.carried_duplicates += o.carried_duplicates;
         self.ack_timeouts += o.ack_timeouts;
+        self.restored += o.restored;
+        self.pending_dropped_at_restore += o.pending_dropped_at_restore;
+        self.replaced += o.replaced;
+        self.stale_refused += o.stale_refused;
     }
 }
 
@@ -343,6 +374,12 @@ struct StationSide {
     link: Link,
     progress: Vec<ContestProgress>,
     stray: Option<Stray>,
+    /// The last copy of its data folder put aside (of the current device).
+    backup: Option<PathBuf>,
+    /// Devices replaced: the key each had and a batch it signed.
+    replaced: Vec<(ingest::Peer, pb::SignedBatch)>,
+    /// Devices this station has had (names the next device's folder).
+    devices: u32,
 }
 
 /// One schedule's world: copies of the template's stores in a folder of its own,
@@ -391,6 +428,9 @@ impl<'t> World<'t> {
                 link: Link::default(),
                 progress: drawn.iter().map(|_| ContestProgress::default()).collect(),
                 stray: None,
+                backup: None,
+                replaced: Vec::new(),
+                devices: 1,
             });
         }
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -449,6 +489,10 @@ impl<'t> World<'t> {
             Step::StationRestart { station } => self.station_restart(station),
             Step::CenterRestart => self.center_restart(),
             Step::Carried { station } => self.carried(station),
+            Step::Backup { station } => self.backup(station),
+            Step::Restore { station } => self.restore(station),
+            Step::Replace { station } => self.replace(station),
+            Step::OldDeviceTries { station } => self.old_device_tries(station),
         }
     }
 
@@ -598,17 +642,16 @@ impl<'t> World<'t> {
             return;
         }
         let head = s.store.head().expect("head");
-        let request = pb::HelloRequest {
-            election_id: s.prov.bundle.election_id.clone(),
-            station_id: s.prov.bundle.station_id.clone(),
-            definition_sha256: s.prov.bundle.definition_sha256().to_vec(),
-            local_head_sequence: head.sequence,
-            local_head_hash: head.hash.to_vec(),
-        };
+        let request = hello_request(s, head);
         let reply = self
             .rt
-            .block_on(center.hello(&s.id, request))
+            .block_on(center.hello(&peer_of(&s.prov), request))
             .unwrap_or_else(|r| panic!("the center refused honest station {}: {r:?}", s.id));
+        assert_eq!(
+            reply.evidence_sequence, 0,
+            "{}: an honest device's chain is the center's",
+            s.id
+        );
         let center_head = reply.center_head_sequence;
         let local_head = s.store.head().expect("head").sequence;
         let local_hash = if center_head > 0 && center_head <= local_head {
@@ -624,6 +667,7 @@ impl<'t> World<'t> {
                 max_in_flight: reply.max_in_flight,
                 local_head_sequence: local_head,
                 local_hash_at_center_head: local_hash,
+                evidence_sequence: reply.evidence_sequence,
             })
             .unwrap_or_else(|t| panic!("honest station {} stopped at hello: {t}", s.id));
         assert_eq!(
@@ -761,6 +805,222 @@ impl<'t> World<'t> {
         }
     }
 
+    // --- devices: backup, restore, replace ----------------------------------------
+
+    /// The station on a perfect link until the center holds everything it sealed
+    /// (what it recorded is sealed first).
+    fn settle(&mut self, i: usize) {
+        self.seal(i);
+        for _ in 0..MAX_HEAL_ROUNDS {
+            if !self.stations[i].sender.connected() {
+                self.hello(i);
+            }
+            let s = &self.stations[i];
+            if s.sender.is_idle()
+                && s.link.is_quiet()
+                && s.sender.acknowledged_through() == s.sender.local_head()
+            {
+                return;
+            }
+            if s.sender.in_flight() > 0 && s.link.is_quiet() {
+                self.seen.ack_timeouts += 1;
+                self.disconnect(i, false);
+                continue;
+            }
+            self.send(i, usize::MAX);
+            self.center_reads(1 << i, usize::MAX);
+            self.station_reads(i, usize::MAX);
+        }
+        panic!("station {i} did not settle");
+    }
+
+    fn backup(&mut self, i: usize) {
+        self.files += 1;
+        let to = self.tmp.path().join(format!("backup-{}", self.files));
+        copy_dir(&self.stations[i].dir, &to);
+        self.stations[i].backup = Some(to);
+    }
+
+    /// This station's batches `from..=to` from the center, checked as `station
+    /// recover` checks them.
+    fn fetch(
+        &self,
+        i: usize,
+        links_to: ChainHead,
+        to: u64,
+    ) -> Vec<pollsync_station::store::RecoveredBatch> {
+        let s = &self.stations[i];
+        let peer = peer_of(&s.prov);
+        let mut head = links_to;
+        let mut all = Vec::new();
+        while head.sequence < to {
+            let got = self
+                .center()
+                .fetch(&peer, head.sequence + 1, to)
+                .unwrap_or_else(|r| panic!("{}: fetch refused: {r:?}", s.id));
+            assert!(!got.is_empty(), "{}: the center sent nothing", s.id);
+            let (checked, next) = recover::verify_fetched(&s.prov.bundle, head, &got)
+                .unwrap_or_else(|e| panic!("{}: fetched batches: {e}", s.id));
+            head = next;
+            all.extend(checked);
+        }
+        all
+    }
+
+    /// Opens the device in `dir` as the station's, with a sender from its store.
+    fn open_device(&mut self, i: usize, dir: PathBuf) {
+        let s = &mut self.stations[i];
+        drop_connection(s, true);
+        s.store = Store::open(&dir).expect("station store opens");
+        s.prov = s.store.provisioned().expect("provisioned");
+        s.dir = dir;
+        let head = s.store.head().expect("head").sequence;
+        let acknowledged = s.store.acknowledged_through().expect("acknowledged");
+        s.sender = Sender::new(head, acknowledged);
+    }
+
+    fn restore(&mut self, i: usize) {
+        let Some(backup) = self.stations[i].backup.clone() else {
+            return;
+        };
+        // Whatever the lost device held reached the center first, so the truth stands.
+        self.settle(i);
+        self.stations[i].devices += 1;
+        let dir = self.tmp.path().join(format!(
+            "devices/{}-{}",
+            self.stations[i].id, self.stations[i].devices
+        ));
+        copy_dir(&backup, &dir);
+        self.open_device(i, dir);
+        // Where the center stands, as its Hello answers the restored device.
+        let s = &self.stations[i];
+        let head = s.store.head().expect("head");
+        let reply = self
+            .rt
+            .block_on(
+                self.center()
+                    .hello(&peer_of(&s.prov), hello_request(s, head)),
+            )
+            .unwrap_or_else(|r| panic!("the center refused restored station {}: {r:?}", s.id));
+        assert_eq!(
+            reply.evidence_sequence, 0,
+            "{}: a backup is on the center's chain",
+            s.id
+        );
+        let center_head = ChainHead {
+            sequence: reply.center_head_sequence,
+            hash: reply
+                .center_head_hash
+                .as_slice()
+                .try_into()
+                .expect("32 bytes"),
+        };
+        let s = &mut self.stations[i];
+        if head.sequence < center_head.sequence {
+            // Hello stops the restored device: the center holds batches it lacks.
+            let stop = s.sender.on_hello(&SessionStart {
+                center_head_sequence: center_head.sequence,
+                center_head_hash: center_head.hash.to_vec(),
+                max_in_flight: 8,
+                local_head_sequence: head.sequence,
+                local_hash_at_center_head: None,
+                evidence_sequence: 0,
+            });
+            assert!(
+                matches!(stop, Err(sender::Terminal::CenterAhead { .. })),
+                "{}: {stop:?}",
+                s.id
+            );
+        }
+        let forward = self.fetch(i, head, center_head.sequence);
+        let s = &mut self.stations[i];
+        let done = s
+            .store
+            .recover(head, &[], &forward)
+            .unwrap_or_else(|e| panic!("{}: recover: {e}", s.id));
+        assert_eq!(
+            done.pending_kept, 0,
+            "{}: everything reached the center",
+            s.id
+        );
+        self.seen.pending_dropped_at_restore += done.pending_dropped;
+        let head = s.store.head().expect("head").sequence;
+        assert_eq!(head, center_head.sequence);
+        // As the driver starts: from what the store says (batches carried by hand
+        // before the backup are acknowledged by the next Hello).
+        let acknowledged = s.store.acknowledged_through().expect("acknowledged");
+        s.sender = Sender::new(head, acknowledged);
+        self.seen.restored += 1;
+    }
+
+    fn replace(&mut self, i: usize) {
+        self.settle(i);
+        let old_peer = peer_of(&self.stations[i].prov);
+        let signed = self.stations[i]
+            .store
+            .batches_from(1, 1)
+            .expect("sealed batch")
+            .pop();
+        self.files += 1;
+        let out = self.tmp.path().join(format!("replaced-{}", self.files));
+        let id = self.stations[i].id.clone();
+        enroll::enroll(
+            &self.center_dir,
+            &enroll::EnrollRequest {
+                stations: vec![id.clone()],
+                out_dir: out.clone(),
+                replace: true,
+                reason: Some("the device failed".into()),
+                ..Default::default()
+            },
+        )
+        .expect("center enroll --replace");
+        self.stations[i].devices += 1;
+        let dir = self
+            .tmp
+            .path()
+            .join(format!("devices/{id}-{}", self.stations[i].devices));
+        Store::create(&dir, &enroll::bundle_path(&out, &id), None).expect("new device init");
+        self.open_device(i, dir);
+        let start = self.stations[i].store.chain_start().expect("chain start");
+        let history = self.fetch(i, ChainHead::default(), start.sequence);
+        let s = &mut self.stations[i];
+        s.store
+            .recover(start, &history, &[])
+            .unwrap_or_else(|e| panic!("{}: recover history: {e}", s.id));
+        s.sender = Sender::new(start.sequence, start.sequence);
+        s.backup = None;
+        if let Some(signed) = signed {
+            s.replaced.push((old_peer, signed));
+        }
+        self.seen.replaced += 1;
+    }
+
+    fn old_device_tries(&mut self, i: usize) {
+        let Some((peer, signed)) = self.stations[i].replaced.last().cloned() else {
+            return;
+        };
+        let s = &self.stations[i];
+        let request = pb::HelloRequest {
+            election_id: s.prov.bundle.election_id.clone(),
+            station_id: s.id.clone(),
+            definition_sha256: s.prov.bundle.definition_sha256().to_vec(),
+            local_head_sequence: 1,
+            local_head_hash: pollsync_proto::chain_hash(&signed.batch).to_vec(),
+        };
+        let refused = self
+            .rt
+            .block_on(self.center().hello(&peer, request))
+            .expect_err("a replaced key is refused at Hello");
+        assert!(refused.detail.contains("STALE_KEY"), "{}", refused.detail);
+        let ack = self
+            .rt
+            .block_on(self.center().submit_from(&peer, signed))
+            .expect("answered");
+        assert_eq!(ack.reason(), pb::RejectReason::StaleKey, "{ack:?}");
+        self.seen.stale_refused += 1;
+    }
+
     // --- center ---------------------------------------------------------------
 
     /// Submits every batch, then awaits every answer: one or more group commits.
@@ -768,7 +1028,7 @@ impl<'t> World<'t> {
         let center = self.center();
         let pending: Vec<_> = batches
             .into_iter()
-            .map(|(i, b)| (i, center.submit(&self.stations[i].id, b)))
+            .map(|(i, b)| (i, center.submit_from(&peer_of(&self.stations[i].prov), b)))
             .collect();
         let mut answers = Vec::with_capacity(pending.len());
         for (i, rx) in pending {
@@ -938,8 +1198,14 @@ impl<'t> World<'t> {
         let store = pollsync_center::store::Store::open(&self.center_dir).expect("center store");
         let alerts = store.alerts().expect("alerts");
         assert!(
-            alerts.is_empty(),
+            alerts
+                .iter()
+                .all(|a| a.kind == "REPLACED" || a.kind == "STALE_KEY"),
             "honest stations raised alerts: {alerts:?}"
+        );
+        assert_eq!(
+            alerts.iter().filter(|a| a.kind == "REPLACED").count() as u64,
+            self.seen.replaced
         );
         let mut tallies = store.tally_map().expect("tallies");
         for contests in tallies.values_mut() {
@@ -978,6 +1244,30 @@ impl<'t> World<'t> {
         let audit = pollsync_center::audit::audit(&store).expect("audit runs");
         assert!(audit.is_clean(), "audit: {:?}", audit.differences);
         self.seen
+    }
+}
+
+/// The Hello of a station at `head`.
+fn hello_request(s: &StationSide, head: ChainHead) -> pb::HelloRequest {
+    pb::HelloRequest {
+        election_id: s.prov.bundle.election_id.clone(),
+        station_id: s.prov.bundle.station_id.clone(),
+        definition_sha256: s.prov.bundle.definition_sha256().to_vec(),
+        local_head_sequence: head.sequence,
+        local_head_hash: head.hash.to_vec(),
+    }
+}
+
+/// The peer a station's TLS certificate proves.
+fn peer_of(prov: &Provisioned) -> ingest::Peer {
+    ingest::Peer {
+        station: prov.bundle.station_id.clone(),
+        key: prov
+            .bundle
+            .signing_key()
+            .expect("the bundle's key")
+            .verifying_key()
+            .to_bytes(),
     }
 }
 
@@ -1100,6 +1390,10 @@ fn the_schedules_reach_the_fault_paths() {
     assert!(seen.closes > 0, "{seen:?}");
     assert!(seen.carried_accepted > 0, "{seen:?}");
     assert!(seen.carried_duplicates > 0, "{seen:?}");
+    assert!(seen.restored > 0, "{seen:?}");
+    assert!(seen.pending_dropped_at_restore > 0, "{seen:?}");
+    assert!(seen.replaced > 0, "{seen:?}");
+    assert!(seen.stale_refused > 0, "{seen:?}");
 }
 
 /// A station's last batches lost on the way (nothing sent after them to reveal the

@@ -5,13 +5,18 @@
 //!
 //! All or nothing: an unknown station, an enrolled one (without `--replace`) or a
 //! file in the way is reported before anything is written. Re-enrolling keeps the
-//! old key in the store for the audit of the batches it signed.
+//! old key in the store for the audit of the batches it signed, refuses it on
+//! connections from then on, and gives the new device the center's head for the
+//! station (read in the same transaction that switches keys): the new device's
+//! first batch continues that chain. The CA key comes from the store, or from
+//! `--ca-dir` when `center init --ca-dir` kept it off the serving machine.
 
 use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use pollsync_proto::EnrollmentBundle;
+use pollsync_proto::bundle::BundleHead;
 use pollsync_proto::identity::verifying_key_from_cert_der;
 use serde::Serialize;
 
@@ -32,6 +37,10 @@ pub struct EnrollRequest {
     pub out_dir: PathBuf,
     /// Issue new keys for stations enrolled already.
     pub replace: bool,
+    /// Why the devices are replaced (recorded with the REPLACED alert).
+    pub reason: Option<String>,
+    /// The folder holding the CA key, when it is not in the store.
+    pub ca_dir: Option<PathBuf>,
 }
 
 /// One bundle written.
@@ -43,6 +52,8 @@ pub struct Enrolled {
     pub bundle: PathBuf,
     /// It replaced an earlier enrollment.
     pub replaced: bool,
+    /// The center's head the new device continues from (0 for a first enrollment).
+    pub continues_after: u64,
 }
 
 /// What `enroll` did.
@@ -101,7 +112,14 @@ pub fn enroll(data_dir: &Path, request: &EnrollRequest) -> Result<EnrollReport> 
             }
         }
     }
-    let ca = meta.ca()?;
+    let ca = meta.ca(request.ca_dir.as_deref())?;
+    let reason = request
+        .reason
+        .clone()
+        .unwrap_or_else(|| "replacement device enrolled".to_owned());
+    if reason.trim().is_empty() {
+        return Err(CenterError::NoReason);
+    }
     let mut bundles = Vec::with_capacity(stations.len());
     let mut records = Vec::with_capacity(stations.len());
     for s in &stations {
@@ -124,20 +142,26 @@ pub fn enroll(data_dir: &Path, request: &EnrollRequest) -> Result<EnrollReport> 
             source,
         })?;
     let mut written: Vec<PathBuf> = Vec::new();
+    let mut starts: Vec<u64> = Vec::new();
     let undo = |written: &[PathBuf]| {
         for p in written {
             let _ = std::fs::remove_file(p);
         }
     };
-    for bundle in &bundles {
-        let path = bundle_path(&request.out_dir, &bundle.station_id);
-        if let Err(e) = bundle.write(&path) {
-            undo(&written);
-            return Err(e.into());
+    // The bundles are written inside the enrollment's transaction, with the heads
+    // read there; if anything fails, no key is enrolled and no bundle is left.
+    let result = store.enroll(&records, &reason, &mut |heads| {
+        for bundle in &mut bundles {
+            let path = bundle_path(&request.out_dir, &bundle.station_id);
+            let head = heads.get(&bundle.station_id).copied().unwrap_or_default();
+            bundle.start_head = (head.sequence > 0).then(|| BundleHead::of(&head));
+            starts.push(head.sequence);
+            bundle.write(&path)?;
+            written.push(path);
         }
-        written.push(path);
-    }
-    if let Err(e) = store.enroll(&records) {
+        Ok(())
+    });
+    if let Err(e) = result {
         undo(&written);
         return Err(e);
     }
@@ -146,10 +170,12 @@ pub fn enroll(data_dir: &Path, request: &EnrollRequest) -> Result<EnrollReport> 
         enrolled: stations
             .iter()
             .zip(written)
-            .map(|(s, bundle)| Enrolled {
+            .zip(starts)
+            .map(|((s, bundle), continues_after)| Enrolled {
                 station: s.clone(),
                 bundle,
                 replaced: enrolled_before.contains(s),
+                continues_after,
             })
             .collect(),
     })

@@ -1,7 +1,9 @@
 //! `center init --election FILE [--advertise HOST:PORT]…`: check the definition,
 //! then create the store, the election CA and the center's server certificate
 //! (names: every advertised host, plus `localhost` and `127.0.0.1`). Refuses if a
-//! store exists: keys are never overwritten.
+//! store exists: keys are never overwritten. `--ca-dir DIR` writes the CA key to
+//! `DIR/ca.key.pem` (0600) instead of the store, so that it can be kept off the
+//! serving machine.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +12,7 @@ use pollsync_proto::identity::server_name_of;
 use serde::Serialize;
 
 use crate::error::{CenterError, Result};
-use crate::store::{InitSetup, Store, db_path};
+use crate::store::{CA_CERT_FILE, CA_KEY_FILE, DATA_DIR_MODE, InitSetup, Store, db_path};
 use crate::validate;
 
 /// The address put into bundles when none is advertised.
@@ -33,6 +35,8 @@ pub struct InitReport {
     pub advertise: Vec<String>,
     /// Names in the server certificate.
     pub server_names: Vec<String>,
+    /// The CA key's file when `--ca-dir` kept it out of the store.
+    pub ca_key_file: Option<PathBuf>,
 }
 
 /// Checks that `address` is `HOST:PORT` (`[v6]:PORT` for IPv6).
@@ -57,8 +61,53 @@ pub fn check_address(address: &str) -> Result<()> {
     }
 }
 
-/// Runs `center init`.
-pub fn init(data_dir: &Path, election: &Path, advertise: &[String]) -> Result<InitReport> {
+/// Writes the CA key (0600) and certificate into `dir` (made 0700), refusing to
+/// overwrite a key already there. Returns the key file.
+fn write_ca_dir(dir: &Path, ca: &ElectionCa) -> Result<PathBuf> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CenterError::Io { path, source }
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DATA_DIR_MODE)
+        .create(dir)
+        .map_err(io(dir))?;
+    let mut written = Vec::new();
+    for (name, text, mode) in [
+        (CA_KEY_FILE, ca.key_pem(), 0o600),
+        (CA_CERT_FILE, ca.cert_pem(), 0o644),
+    ] {
+        let path = dir.join(name);
+        let result = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&path)
+            .and_then(|mut f| {
+                f.write_all(text.as_bytes())?;
+                f.sync_all()
+            });
+        if let Err(source) = result {
+            for p in &written {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(CenterError::Io { path, source });
+        }
+        written.push(path);
+    }
+    Ok(dir.join(CA_KEY_FILE))
+}
+
+/// Runs `center init`. With `ca_dir`, the CA key goes there instead of the store.
+pub fn init(
+    data_dir: &Path,
+    election: &Path,
+    advertise: &[String],
+    ca_dir: Option<&Path>,
+) -> Result<InitReport> {
     if db_path(data_dir).exists() {
         // Store::create refuses too; checking first skips generating keys.
         return Err(Store::exists_error(data_dir));
@@ -75,7 +124,9 @@ pub fn init(data_dir: &Path, election: &Path, advertise: &[String]) -> Result<In
         validate::load_file(election).map_err(|errors| CenterError::Definition { errors })?;
     let ca = ElectionCa::generate(&definition.election.id)?;
     let server = ca.issue_server(&advertise)?;
-    let store = Store::create(
+    let ca_key_file = ca_dir.map(|dir| write_ca_dir(dir, &ca)).transpose()?;
+    let ca_dir_abs = ca_dir.map(|d| std::path::absolute(d).unwrap_or_else(|_| d.to_path_buf()));
+    let created = Store::create(
         data_dir,
         &InitSetup {
             election_toml: &text,
@@ -84,8 +135,19 @@ pub fn init(data_dir: &Path, election: &Path, advertise: &[String]) -> Result<In
             server_cert_pem: &server.cert_pem,
             server_key_pem: &server.key_pem,
             advertise: &advertise,
+            ca_dir: ca_dir_abs.as_deref(),
         },
-    )?;
+    );
+    let store = match created {
+        Ok(store) => store,
+        Err(e) => {
+            if let Some(dir) = ca_dir {
+                let _ = std::fs::remove_file(dir.join(CA_KEY_FILE));
+                let _ = std::fs::remove_file(dir.join(CA_CERT_FILE));
+            }
+            return Err(e);
+        }
+    };
     let mut server_names: Vec<String> = Vec::new();
     for name in advertise
         .iter()
@@ -104,5 +166,6 @@ pub fn init(data_dir: &Path, election: &Path, advertise: &[String]) -> Result<In
         contests: definition.contests.len(),
         advertise,
         server_names,
+        ca_key_file,
     })
 }

@@ -331,6 +331,9 @@ pub struct StationState {
     pub revoked: bool,
     /// Quarantined after a fork.
     pub quarantined: bool,
+    /// Why its newest key was retired (`center release` after a fork), if it was:
+    /// then `current_key` is `None` until the station is replaced.
+    pub retired: Option<String>,
     /// The last batch durably applied.
     pub head: ChainHead,
     /// Contests this station has closed.
@@ -447,9 +450,10 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    /// Every rejection but `GAP` raises an alert.
+    /// Every rejection but `GAP` raises an alert (`STALE_KEY` raises its own,
+    /// rate-limited, by the caller).
     pub fn alerts(&self) -> bool {
-        self.reason != pb::RejectReason::Gap
+        self.reason != pb::RejectReason::Gap && self.reason != pb::RejectReason::StaleKey
     }
 
     /// A fork quarantines the station.
@@ -591,6 +595,17 @@ impl Prepared {
         match &self.stage {
             Stage::TooLarge { sequence, .. } | Stage::Malformed { sequence, .. } => *sequence,
             Stage::Decoded(d) => d.header.sequence,
+        }
+    }
+
+    /// The enrolled key its signature verified with, if it did.
+    pub fn verified_key(&self) -> Option<KeyNo> {
+        match &self.stage {
+            Stage::Decoded(d) => match d.signature {
+                SignatureCheck::Verified(k) => Some(k),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -759,6 +774,28 @@ pub fn needs(state: &StationState, prepared: &Prepared) -> Needs {
     }
 }
 
+/// The decision on a batch pushed over a connection whose certificate's key is no
+/// longer the station's usable key (replaced, or retired after a fork): rejected
+/// `STALE_KEY`, never a fork or a quarantine, whatever the batch holds.
+pub fn stale_key(peer: &str, state: &StationState, prepared: &Prepared) -> Verdict {
+    let why = match (&state.current_key, &state.retired) {
+        (Some(k), _) => format!("the device was replaced; key {k} is station {peer}'s current key"),
+        (None, Some(_)) => {
+            format!("station {peer}'s key was retired after a fork; the station must be replaced")
+        }
+        (None, None) => format!("station {peer} has no enrolled key"),
+    };
+    Verdict::Reject(Rejection {
+        sequence: prepared.sequence(),
+        reason: pb::RejectReason::StaleKey,
+        detail: format!(
+            "batch {}: this connection's certificate is not station {peer}'s current key: {why}",
+            prepared.sequence()
+        ),
+        expected_sequence: state.head.next_sequence(),
+    })
+}
+
 /// The decision on one prepared batch pushed (or imported) as station `peer`, in
 /// the order of docs/PROTOCOL.md §7.1.
 pub fn judge(
@@ -806,6 +843,17 @@ pub fn judge(
                 "station {peer} is quarantined after a fork; nothing more from it is applied until an operator acts"
             ),
         );
+    }
+    // Byte for byte a batch already accepted (its signature verified then, with the
+    // key of its time): counted once, whatever key verifies now.
+    if sequence <= state.head.sequence
+        && lookups.stored_at == Some(StoredAt::SameBytes)
+        && !matches!(d.signature, SignatureCheck::Verified(k) if Some(k) == state.current_key)
+    {
+        return Verdict::Duplicate {
+            sequence,
+            expected_sequence: expected,
+        };
     }
     match (&d.signature, state.current_key) {
         (SignatureCheck::Verified(k), Some(current)) if *k == current => {}

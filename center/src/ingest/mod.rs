@@ -48,8 +48,9 @@ use pool::Pool;
 /// Longest the writer waits, when idle, before re-reading state changed by other
 /// processes (revocations, enrollments) and flushing presence.
 pub const REFRESH_INTERVAL_MS: u64 = 500;
-/// How long a Hello that found a fork waits for its alert to be durable.
-pub const FORK_RECORD_TIMEOUT_MS: u64 = 5_000;
+/// Shortest time between two STALE_KEY alerts about one station (a replaced or
+/// revoked device retrying every few seconds raises one alert, not thousands).
+pub const STALE_KEY_ALERT_INTERVAL_MS: u64 = 10 * 60 * 1_000;
 /// Shortest time between two writes of the operators' presence view.
 pub const PRESENCE_FLUSH_INTERVAL_MS: u64 = 1_000;
 /// Most batches in one group commit.
@@ -60,12 +61,23 @@ pub const MAX_GROUP_BYTES: usize = 256 * 1024 * 1024;
 /// busy (otherwise it checkpoints when idle, keeping bursts' commits short).
 pub const MAX_WAL_BYTES_BEFORE_CHECKPOINT: usize = 256 * 1024 * 1024;
 
+/// Who is at the other end of a connection, as its TLS client certificate proves:
+/// the station the certificate names and the certificate's Ed25519 key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The certificate's CN (empty if there is no certificate).
+    pub station: String,
+    /// The certificate's public key.
+    pub key: [u8; 32],
+}
+
 /// The gRPC status with which a Hello is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalCode {
     /// No usable client certificate.
     Unauthenticated,
-    /// Not this station's certificate, not in the election, not enrolled, revoked.
+    /// Not this station's certificate, not in the election, not enrolled, revoked,
+    /// or not the station's current key (STALE_KEY).
     PermissionDenied,
     /// Other election, other definition digest, or quarantined.
     FailedPrecondition,
@@ -86,7 +98,10 @@ struct ViewStation {
     head: ChainHead,
     revoked: bool,
     quarantined: bool,
+    /// The usable key: current and not retired.
     key: Option<StationKey>,
+    /// Why the current key was retired (after a fork), if it was.
+    retired: Option<String>,
 }
 
 /// A station as the operators see it right now.
@@ -114,6 +129,11 @@ struct PresenceBook {
 
 struct Shared {
     ctx: Arc<Context>,
+    /// A read connection for the rare lookups off the writer (a Hello behind the
+    /// center's head, a Fetch).
+    reader: Mutex<Store>,
+    /// When each station's last STALE_KEY alert was queued (Unix ms).
+    stale_alerts: Mutex<HashMap<String, u64>>,
     view: RwLock<HashMap<String, ViewStation>>,
     presence: Mutex<PresenceBook>,
     pool: Pool,
@@ -155,6 +175,8 @@ pub fn start_with(
     let (tx, rx) = mpsc::channel();
     let shared = Arc::new(Shared {
         ctx: Arc::clone(&ctx),
+        reader: Mutex::new(Store::open(data_dir)?),
+        stale_alerts: Mutex::default(),
         view: RwLock::new(HashMap::new()),
         presence: Mutex::new(PresenceBook::default()),
         pool: Pool::start(verify_threads)?,
@@ -174,6 +196,19 @@ pub fn start_with(
 }
 
 impl Shared {
+    /// Whether a STALE_KEY alert about `station` may be raised now (at most one per
+    /// [`STALE_KEY_ALERT_INTERVAL_MS`]); if so, the time is taken.
+    fn stale_alert_due(&self, station: &str) -> bool {
+        let now = now_unix_ms();
+        let mut last = lock(&self.stale_alerts);
+        let at = last.entry(station.to_owned()).or_insert(0);
+        if *at != 0 && now.saturating_sub(*at) < STALE_KEY_ALERT_INTERVAL_MS {
+            return false;
+        }
+        *at = now;
+        true
+    }
+
     fn publish(&self, states: &HashMap<String, StationState>, keys: &HashMap<String, StationKey>) {
         let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
         view.clear();
@@ -214,6 +249,24 @@ fn view_of(s: &StationState, key: Option<&StationKey>) -> ViewStation {
         revoked: s.revoked,
         quarantined: s.quarantined,
         key: key.copied(),
+        retired: s.retired.clone(),
+    }
+}
+
+/// Why a connection's key is refused (`None`: it is the station's usable key).
+fn key_refusal(peer: &Peer, station: &ViewStation) -> Option<String> {
+    let id = &peer.station;
+    match (&station.key, &station.retired) {
+        (Some(k), _) if k.key.to_bytes() == peer.key => None,
+        (Some(k), _) => Some(format!(
+            "STALE_KEY: this certificate's key is not station {id}'s current key (key {}): the device was replaced (center enroll --replace); use the new device",
+            k.key_no
+        )),
+        (None, Some(why)) => Some(format!(
+            "STALE_KEY: station {id}'s key was retired after a fork (center release: {}); this device stays refused until the station is replaced (center enroll {id} --replace)",
+            pollsync_proto::limits::truncate_chars(why, 200)
+        )),
+        (None, None) => Some(format!("station {id} is not enrolled at this center")),
     }
 }
 
@@ -223,29 +276,165 @@ impl IngestHandle {
         &self.shared.ctx
     }
 
-    /// Checks a Hello per docs/PROTOCOL.md §7 step 1; `peer_station` is the CN of
-    /// the client's TLS certificate (empty if there is none).
+    /// Checks a Hello per docs/PROTOCOL.md §7 step 1, from the peer its TLS
+    /// certificate proves.
     pub async fn hello(
         &self,
-        peer_station: &str,
+        peer: &Peer,
         req: pb::HelloRequest,
     ) -> Result<pb::HelloReply, HelloRefusal> {
-        let mut fork_recorded = None;
-        let answer = self.hello_now(peer_station, &req, &mut fork_recorded);
-        if let Some(recorded) = fork_recorded {
-            // Refuse only once the fork's alert and quarantine are durable, so that
-            // whoever hears "forked" finds them in the store.
-            let wait = std::time::Duration::from_millis(FORK_RECORD_TIMEOUT_MS);
-            let _ = tokio::time::timeout(wait, recorded).await;
+        let station = self.admit(peer)?;
+        self.hello_now(&peer.station, &station, &req)
+    }
+
+    /// The checks every station RPC makes of its peer before anything else: a
+    /// certificate, a station of this election, enrolled, not revoked, and the
+    /// certificate's key is the station's usable key. A refused key (replaced,
+    /// retired, revoked station) raises one STALE_KEY alert per
+    /// [`STALE_KEY_ALERT_INTERVAL_MS`], never a fork or a quarantine.
+    fn admit(&self, peer: &Peer) -> Result<ViewStation, HelloRefusal> {
+        let refuse = |code, detail: String| Err(HelloRefusal { code, detail });
+        let id = peer.station.as_str();
+        if id.is_empty() {
+            return refuse(
+                RefusalCode::Unauthenticated,
+                "no usable client certificate on this connection".into(),
+            );
         }
-        answer
+        let ctx = &self.shared.ctx;
+        if ctx.station(id).is_none() {
+            return refuse(
+                RefusalCode::PermissionDenied,
+                format!(
+                    "station {} is not in election {}",
+                    pollsync_proto::limits::truncate_chars(&format!("{id:?}"), 80),
+                    ctx.election_id()
+                ),
+            );
+        }
+        // Read from the store, not the published view: a replacement, release or
+        // revocation committed by another process a moment ago counts at once.
+        let station = self
+            .station_in_store(id)
+            .or_else(|| self.current_view(peer))
+            .unwrap_or_default();
+        if station.revoked {
+            self.stale_key_alert(
+                id,
+                "a device of this revoked station tried to connect; refused",
+            );
+            return refuse(
+                RefusalCode::PermissionDenied,
+                format!("station {id} was revoked by the center's operator"),
+            );
+        }
+        if let Some(why) = key_refusal(peer, &station) {
+            if station.key.is_some() || station.retired.is_some() {
+                self.stale_key_alert(
+                    id,
+                    &format!("a connection with a refused key was turned away: {why}"),
+                );
+            }
+            return refuse(RefusalCode::PermissionDenied, why);
+        }
+        Ok(station)
+    }
+
+    /// The station as the store holds it right now, read off the writer: a command
+    /// of another process (`center enroll --replace`, `release`, `revoke`) a moment
+    /// ago counts before the writer's next refresh publishes it.
+    fn station_in_store(&self, station: &str) -> Option<ViewStation> {
+        let reader = lock(&self.shared.reader);
+        match crate::store::apply::station_now(reader.connection(), station) {
+            Ok(found) => found.map(|(state, key)| view_of(&state, key.as_ref())),
+            Err(e) => {
+                eprintln!("center: cannot read station {station} from the store: {e}");
+                None
+            }
+        }
+    }
+
+    /// The station as published, or as the store holds it if the published view
+    /// would refuse `peer` (see [`IngestHandle::station_in_store`]).
+    fn current_view(&self, peer: &Peer) -> Option<ViewStation> {
+        let published = {
+            let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
+            view.get(&peer.station).cloned()
+        }?;
+        if published.revoked || published.quarantined || key_refusal(peer, &published).is_some() {
+            return Some(self.station_in_store(&peer.station).unwrap_or(published));
+        }
+        Some(published)
+    }
+
+    /// Queues a STALE_KEY alert about `station` unless one was queued less than
+    /// [`STALE_KEY_ALERT_INTERVAL_MS`] ago.
+    fn stale_key_alert(&self, station: &str, detail: &str) {
+        if !self.shared.stale_alert_due(station) {
+            return;
+        }
+        if let Some(jobs) = lock(&self.shared.jobs).as_ref() {
+            let _ = jobs.send(writer::Job::Alert {
+                station: station.to_owned(),
+                kind: judge::reason_name(pb::RejectReason::StaleKey),
+                detail: detail.to_owned(),
+            });
+        }
+    }
+
+    /// Whether `peer` may use a station RPC right now (see [`IngestHandle::hello`]);
+    /// `Err` holds the refusal in words. Also checks quarantine.
+    pub fn check_peer(&self, peer: &Peer) -> Result<(), HelloRefusal> {
+        let station = self.admit(peer)?;
+        if station.quarantined {
+            return Err(HelloRefusal {
+                code: RefusalCode::FailedPrecondition,
+                detail: format!(
+                    "station {} is quarantined after a fork; an operator must act",
+                    peer.station
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The chain hash of `station`'s stored batch `sequence`, read off the writer.
+    fn stored_hash(&self, station: &str, sequence: u64) -> Option<[u8; 32]> {
+        let reader = lock(&self.shared.reader);
+        match crate::store::apply::stored_hash(reader.connection(), station, sequence) {
+            Ok(hash) => hash,
+            Err(e) => {
+                eprintln!("center: cannot read batch {sequence} of station {station}: {e}");
+                None
+            }
+        }
+    }
+
+    /// Up to `limit` of `peer`'s stored batches from `from` to `to` (both included),
+    /// each with the certificate that signed it, for `station recover`. Refused as
+    /// any station RPC is.
+    pub fn fetch(
+        &self,
+        peer: &Peer,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<pb::FetchedBatch>, HelloRefusal> {
+        self.check_peer(peer)?;
+        let limit = pollsync_proto::limits::MAX_FETCH_BATCHES;
+        let last = to.min(from.saturating_add(limit - 1));
+        let reader = lock(&self.shared.reader);
+        crate::store::apply::fetch_batches(reader.connection(), &peer.station, from.max(1), last)
+            .map_err(|e| HelloRefusal {
+                code: RefusalCode::FailedPrecondition,
+                detail: format!("the center cannot read its store: {e}"),
+            })
     }
 
     fn hello_now(
         &self,
         peer: &str,
+        station: &ViewStation,
         req: &pb::HelloRequest,
-        fork_recorded: &mut Option<oneshot::Receiver<pb::Ack>>,
     ) -> Result<pb::HelloReply, HelloRefusal> {
         let refuse = |code, detail: String| Err(HelloRefusal { code, detail });
         let ctx = &self.shared.ctx;
@@ -264,32 +453,6 @@ impl IngestHandle {
                     shown(&req.station_id),
                     shown(peer)
                 ),
-            );
-        }
-        if ctx.station(peer).is_none() {
-            return refuse(
-                RefusalCode::PermissionDenied,
-                format!(
-                    "station {} is not in election {}",
-                    shown(peer),
-                    ctx.election_id()
-                ),
-            );
-        }
-        let station = {
-            let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
-            view.get(peer).cloned().unwrap_or_default()
-        };
-        if station.key.is_none() {
-            return refuse(
-                RefusalCode::PermissionDenied,
-                format!("station {peer} is not enrolled at this center"),
-            );
-        }
-        if station.revoked {
-            return refuse(
-                RefusalCode::PermissionDenied,
-                format!("station {peer} was revoked by the center's operator"),
             );
         }
         if req.election_id != ctx.election_id() {
@@ -318,33 +481,20 @@ impl IngestHandle {
                 format!("station {peer} is quarantined after a fork; an operator must act"),
             );
         }
-        if req.local_head_sequence == station.head.sequence
-            && req.local_head_sequence > 0
-            && req.local_head_hash.as_slice() != station.head.hash.as_slice()
-        {
-            // Same sequence, other content: this device's chain forked from the
-            // center's (a cloned device or a restored backup that sealed anew).
-            let detail = format!(
-                "at hello, station {peer}'s batch {} has chain hash {} but the center holds {}: the chains forked; the station is quarantined",
-                req.local_head_sequence,
-                hex::encode(&req.local_head_hash),
-                hex::encode(station.head.hash)
-            );
-            if let Some(jobs) = lock(&self.shared.jobs).as_ref() {
-                let (done, recorded) = oneshot::channel();
-                if jobs
-                    .send(writer::Job::ForkAtHello {
-                        peer: peer.to_owned(),
-                        sequence: req.local_head_sequence,
-                        detail: detail.clone(),
-                        done,
-                    })
-                    .is_ok()
-                {
-                    *fork_recorded = Some(recorded);
-                }
+        // A head at or behind the center's with another hash is only a claim: ask
+        // for the signed batch of that sequence. A fork is declared (and the
+        // station quarantined) only if that batch verifies and differs.
+        let claimed = req.local_head_sequence;
+        let mut evidence_sequence = 0;
+        if claimed > 0 && claimed <= station.head.sequence {
+            let ours = if claimed == station.head.sequence {
+                Some(station.head.hash)
+            } else {
+                self.stored_hash(peer, claimed)
+            };
+            if ours.is_some_and(|h| h.as_slice() != req.local_head_hash.as_slice()) {
+                evidence_sequence = claimed;
             }
-            return refuse(RefusalCode::FailedPrecondition, detail);
         }
         self.shared.touch(peer, |p| {
             p.local_head_sequence = req.local_head_sequence;
@@ -356,14 +506,33 @@ impl IngestHandle {
             max_message_bytes: MAX_MESSAGE_BYTES as u32,
             max_batch_events: MAX_BATCH_EVENTS as u32,
             heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS as u32,
+            evidence_sequence,
         })
+    }
+
+    /// Enqueues one batch pushed over a connection authenticated as `peer` (see
+    /// [`IngestHandle::submit`]); it is rejected STALE_KEY unless `peer.key` is the
+    /// station's usable key when the writer judges it.
+    pub fn submit_from(&self, peer: &Peer, batch: pb::SignedBatch) -> oneshot::Receiver<pb::Ack> {
+        self.enqueue(&peer.station, Some(peer.key), batch)
     }
 
     /// Enqueues one batch now (in call order) and returns a receiver for its Ack,
     /// which resolves only once the transaction applying it is durable. If the
     /// receiver fails instead (sender dropped), the batch was not applied because
-    /// the center failed or is shutting down: end the stream with an error.
+    /// the center failed or is shutting down: end the stream with an error. No
+    /// connection vouches for it (`center import`): only its signature under the
+    /// station's current key does.
     pub fn submit(&self, peer_station: &str, batch: pb::SignedBatch) -> oneshot::Receiver<pb::Ack> {
+        self.enqueue(peer_station, None, batch)
+    }
+
+    fn enqueue(
+        &self,
+        peer_station: &str,
+        peer_key: Option<[u8; 32]>,
+        batch: pb::SignedBatch,
+    ) -> oneshot::Receiver<pb::Ack> {
         let (reply, rx) = oneshot::channel();
         if self.shared.closed.load(Ordering::Acquire) {
             return rx;
@@ -380,6 +549,7 @@ impl IngestHandle {
                 Some(jobs) => jobs
                     .send(writer::Job::Batch {
                         peer: peer_station.to_owned(),
+                        peer_key,
                         prepared: prepared_rx,
                         reply,
                     })
@@ -417,13 +587,15 @@ impl IngestHandle {
         });
     }
 
-    /// Revoked or quarantined right now (as the writer last published, at most
-    /// [`REFRESH_INTERVAL_MS`] behind another process's `center revoke`)?
-    pub fn refused(&self, station: &str) -> Option<pb::RejectReason> {
-        let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
-        let s = view.get(station)?;
+    /// Revoked, quarantined, or no longer the station's key right now (as the
+    /// writer last published, at most [`REFRESH_INTERVAL_MS`] behind another
+    /// process's `center revoke` or `center enroll --replace`)?
+    pub fn refused(&self, peer: &Peer) -> Option<pb::RejectReason> {
+        let s = self.current_view(peer)?;
         if s.revoked {
             Some(pb::RejectReason::Revoked)
+        } else if key_refusal(peer, &s).is_some() {
+            Some(pb::RejectReason::StaleKey)
         } else if s.quarantined {
             Some(pb::RejectReason::Quarantined)
         } else {

@@ -23,24 +23,23 @@ use super::{
 };
 use crate::error::Result;
 use crate::store::apply::{self, Presence};
-use crate::store::{Store, now_unix_ms};
+use crate::store::{EvidenceBatch, ForkEvidence, Store, now_unix_ms};
 
 /// One entry of the writer's queue.
 pub(super) enum Job {
-    /// A batch pushed or imported as station `peer`.
+    /// A batch pushed (over a connection whose certificate has `peer_key`) or
+    /// imported (`peer_key` `None`) as station `peer`.
     Batch {
         peer: String,
+        peer_key: Option<[u8; 32]>,
         prepared: mpsc::Receiver<Prepared>,
         reply: oneshot::Sender<pb::Ack>,
     },
-    /// A Hello showed the station's copy of batch `sequence` differs from the
-    /// center's: a fork found before any batch was pushed. Raise it and quarantine.
-    ForkAtHello {
-        peer: String,
-        sequence: u64,
+    /// An alert about a station that no batch carries (a refused stale key).
+    Alert {
+        station: String,
+        kind: &'static str,
         detail: String,
-        /// Answered once the alert and quarantine are committed.
-        done: oneshot::Sender<pb::Ack>,
     },
     /// Stop after everything queued before.
     Shutdown,
@@ -348,44 +347,29 @@ impl Writer {
         let mut bytes = 0usize;
         while bytes < MAX_GROUP_BYTES {
             let Some(job) = jobs.next() else { break };
-            let (peer, prepared, reply) = match job {
+            let (peer, peer_key, prepared, reply) = match job {
                 Job::Shutdown => {
                     *stop = true;
                     break;
                 }
-                Job::ForkAtHello {
-                    peer,
-                    sequence,
+                Job::Alert {
+                    station,
+                    kind,
                     detail,
-                    done,
                 } => {
-                    let ack = pb::Ack::rejected(sequence, pb::RejectReason::Fork, &detail, 0);
-                    if let Some(state) = self.states.get_mut(&peer)
-                        && !state.quarantined
-                    {
-                        let fork = judge::reason_name(pb::RejectReason::Fork);
+                    if self.states.contains_key(&station) {
                         self.books
                             .alerts
-                            .raise(&tx, &peer, fork, sequence, &detail, now)?;
-                        apply::quarantine(&tx, &peer)?;
-                        state.quarantined = true;
-                        self.group_events.push(IngestEvent::Rejected {
-                            station: peer.clone(),
-                            sequence,
-                            reason: fork,
-                            detail,
-                            alert: true,
-                        });
-                        touched.insert(peer);
+                            .raise(&tx, &station, kind, 0, &detail, now)?;
                     }
-                    replies.push((done, Some(ack)));
                     continue;
                 }
                 Job::Batch {
                     peer,
+                    peer_key,
                     prepared,
                     reply,
-                } => (peer, prepared, reply),
+                } => (peer, peer_key, prepared, reply),
             };
             // A dropped sender (a panic in the pool) leaves the reply unanswered:
             // the caller sees that the center failed.
@@ -399,6 +383,30 @@ impl Writer {
             let known = self.states.contains_key(&peer);
             let mut state = self.states.get(&peer).cloned().unwrap_or_default();
             prepared.recheck_signature(self.keys.get(&peer));
+            let current_key = self.keys.get(&peer).map(|k| k.key.to_bytes());
+            if let Some(key) = peer_key
+                && current_key != Some(key)
+            {
+                // The connection's key was replaced or retired after it was opened.
+                let verdict = judge::stale_key(&peer, &state, &prepared);
+                if self.shared.stale_alert_due(&peer) && known {
+                    let detail = format!(
+                        "a batch pushed with a refused key was rejected: {}",
+                        match &verdict {
+                            Verdict::Reject(r) => r.detail.as_str(),
+                            _ => "",
+                        }
+                    );
+                    let kind = judge::reason_name(pb::RejectReason::StaleKey);
+                    let sequence = prepared.sequence();
+                    self.books
+                        .alerts
+                        .raise(&tx, &peer, kind, sequence, &detail, now)?;
+                }
+                self.group_events.push(event_of(&peer, &verdict));
+                replies.push((reply, Some(verdict.ack())));
+                continue;
+            }
             let sp = tx.savepoint()?;
             match judge_and_apply(
                 &sp,
@@ -487,6 +495,7 @@ fn judge_and_apply(
     let Books { ballot_ids, alerts } = books;
     let needs = judge::needs(state, prepared);
     let mut lookups = Lookups::default();
+    let mut stored_row = None;
     if needs.earlier_ids {
         if !ballot_ids.contains_key(peer) {
             let batches = apply::station_batches(conn, peer)?;
@@ -501,12 +510,13 @@ fn judge_and_apply(
         }
     }
     if let Some(sequence) = needs.stored_sequence {
-        lookups.stored_at = apply::stored_batch(conn, peer, sequence)?.map(|stored| {
-            if stored == prepared.signed.batch {
+        stored_row = apply::stored_batch_row(conn, peer, sequence)?;
+        lookups.stored_at = stored_row.as_ref().map(|stored| {
+            if stored.batch == prepared.signed.batch {
                 StoredAt::SameBytes
             } else {
                 StoredAt::OtherBytes {
-                    stored_hash: pollsync_proto::chain_hash(&stored),
+                    stored_hash: stored.hash,
                 }
             }
         });
@@ -540,6 +550,23 @@ fn judge_and_apply(
             }
             if r.quarantines() {
                 apply::quarantine(conn, peer)?;
+                if let (Some(stored), Some(other_key_no)) = (stored_row, prepared.verified_key()) {
+                    apply::insert_fork_evidence(
+                        conn,
+                        &ForkEvidence {
+                            station: peer.to_owned(),
+                            sequence: r.sequence,
+                            stored,
+                            other: EvidenceBatch {
+                                hash: pollsync_proto::chain_hash(&prepared.signed.batch),
+                                batch: prepared.signed.batch.clone(),
+                                signature: prepared.signed.signature.clone(),
+                                key_no: other_key_no,
+                            },
+                            unix_ms: now,
+                        },
+                    )?;
+                }
             }
         }
     }

@@ -14,7 +14,7 @@ use pollsync_proto::ChainHead;
 use pollsync_proto::limits::{MAX_DETAIL_CHARS, truncate_chars};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::{KeyRow, hash32, to_i64, to_u64};
+use super::{EvidenceBatch, ForkEvidence, KeyRow, hash32, to_i64, to_u64};
 use crate::error::{CenterError, Result};
 use crate::ingest::judge::{Context, Effects, StationKey, StationState};
 
@@ -45,6 +45,7 @@ pub fn load_states(
                     current_key: None,
                     revoked: r.get(1)?,
                     quarantined: r.get(2)?,
+                    retired: None,
                     head: ChainHead {
                         sequence: to_u64(r.get(3)?),
                         hash: hash32(&hash, "head_hash")?,
@@ -67,6 +68,12 @@ pub fn load_states(
     }
     let mut keys = HashMap::new();
     for k in keys_where(conn, None, true)? {
+        if let Some(why) = &k.retired {
+            if let Some(s) = states.get_mut(&k.station) {
+                s.retired = Some(why.clone());
+            }
+            continue;
+        }
         let key = VerifyingKey::from_bytes(&k.public_key).map_err(|_| CenterError::Corrupt {
             detail: format!(
                 "enrolled key {} of station {} is not an Ed25519 key",
@@ -87,6 +94,52 @@ pub fn load_states(
     Ok((states, keys))
 }
 
+/// One station's state and usable key as stored now (`None`: no such station).
+pub fn station_now(
+    conn: &Connection,
+    station: &str,
+) -> Result<Option<(StationState, Option<StationKey>)>> {
+    let row: Option<(bool, bool, i64, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT revoked, quarantined, head_sequence, head_hash FROM stations WHERE station = ?1",
+        )?
+        .query_row([station], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
+    let Some((revoked, quarantined, sequence, hash)) = row else {
+        return Ok(None);
+    };
+    let mut state = StationState {
+        current_key: None,
+        revoked,
+        quarantined,
+        retired: None,
+        head: ChainHead {
+            sequence: to_u64(sequence),
+            hash: hash32(&hash, "head_hash")?,
+        },
+        closed: BTreeSet::new(),
+    };
+    let mut usable = None;
+    for k in keys_where(conn, Some(station), true)? {
+        if let Some(why) = k.retired {
+            state.retired = Some(why);
+            continue;
+        }
+        let key = VerifyingKey::from_bytes(&k.public_key).map_err(|_| CenterError::Corrupt {
+            detail: format!(
+                "enrolled key {} of station {station} is not an Ed25519 key",
+                k.key_no
+            ),
+        })?;
+        state.current_key = Some(k.key_no);
+        usable = Some(StationKey {
+            key_no: k.key_no,
+            key,
+        });
+    }
+    Ok(Some((state, usable)))
+}
+
 /// Enrolled keys of one station (all stations if `None`), oldest first.
 pub fn keys(conn: &Connection, station: Option<&str>) -> Result<Vec<KeyRow>> {
     keys_where(conn, station, false)
@@ -94,7 +147,7 @@ pub fn keys(conn: &Connection, station: Option<&str>) -> Result<Vec<KeyRow>> {
 
 fn keys_where(conn: &Connection, station: Option<&str>, current_only: bool) -> Result<Vec<KeyRow>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT station, key_no, cert_der, public_key, current, enrolled_unix_ms FROM station_keys
+        "SELECT station, key_no, cert_der, public_key, current, enrolled_unix_ms, retired FROM station_keys
          WHERE (?1 IS NULL OR station = ?1) AND (?2 = 0 OR current = 1) ORDER BY station, key_no",
     )?;
     let mut rows = stmt.query(params![station, current_only])?;
@@ -108,6 +161,7 @@ fn keys_where(conn: &Connection, station: Option<&str>, current_only: bool) -> R
             public_key: hash32(&public_key, "enrolled public key")?,
             current: r.get(4)?,
             enrolled_unix_ms: to_u64(r.get(5)?),
+            retired: r.get(6)?,
         });
     }
     Ok(out)
@@ -145,6 +199,125 @@ pub fn insert_alert(
         to_i64(unix_ms)
     ])?;
     Ok(())
+}
+
+/// The stored batch of `station` at `sequence`, with its chain hash and the key
+/// that verified it.
+pub fn stored_batch_row(
+    conn: &Connection,
+    station: &str,
+    sequence: u64,
+) -> Result<Option<EvidenceBatch>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT hash, batch, signature, key_no FROM batches WHERE station = ?1 AND sequence = ?2",
+        )?
+        .query_row(params![station, to_i64(sequence)], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                EvidenceBatch {
+                    hash: [0; 32],
+                    batch: r.get(1)?,
+                    signature: r.get(2)?,
+                    key_no: u32::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                },
+            ))
+        })
+        .optional()?;
+    row.map(|(hash, batch)| {
+        Ok(EvidenceBatch {
+            hash: hash32(&hash, "batch hash")?,
+            ..batch
+        })
+    })
+    .transpose()
+}
+
+/// The chain hash of `station`'s stored batch `sequence`.
+pub fn stored_hash(conn: &Connection, station: &str, sequence: u64) -> Result<Option<[u8; 32]>> {
+    let hash: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT hash FROM batches WHERE station = ?1 AND sequence = ?2")?
+        .query_row(params![station, to_i64(sequence)], |r| r.get(0))
+        .optional()?;
+    hash.map(|h| hash32(&h, "batch hash")).transpose()
+}
+
+/// `station`'s stored batches `from..=to`, in sequence, each with the certificate
+/// of the key that verified it (what a Fetch returns).
+pub fn fetch_batches(
+    conn: &Connection,
+    station: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<pollsync_proto::pb::FetchedBatch>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT b.batch, b.signature, k.cert_der FROM batches b
+         JOIN station_keys k ON k.station = b.station AND k.key_no = b.key_no
+         WHERE b.station = ?1 AND b.sequence BETWEEN ?2 AND ?3 ORDER BY b.sequence",
+    )?;
+    let rows = stmt.query_map(params![station, to_i64(from), to_i64(to)], |r| {
+        Ok(pollsync_proto::pb::FetchedBatch {
+            batch: Some(pollsync_proto::pb::SignedBatch {
+                batch: r.get(0)?,
+                signature: r.get(1)?,
+            }),
+            signer_cert_der: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Keeps a fork's signed evidence (once per distinct other batch).
+pub fn insert_fork_evidence(conn: &Connection, evidence: &ForkEvidence) -> Result<()> {
+    let (a, b) = (&evidence.stored, &evidence.other);
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO fork_evidence (station, sequence, stored_hash, stored_batch, stored_signature,
+             stored_key_no, other_hash, other_batch, other_signature, other_key_no, unix_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        evidence.station,
+        to_i64(evidence.sequence),
+        a.hash.as_slice(),
+        a.batch,
+        a.signature,
+        a.key_no,
+        b.hash.as_slice(),
+        b.batch,
+        b.signature,
+        b.key_no,
+        to_i64(evidence.unix_ms)
+    ])?;
+    Ok(())
+}
+
+/// Every fork's evidence, by station, sequence, time.
+pub fn fork_evidence(conn: &Connection) -> Result<Vec<ForkEvidence>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT station, sequence, stored_hash, stored_batch, stored_signature, stored_key_no,
+                other_hash, other_batch, other_signature, other_key_no, unix_ms
+         FROM fork_evidence ORDER BY station, sequence, unix_ms",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let batch = |at: usize| -> Result<EvidenceBatch> {
+            Ok(EvidenceBatch {
+                hash: hash32(&r.get::<_, Vec<u8>>(at)?, "fork evidence hash")?,
+                batch: r.get(at + 1)?,
+                signature: r.get(at + 2)?,
+                key_no: u32::try_from(r.get::<_, i64>(at + 3)?).unwrap_or(0),
+            })
+        };
+        out.push(ForkEvidence {
+            station: r.get(0)?,
+            sequence: to_u64(r.get(1)?),
+            stored: batch(2)?,
+            other: batch(6)?,
+            unix_ms: to_u64(r.get(10)?),
+        });
+    }
+    Ok(out)
 }
 
 /// The stored batch bytes of `station` at `sequence`.

@@ -104,6 +104,9 @@ pub struct InitSetup<'a> {
     pub server_key_pem: &'a str,
     /// Advertised `HOST:PORT` addresses, first one for bundles.
     pub advertise: &'a [String],
+    /// Where the CA key was written instead of the store (`center init --ca-dir`);
+    /// `None` keeps it in the store.
+    pub ca_dir: Option<&'a Path>,
 }
 
 /// The center's configuration as stored at `init`. `Debug` hides the keys.
@@ -117,8 +120,10 @@ pub struct CenterMeta {
     pub definition_sha256: [u8; 32],
     /// CA certificate (PEM).
     pub ca_cert_pem: String,
-    /// CA key (PEM).
-    pub ca_key_pem: String,
+    /// CA key (PEM); `None` when it is kept off this machine (`init --ca-dir`).
+    pub ca_key_pem: Option<String>,
+    /// Where `init --ca-dir` wrote the CA key (a hint for `enroll`).
+    pub ca_dir: Option<PathBuf>,
     /// Server certificate (PEM).
     pub server_cert_pem: String,
     /// Server key (PEM).
@@ -157,11 +162,45 @@ impl CenterMeta {
         })
     }
 
-    /// The election CA.
-    pub fn ca(&self) -> Result<ElectionCa> {
-        Ok(ElectionCa::from_pem(&self.ca_cert_pem, &self.ca_key_pem)?)
+    /// The election CA with its private key: from `ca_dir` if given, else from the
+    /// store, else from the folder `init --ca-dir` named. Only `enroll` needs it;
+    /// `serve` never calls this.
+    pub fn ca(&self, ca_dir: Option<&Path>) -> Result<ElectionCa> {
+        let dir = ca_dir.or(if self.ca_key_pem.is_some() {
+            None
+        } else {
+            self.ca_dir.as_deref()
+        });
+        let key_pem = match (dir, &self.ca_key_pem) {
+            (Some(dir), _) => {
+                let path = dir.join(CA_KEY_FILE);
+                std::fs::read_to_string(&path).map_err(|source| CenterError::CaKey {
+                    path: path.clone(),
+                    detail: source.to_string(),
+                })?
+            }
+            (None, Some(pem)) => pem.clone(),
+            (None, None) => {
+                return Err(CenterError::CaKey {
+                    path: PathBuf::from(CA_KEY_FILE),
+                    detail: "the CA key is kept off this machine (center init --ca-dir); pass --ca-dir DIR".into(),
+                });
+            }
+        };
+        ElectionCa::from_pem(&self.ca_cert_pem, &key_pem).map_err(|e| CenterError::CaKey {
+            path: dir.map_or_else(|| db_path(Path::new(".")), |d| d.join(CA_KEY_FILE)),
+            detail: format!("not this election's CA key: {e}"),
+        })
     }
 }
+
+/// The CA key's file name inside `--ca-dir` (mode 0600).
+pub const CA_KEY_FILE: &str = "ca.key.pem";
+/// The CA certificate's file name inside `--ca-dir` (beside the key, for reference).
+pub const CA_CERT_FILE: &str = "ca.cert.pem";
+
+/// The standing alert kinds: an operator's decision about a station.
+pub const STANDING_KINDS: [&str; 3] = ["REVOKED", "REPLACED", "RELEASED"];
 
 /// One alert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -216,10 +255,55 @@ pub struct KeyRow {
     pub cert_der: Vec<u8>,
     /// The Ed25519 public key (32 bytes).
     pub public_key: [u8; 32],
-    /// Verifies new batches.
+    /// The newest key (verifies new batches unless retired).
     pub current: bool,
     /// When enrolled (Unix ms).
     pub enrolled_unix_ms: u64,
+    /// Why it was retired (`center release` after a fork it signed), if it was.
+    pub retired: Option<String>,
+}
+
+impl KeyRow {
+    /// Accepted on connections and for new batches: current and not retired.
+    pub fn usable(&self) -> bool {
+        self.current && self.retired.is_none()
+    }
+}
+
+/// Signed evidence of a fork, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkEvidence {
+    /// The station.
+    pub station: String,
+    /// The sequence both batches claim.
+    pub sequence: u64,
+    /// The batch the center holds (accepted before).
+    pub stored: EvidenceBatch,
+    /// The other, validly signed batch.
+    pub other: EvidenceBatch,
+    /// When the fork was found (Unix ms).
+    pub unix_ms: u64,
+}
+
+/// One signed batch of a fork's evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceBatch {
+    /// Its chain hash.
+    pub hash: [u8; 32],
+    /// `SignedBatch.batch`.
+    pub batch: Vec<u8>,
+    /// `SignedBatch.signature`.
+    pub signature: Vec<u8>,
+    /// The station key that signed it.
+    pub key_no: u32,
+}
+
+/// What [`Store::release`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Released {
+    /// The key that signed the fork and is now retired (`None`: the station was
+    /// replaced since, its current key did not fork and stays usable).
+    pub retired_key_no: Option<u32>,
 }
 
 /// One certificate to record as a station's current key.
@@ -362,13 +446,12 @@ impl Store {
             let mut put = tx.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
             let version = SCHEMA_VERSION.to_string();
             let created = now_unix_ms().to_string();
-            let rows: [(&str, &[u8]); 10] = [
+            let rows: [(&str, &[u8]); 9] = [
                 (META_SCHEMA_VERSION, version.as_bytes()),
                 (META_ELECTION_ID, setup.definition.election.id.as_bytes()),
                 (META_ELECTION_TOML, setup.election_toml.as_bytes()),
                 (META_DEFINITION_SHA256, &digest),
                 (META_CA_CERT_PEM, setup.ca.cert_pem().as_bytes()),
-                (META_CA_KEY_PEM, setup.ca.key_pem().as_bytes()),
                 (META_SERVER_CERT_PEM, setup.server_cert_pem.as_bytes()),
                 (META_SERVER_KEY_PEM, setup.server_key_pem.as_bytes()),
                 (META_ADVERTISE, &advertise),
@@ -377,6 +460,13 @@ impl Store {
             for (key, value) in rows {
                 put.execute(params![key, value])?;
             }
+            match setup.ca_dir {
+                Some(dir) => {
+                    let dir = dir.to_string_lossy();
+                    put.execute(params![META_CA_DIR, dir.as_bytes()])?
+                }
+                None => put.execute(params![META_CA_KEY_PEM, setup.ca.key_pem().as_bytes()])?,
+            };
             let mut station =
                 tx.prepare("INSERT INTO stations (station, head_hash) VALUES (?1, ?2)")?;
             for s in &setup.definition.stations {
@@ -423,6 +513,20 @@ impl Store {
             })
     }
 
+    fn meta_text_opt(&self, key: &str) -> Result<Option<String>> {
+        let value: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?;
+        value
+            .map(|v| {
+                String::from_utf8(v).map_err(|_| CenterError::Corrupt {
+                    detail: format!("meta entry {key:?} is not UTF-8"),
+                })
+            })
+            .transpose()
+    }
+
     fn meta_text(&self, key: &str) -> Result<String> {
         String::from_utf8(self.meta_bytes(key)?).map_err(|_| CenterError::Corrupt {
             detail: format!("meta entry {key:?} is not UTF-8"),
@@ -443,7 +547,8 @@ impl Store {
                 "definition_sha256",
             )?,
             ca_cert_pem: self.meta_text(META_CA_CERT_PEM)?,
-            ca_key_pem: self.meta_text(META_CA_KEY_PEM)?,
+            ca_key_pem: self.meta_text_opt(META_CA_KEY_PEM)?,
+            ca_dir: self.meta_text_opt(META_CA_DIR)?.map(PathBuf::from),
             server_cert_pem: self.meta_text(META_SERVER_CERT_PEM)?,
             server_key_pem: self.meta_text(META_SERVER_KEY_PEM)?,
             advertise,
@@ -518,13 +623,33 @@ impl Store {
     }
 
     /// Records certificates as the stations' current keys (older keys stay, no
-    /// longer current), in one transaction.
-    pub fn enroll(&mut self, records: &[EnrollRecord]) -> Result<()> {
-        let now = to_i64(now_unix_ms());
+    /// longer current, refused on connections), in one transaction. Each station's
+    /// head is read inside that transaction, so no batch of an old key can be
+    /// applied between the head a replacement bundle carries and the switch of keys;
+    /// `finish` gets those heads (to write the bundles) before the commit, and an
+    /// error from it leaves nothing enrolled. A station that had a key before gets a
+    /// REPLACED alert with `replace_reason`.
+    pub fn enroll(
+        &mut self,
+        records: &[EnrollRecord],
+        replace_reason: &str,
+        finish: &mut dyn FnMut(&HashMap<String, ChainHead>) -> Result<()>,
+    ) -> Result<()> {
+        let now = now_unix_ms();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut heads = HashMap::new();
         for r in records {
+            let (sequence, hash): (i64, Vec<u8>) = tx.query_row(
+                "SELECT head_sequence, head_hash FROM stations WHERE station = ?1",
+                [&r.station],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            let head = ChainHead {
+                sequence: to_u64(sequence),
+                hash: hash32(&hash, "head_hash")?,
+            };
             let next: i64 = tx.query_row(
                 "SELECT coalesce(max(key_no), 0) + 1 FROM station_keys WHERE station = ?1",
                 [&r.station],
@@ -537,16 +662,32 @@ impl Store {
             tx.execute(
                 "INSERT INTO station_keys (station, key_no, cert_der, public_key, current, enrolled_unix_ms)
                  VALUES (?1, ?2, ?3, ?4, 1, ?5)",
-                params![r.station, next, r.cert_der, r.public_key.as_slice(), now],
+                params![r.station, next, r.cert_der, r.public_key.as_slice(), to_i64(now)],
             )?;
+            if next > 1 {
+                apply::insert_alert(
+                    &tx,
+                    &r.station,
+                    "REPLACED",
+                    head.sequence,
+                    &format!(
+                        "device replaced (center enroll --replace): key {next} is now the station's only accepted key, key {} and older are refused; the new device continues the chain after batch {}. Reason: {replace_reason}",
+                        next - 1,
+                        head.sequence
+                    ),
+                    now,
+                )?;
+            }
+            heads.insert(r.station.clone(), head);
         }
+        finish(&heads)?;
         tx.commit()?;
         Ok(())
     }
 
-    /// Revokes `station` and stores an alert. Returns false if it was revoked
-    /// already (nothing changes then).
-    pub fn revoke(&mut self, station: &str) -> Result<bool> {
+    /// Revokes `station` (every key it has or will have) and stores a REVOKED alert
+    /// with `reason`. Returns false if it was revoked already (nothing changes then).
+    pub fn revoke(&mut self, station: &str, reason: &str) -> Result<bool> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -560,12 +701,86 @@ impl Store {
                 station,
                 "REVOKED",
                 0,
-                "revoked by the center's operator (center revoke): its hellos are refused and its batches rejected from now on",
+                &format!(
+                    "revoked by the center's operator (center revoke): its hellos are refused and its batches rejected from now on. Reason: {reason}"
+                ),
                 now_unix_ms(),
             )?;
         }
         tx.commit()?;
         Ok(changed > 0)
+    }
+
+    /// Lifts `station`'s quarantine after the operators' investigation and stores a
+    /// RELEASED alert with `reason`. The center's chain stays as it is. The key that
+    /// signed the fork's other batch, if it is still the current one, is retired: the
+    /// device that forked (and any copy of it) stays refused until it is replaced
+    /// (`center enroll --replace`). Refuses a station that is not quarantined.
+    pub fn release(&mut self, station: &str, reason: &str) -> Result<Released> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let quarantined: bool = tx.query_row(
+            "SELECT quarantined FROM stations WHERE station = ?1",
+            [station],
+            |r| r.get(0),
+        )?;
+        if !quarantined {
+            return Err(CenterError::NotQuarantined {
+                station: station.to_owned(),
+            });
+        }
+        let forked_keys: Vec<i64> = {
+            let mut stmt =
+                tx.prepare("SELECT DISTINCT other_key_no FROM fork_evidence WHERE station = ?1")?;
+            stmt.query_map([station], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let current: Option<i64> = tx
+            .query_row(
+                "SELECT key_no FROM station_keys WHERE station = ?1 AND current = 1 AND retired IS NULL",
+                [station],
+                |r| r.get(0),
+            )
+            .optional()?;
+        // No evidence row (a store from before evidence was kept): the current key
+        // is the one that forked.
+        let retire = current.filter(|k| forked_keys.is_empty() || forked_keys.contains(k));
+        if let Some(key_no) = retire {
+            tx.execute(
+                "UPDATE station_keys SET retired = ?3 WHERE station = ?1 AND key_no = ?2",
+                params![station, key_no, reason],
+            )?;
+        }
+        tx.execute(
+            "UPDATE stations SET quarantined = 0 WHERE station = ?1",
+            [station],
+        )?;
+        let after = match retire {
+            Some(k) => format!(
+                "key {k}, which signed the forked batch, is retired: the device that forked stays refused; replace it (center enroll {station} --replace) to sync again"
+            ),
+            None => "its current key did not sign the fork and stays accepted".to_owned(),
+        };
+        apply::insert_alert(
+            &tx,
+            station,
+            "RELEASED",
+            0,
+            &format!(
+                "quarantine lifted by the center's operator (center release); the center's chain stays as it is; {after}. Reason: {reason}"
+            ),
+            now_unix_ms(),
+        )?;
+        tx.commit()?;
+        Ok(Released {
+            retired_key_no: retire.and_then(|k| u32::try_from(k).ok()),
+        })
+    }
+
+    /// Every fork's signed evidence, by station then sequence.
+    pub fn fork_evidence(&self) -> Result<Vec<ForkEvidence>> {
+        apply::fork_evidence(&self.conn)
     }
 
     /// Every station's running tallies, by station then contest.

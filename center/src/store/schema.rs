@@ -10,7 +10,7 @@
 //! Keys are (station, …) texts: a few hundred rows per commit, never random.
 
 /// Version of this schema, kept in `meta` under [`META_SCHEMA_VERSION`].
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `meta` key: [`SCHEMA_VERSION`] as text.
 pub const META_SCHEMA_VERSION: &str = "schema_version";
@@ -22,8 +22,12 @@ pub const META_DEFINITION_SHA256: &str = "definition_sha256";
 pub const META_ELECTION_ID: &str = "election_id";
 /// `meta` key: the election CA certificate (PEM).
 pub const META_CA_CERT_PEM: &str = "ca_cert_pem";
-/// `meta` key: the election CA private key (PKCS#8 PEM). Never leaves the center.
+/// `meta` key: the election CA private key (PKCS#8 PEM). Absent when `center init
+/// --ca-dir` kept it off the serving machine.
 pub const META_CA_KEY_PEM: &str = "ca_key_pem";
+/// `meta` key: the folder `center init --ca-dir` wrote the CA key to (a hint for
+/// `center enroll`; absent when the key is in the store).
+pub const META_CA_DIR: &str = "ca_dir";
 /// `meta` key: the center's server certificate (PEM).
 pub const META_SERVER_CERT_PEM: &str = "server_cert_pem";
 /// `meta` key: the center's server private key (PKCS#8 PEM).
@@ -55,8 +59,11 @@ CREATE TABLE stations (
 ) WITHOUT ROWID;
 
 -- Every certificate ever enrolled for a station (key_no 1, 2, ... per station).
--- current = 1 marks the one that verifies new batches; older keys stay for the
--- audit of the batches they signed (batches.key_no).
+-- current = 1 marks the newest; it verifies new batches and is the only key
+-- accepted on a connection, unless retired (the reason, set by `center release`
+-- after a fork signed with it: the device that forked stays refused until it is
+-- replaced). Older keys stay for the audit of the batches they signed
+-- (batches.key_no) and are refused on connections (STALE_KEY).
 CREATE TABLE station_keys (
     station TEXT NOT NULL,
     key_no INTEGER NOT NULL,
@@ -64,7 +71,27 @@ CREATE TABLE station_keys (
     public_key BLOB NOT NULL,
     current INTEGER NOT NULL,
     enrolled_unix_ms INTEGER NOT NULL,
+    retired TEXT,
     PRIMARY KEY (station, key_no)
+) WITHOUT ROWID;
+
+-- Signed evidence of a fork: the batch the center holds at (station, sequence)
+-- and another batch with the same sequence whose signature verified under the
+-- station's key then current, both exactly as received, with the keys that
+-- signed them. Kept for audit and the public record.
+CREATE TABLE fork_evidence (
+    station TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    stored_hash BLOB NOT NULL,
+    stored_batch BLOB NOT NULL,
+    stored_signature BLOB NOT NULL,
+    stored_key_no INTEGER NOT NULL,
+    other_hash BLOB NOT NULL,
+    other_batch BLOB NOT NULL,
+    other_signature BLOB NOT NULL,
+    other_key_no INTEGER NOT NULL,
+    unix_ms INTEGER NOT NULL,
+    PRIMARY KEY (station, sequence, other_hash)
 ) WITHOUT ROWID;
 
 -- Every accepted batch: the exact signed bytes as received (batch = the bytes of
@@ -116,9 +143,11 @@ CREATE TABLE tally_write_in (
     PRIMARY KEY (station, contest, name)
 ) WITHOUT ROWID;
 
--- Every rejection but GAP, every revocation: station, kind (the reject reason's
--- name, e.g. FORK, or REVOKED for an operator's revocation), the batch sequence
--- (0 if none), the detail, when (Unix ms).
+-- Every rejection but GAP, every refused stale key (rate-limited), every change of
+-- a station's standing: station, kind (the reject reason's name, e.g. FORK or
+-- STALE_KEY; REVOKED, REPLACED, RELEASED for an operator's decision, whose detail
+-- carries the reason given), the batch sequence (0 if none), the detail, when
+-- (Unix ms).
 CREATE TABLE alerts (
     id INTEGER PRIMARY KEY,
     station TEXT NOT NULL,

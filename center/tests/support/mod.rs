@@ -35,7 +35,7 @@ impl Center {
         std::fs::write(&election_file, toml).unwrap();
         let data = tmp.path().join("center-data");
         let bundles = tmp.path().join("bundles");
-        init::init(&data, &election_file, &[]).unwrap();
+        init::init(&data, &election_file, &[], None).unwrap();
         enroll::enroll(
             &data,
             &enroll::EnrollRequest {
@@ -111,6 +111,19 @@ impl StationChain {
     pub fn batch(&mut self, events: &[StationEvent]) -> pb::SignedBatch {
         let b = self.raw(events);
         self.seal(&b)
+    }
+
+    /// The peer a TLS connection with this station's certificate proves.
+    pub fn peer(&self) -> pollsync_center::ingest::Peer {
+        self.peer_as(&self.station)
+    }
+
+    /// This key, on a certificate naming `station`.
+    pub fn peer_as(&self, station: &str) -> pollsync_center::ingest::Peer {
+        pollsync_center::ingest::Peer {
+            station: station.to_owned(),
+            key: self.key.verifying_key().to_bytes(),
+        }
     }
 }
 

@@ -174,7 +174,7 @@ pub async fn p3_connections(dir: &Path, seed: u64, say: &dyn Fn(&str)) -> anyhow
             chosen.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            init::init(&data, &election_file, &[])?;
+            init::init(&data, &election_file, &[], None)?;
             enroll::enroll(
                 &data,
                 &enroll::EnrollRequest {

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pollsync_proto::limits::{HEARTBEAT_INTERVAL_MS, MAX_MESSAGE_BYTES};
-use pollsync_proto::pb;
 use pollsync_proto::pb::station_sync_client::StationSyncClient;
+use pollsync_proto::{ChainHead, pb};
 use pollsync_proto::{identity, tls};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -117,6 +117,11 @@ pub enum Note {
     LocalProblem {
         error: String,
     },
+    /// This device's chain differs from the center's at `sequence`: its batch goes
+    /// to the center as evidence, and nothing more is sealed here.
+    ForkEvidence {
+        sequence: u64,
+    },
 }
 
 impl fmt::Display for Note {
@@ -194,6 +199,10 @@ impl fmt::Display for Note {
                 write!(f, "sealed {batches} batch(es) ({ballots} ballot(s))")
             }
             Note::LocalProblem { error } => write!(f, "problem with this device's store: {error}"),
+            Note::ForkEvidence { sequence } => write!(
+                f,
+                "this device's batch {sequence} differs from the center's: the chains forked; sending it to the center as signed evidence; sealing stops on this device"
+            ),
         }
     }
 }
@@ -626,6 +635,38 @@ fn endpoint_for(center: &str) -> Result<Endpoint, SyncError> {
         .http2_adaptive_window(true))
 }
 
+/// The mTLS endpoint of this station's center. The server is checked against the
+/// host actually dialled (which `station init --center` may have changed from the
+/// bundle's).
+pub(crate) fn endpoint(prov: &Provisioned) -> Result<Endpoint, SyncError> {
+    tls::install_crypto_provider();
+    let center = &prov.center_address;
+    let b = &prov.bundle;
+    let tls_config = tls::client_tls_config(
+        &b.ca_cert_pem,
+        &b.station_cert_pem,
+        &b.station_key_pem,
+        &identity::server_name_of(center),
+    );
+    endpoint_for(center)?
+        .tls_config(tls_config)
+        .map_err(|e| SyncError::BadAddress {
+            address: center.clone(),
+            reason: error_chain(&e),
+        })
+}
+
+/// The Hello of this station at `head`.
+pub(crate) fn hello_request(prov: &Provisioned, head: ChainHead) -> pb::HelloRequest {
+    pb::HelloRequest {
+        election_id: prov.bundle.election_id.clone(),
+        station_id: prov.bundle.station_id.clone(),
+        definition_sha256: prov.bundle.definition_sha256().to_vec(),
+        local_head_sequence: head.sequence,
+        local_head_hash: head.hash.to_vec(),
+    }
+}
+
 impl Agent {
     fn open(
         dir: &Path,
@@ -638,22 +679,7 @@ impl Agent {
         let store = Store::open(dir)?;
         let prov = store.provisioned()?;
         let center = prov.center_address.clone();
-        let b = &prov.bundle;
-        // The server is checked against the host actually dialled (which
-        // `station init --center` may have changed from the bundle's).
-        let tls_config = tls::client_tls_config(
-            &b.ca_cert_pem,
-            &b.station_cert_pem,
-            &b.station_key_pem,
-            &identity::server_name_of(&center),
-        );
-        let endpoint =
-            endpoint_for(&center)?
-                .tls_config(tls_config)
-                .map_err(|e| SyncError::BadAddress {
-                    address: center.clone(),
-                    reason: error_chain(&e),
-                })?;
+        let endpoint = endpoint(&prov)?;
         let head = store.head()?.sequence;
         let acknowledged = store.acknowledged_through()?;
         let recorder = Recorder::start(
@@ -705,13 +731,7 @@ impl Agent {
         deadline: Option<Instant>,
     ) -> Result<(pb::HelloReply, Resume), SessionError> {
         let head = with_store(&self.reader, |s| s.head()).await?;
-        let request = pb::HelloRequest {
-            election_id: self.prov.bundle.election_id.clone(),
-            station_id: self.prov.bundle.station_id.clone(),
-            definition_sha256: self.prov.bundle.definition_sha256().to_vec(),
-            local_head_sequence: head.sequence,
-            local_head_hash: head.hash.to_vec(),
-        };
+        let request = hello_request(&self.prov, head);
         let until = earliest(
             Instant::now() + Duration::from_millis(HELLO_TIMEOUT_MS),
             deadline,
@@ -740,9 +760,21 @@ impl Agent {
             max_in_flight: reply.max_in_flight,
             local_head_sequence: local_head,
             local_hash_at_center_head: local_hash,
+            evidence_sequence: reply.evidence_sequence,
         });
         let resume = match resume {
-            Ok(resume) => resume,
+            Ok(resume) => {
+                if let Some(sequence) = resume.evidence {
+                    // This device's chain is not the center's: nothing more is sealed
+                    // here, in any process; its batch `sequence` goes as evidence.
+                    let why = format!(
+                        "this device's batch {sequence} is not the center's: the chains forked; its signed batch was sent to the center as evidence. Call an operator"
+                    );
+                    with_store(&self.reader, move |s| s.hold_sealing(&why)).await?;
+                    self.note(Note::ForkEvidence { sequence });
+                }
+                resume
+            }
             Err(t) => {
                 if t.stops_sealing() {
                     // Remember it in the store, so that `station seal` and
@@ -882,7 +914,7 @@ impl Agent {
                 center_head: reply.center_head_sequence,
             });
         }
-        if let Mode::Sync { target: None, .. } = self.mode {
+        if let (Mode::Sync { target: None, .. }, None) = (&self.mode, resume.evidence) {
             let prov = Arc::clone(&self.prov);
             let (made, head) = with_store(&self.reader, move |s| {
                 let made = s.seal(&prov)?;

@@ -6,10 +6,13 @@
 //!   stream, heartbeats, recording acknowledgements in the store, reconnecting with
 //!   backoff; and the two ways to use it, `station run` ([`client::run`]) and
 //!   `station sync` ([`client::sync`]).
+//! - [`recover`]: `station recover`, fetching back this station's batches that the
+//!   device lacks (a restored backup, a replacement device's history), each checked.
 //! - [`backoff`]: exponential backoff with jitter between reconnection attempts.
 
 pub mod backoff;
 pub mod client;
+pub mod recover;
 pub mod sender;
 
 pub use client::{Note, RunOptions, RunSummary, SyncError, SyncOptions, SyncSummary, run, sync};

@@ -17,8 +17,14 @@
 //! - `GAP`: resend from `expected_sequence`. Batches sent before that answer are
 //!   answered `GAP` too; those later answers are stale and ignored (tracked by epoch).
 //! - Any other rejection is terminal: stop pushing, report reason and detail.
-//! - A center head beyond the local head means this device lost sealed batches:
-//!   terminal, and nothing more may be sealed (it would fork).
+//! - A center head beyond the local head, with the same hash at the local head,
+//!   means this device lost sealed batches (a restored backup): terminal until
+//!   `station recover` brings them back; nothing more may be sealed meanwhile.
+//! - A chain that is not the center's (the center's `evidence_sequence`, or this
+//!   device's own batch at the center's head differing from it): the session sends
+//!   only this device's signed batch of that sequence, as evidence of the fork (the
+//!   center declares the fork only on that signature), and whatever the answer,
+//!   stops: pushing and sealing are over on this device.
 
 use std::collections::VecDeque;
 
@@ -42,6 +48,9 @@ pub struct SessionStart {
     pub local_head_sequence: u64,
     /// This device's chain hash of batch `center_head_sequence`, if it has it.
     pub local_hash_at_center_head: Option<[u8; 32]>,
+    /// `HelloReply.evidence_sequence`: the center holds another batch at this
+    /// sequence than the station's hello claimed (0: none).
+    pub evidence_sequence: u64,
 }
 
 /// How a session resumes after Hello.
@@ -59,6 +68,9 @@ pub struct Resume {
     /// e.g. restored from a backup): they are sent again. The value is what it had
     /// acknowledged.
     pub center_regressed_from: Option<u64>,
+    /// The chains differ at this sequence: the session sends only this device's
+    /// batch of it, as evidence of the fork, then stops.
+    pub evidence: Option<u64>,
 }
 
 /// What one `Ack` changed.
@@ -98,9 +110,9 @@ pub enum Terminal {
         /// The center's words.
         detail: String,
     },
-    /// The center holds batches this device does not have.
+    /// The center holds batches this device does not have, on the same chain.
     #[error(
-        "this device lost sealed batches: the center holds batches up to {center_head}, but this device has sealed only up to {local_head} (restored from an old backup?). Call an operator: nothing more is sealed or sent from this device, because new batches would conflict with the center's"
+        "this device lost sealed batches: the center holds batches up to {center_head}, but this device has sealed only up to {local_head} (restored from an old backup?). Run `station recover` to bring them back from the center; until then nothing more is sealed or sent from this device, because new batches would conflict with the center's"
     )]
     CenterAhead { center_head: u64, local_head: u64 },
     /// The center's batch at its head is not this device's batch of that sequence.
@@ -136,7 +148,12 @@ impl Terminal {
     pub fn stops_sealing(&self) -> bool {
         matches!(
             self,
-            Terminal::CenterAhead { .. } | Terminal::HeadMismatch { .. }
+            Terminal::CenterAhead { .. }
+                | Terminal::HeadMismatch { .. }
+                | Terminal::Rejected {
+                    reason: pb::RejectReason::Fork,
+                    ..
+                }
         )
     }
 }
@@ -192,6 +209,8 @@ struct Session {
     in_flight: VecDeque<InFlight>,
     /// Bumped at every resend; answers to batches of older epochs are stale.
     epoch: u64,
+    /// Sending only this sequence, as evidence of a fork (see [`Resume::evidence`]).
+    evidence: Option<u64>,
 }
 
 /// The sender: one per station agent, across reconnects.
@@ -223,6 +242,10 @@ impl Sender {
         self.session = None;
         self.local_head = self.local_head.max(start.local_head_sequence);
         let center = start.center_head_sequence;
+        let asked = start.evidence_sequence;
+        if asked > 0 && asked <= self.local_head {
+            return Ok(self.start_evidence(asked));
+        }
         if center > self.local_head {
             return Err(self.stop(Terminal::CenterAhead {
                 center_head: center,
@@ -236,11 +259,7 @@ impl Sender {
             )
             && local != theirs
         {
-            return Err(self.stop(Terminal::HeadMismatch {
-                sequence: center,
-                center_hash: hex(&theirs),
-                local_hash: hex(&local),
-            }));
+            return Ok(self.start_evidence(center));
         }
         let center_regressed_from = (center < self.acknowledged).then_some(self.acknowledged);
         let newly_acknowledged_through = (center > self.acknowledged).then_some(center);
@@ -252,6 +271,7 @@ impl Sender {
             next: center + 1,
             in_flight: VecDeque::with_capacity(window),
             epoch: 0,
+            evidence: None,
         });
         self.check_invariants();
         Ok(Resume {
@@ -260,7 +280,30 @@ impl Sender {
             window,
             newly_acknowledged_through,
             center_regressed_from,
+            evidence: None,
         })
+    }
+
+    /// A session that sends only batch `sequence`, as evidence that this device's
+    /// chain differs from the center's there.
+    fn start_evidence(&mut self, sequence: u64) -> Resume {
+        self.session = Some(Session {
+            window: 1,
+            center_holds: sequence - 1,
+            next: sequence,
+            in_flight: VecDeque::with_capacity(1),
+            epoch: 0,
+            evidence: Some(sequence),
+        });
+        self.check_invariants();
+        Resume {
+            from: sequence,
+            to_send: 1,
+            window: 1,
+            newly_acknowledged_through: None,
+            center_regressed_from: None,
+            evidence: Some(sequence),
+        }
     }
 
     /// Batches up to `local_head` are sealed now (a lower value is ignored).
@@ -277,6 +320,9 @@ impl Sender {
         }
         let session = self.session.as_mut()?;
         if session.in_flight.len() >= session.window || session.next > self.local_head {
+            return None;
+        }
+        if session.evidence.is_some_and(|e| session.next != e) {
             return None;
         }
         let sequence = session.next;
@@ -307,6 +353,27 @@ impl Sender {
                 expected: front.sequence,
                 got: ack.sequence,
             }));
+        }
+        if let Some(sequence) = session.evidence {
+            // Whatever the center made of the evidence, this device's chain is not
+            // the center's: stop here.
+            let reason =
+                pb::RejectReason::try_from(ack.reason).unwrap_or(pb::RejectReason::Unspecified);
+            let terminal = if kind == pb::AckKind::Rejected {
+                Terminal::Rejected {
+                    sequence,
+                    reason,
+                    code: ack.reason,
+                    detail: ack.detail.clone(),
+                }
+            } else {
+                Terminal::HeadMismatch {
+                    sequence,
+                    center_hash: "(the center answered the evidence as its own batch)".into(),
+                    local_hash: "(this device's batch)".into(),
+                }
+            };
+            return Err(Stop::Terminal(self.stop(terminal)));
         }
         let outcome = match kind {
             pb::AckKind::Accepted | pb::AckKind::Duplicate => {
@@ -491,6 +558,7 @@ pub fn reason_words(reason: pb::RejectReason) -> &'static str {
         R::Malformed => "the center could not decode it",
         R::Revoked => "this station was revoked by the center's operator",
         R::Quarantined => "this station is quarantined after a fork",
+        R::StaleKey => "this device's key is no longer the station's key (replaced or retired)",
     }
 }
 
@@ -500,15 +568,17 @@ fn next_step(reason: pb::RejectReason) -> &'static str {
         pb::RejectReason::Revoked | pb::RejectReason::Quarantined => {
             "sending stopped; call an operator"
         }
+        pb::RejectReason::Fork => {
+            "sending and sealing stopped on this device; call an operator (the center keeps both signed batches as evidence)"
+        }
+        pb::RejectReason::StaleKey => {
+            "sending stopped: this device was replaced; use the replacement device"
+        }
         pb::RejectReason::TooLarge | pb::RejectReason::BadSignature => {
             "a resend cannot fix it; sending stopped; call an operator"
         }
         _ => "sending stopped; call an operator",
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ fn start(center: u64, local: u64, window: u32) -> SessionStart {
         max_in_flight: window,
         local_head_sequence: local,
         local_hash_at_center_head: None,
+        evidence_sequence: 0,
     }
 }
 
@@ -103,22 +104,73 @@ fn center_ahead_of_the_device_is_terminal_and_stops_sealing() {
 }
 
 #[test]
-fn a_different_batch_at_the_center_head_is_terminal() {
+fn a_different_batch_at_the_center_head_is_sent_as_evidence_then_terminal() {
     let mut s = Sender::new(5, 0);
     let mut st = start(3, 5, 32);
     st.center_head_hash = vec![1; 32];
     st.local_hash_at_center_head = Some([2; 32]);
-    let err = s.on_hello(&st).unwrap_err();
-    assert!(matches!(err, Terminal::HeadMismatch { sequence: 3, .. }));
+    let resume = s.on_hello(&st).unwrap();
+    assert_eq!(resume.evidence, Some(3));
+    assert_eq!(
+        resume.newly_acknowledged_through, None,
+        "nothing is acknowledged"
+    );
+    // Only this device's batch 3 goes, as evidence; nothing after it.
+    assert_eq!(drain_sends(&mut s), vec![3]);
+    s.on_sealed(9);
+    assert_eq!(drain_sends(&mut s), Vec::<u64>::new());
+    let fork = rejected(3, pb::RejectReason::Fork, 4);
+    let Err(Stop::Terminal(err)) = s.on_ack(&fork) else {
+        panic!("the evidence's answer ends pushing");
+    };
+    assert_eq!(err.reason(), "FORK");
     // This device's chain is not the center's: more batches would only fork further.
     assert!(err.stops_sealing());
+    assert_eq!(s.acknowledged_through(), 0);
+    assert_eq!(s.on_hello(&start(3, 9, 32)), Err(err));
     // The same hash, or a reply without a 32-byte hash, is fine.
     let mut s = Sender::new(5, 0);
     st.center_head_hash = vec![2; 32];
-    assert!(s.on_hello(&st).is_ok());
+    assert_eq!(s.on_hello(&st).unwrap().evidence, None);
     let mut s = Sender::new(5, 0);
     st.center_head_hash = Vec::new();
-    assert!(s.on_hello(&st).is_ok());
+    assert_eq!(s.on_hello(&st).unwrap().evidence, None);
+}
+
+#[test]
+fn the_center_asking_for_evidence_behind_its_head_sends_that_batch_only() {
+    // A clone at batch 2 while the center holds 6: the center's batch 2 differs.
+    let mut s = Sender::new(2, 0);
+    let mut st = start(6, 2, 32);
+    st.evidence_sequence = 2;
+    let resume = s.on_hello(&st).unwrap();
+    assert_eq!(resume.evidence, Some(2));
+    assert_eq!(drain_sends(&mut s), vec![2]);
+    // However the center answers, pushing ends: the chains differ.
+    let Err(Stop::Terminal(err)) = s.on_ack(&pb::Ack::duplicate(2, 7)) else {
+        panic!("the evidence's answer ends pushing");
+    };
+    assert!(err.stops_sealing());
+    assert_eq!(s.acknowledged_through(), 0);
+}
+
+#[test]
+fn behind_the_center_on_the_same_chain_asks_for_recover() {
+    let mut s = Sender::new(2, 2);
+    let err = s.on_hello(&start(6, 2, 32)).unwrap_err();
+    assert_eq!(
+        err,
+        Terminal::CenterAhead {
+            center_head: 6,
+            local_head: 2
+        }
+    );
+    assert!(err.to_string().contains("station recover"), "{err}");
+    // After `station recover` the driver starts a new sender at the center's head.
+    let mut s = Sender::new(6, 6);
+    s.on_sealed(7);
+    let resume = s.on_hello(&start(6, 7, 32)).unwrap();
+    assert_eq!((resume.from, resume.to_send, resume.evidence), (7, 1, None));
 }
 
 #[test]
@@ -154,6 +206,7 @@ fn terminal_rejections_stop_pushing_with_reason_and_detail() {
         R::Malformed,
         R::Revoked,
         R::Quarantined,
+        R::StaleKey,
         R::Unspecified,
     ] {
         let mut s = Sender::new(5, 0);
@@ -167,7 +220,8 @@ fn terminal_rejections_stop_pushing_with_reason_and_detail() {
         assert_eq!(t.detail(), Some("because"));
         assert!(t.to_string().contains("batch 2"), "{t}");
         assert!(t.to_string().contains("because"), "{t}");
-        assert!(!t.stops_sealing());
+        // A fork means this device's chain is not the center's: sealing stops too.
+        assert_eq!(t.stops_sealing(), reason == R::Fork, "{reason:?}");
         assert_eq!(s.stopped(), Some(&t));
         assert_eq!(s.poll_send(), None);
         assert_eq!(s.acknowledged_through(), 1);
@@ -283,6 +337,8 @@ fn acknowledgements_out_of_order_or_unsent_are_violations() {
 /// older backup (`regress`), losing batches it had acknowledged.
 #[derive(Debug, Default)]
 struct ModelCenter {
+    /// The device key the center accepts (bumped by a replacement).
+    key: u32,
     head: u64,
     /// Highest head ever reached (what it has ever accepted).
     high_water: u64,
@@ -291,7 +347,11 @@ struct ModelCenter {
 }
 
 impl ModelCenter {
-    fn receive(&mut self, sequence: u64) -> pb::Ack {
+    fn receive(&mut self, sequence: u64, key: u32) -> pb::Ack {
+        if key != self.key {
+            // A replaced device's batch: refused whatever it holds.
+            return pb::Ack::rejected(sequence, pb::RejectReason::StaleKey, "stale", self.head + 1);
+        }
         if sequence == self.head + 1 {
             self.apply(sequence);
             pb::Ack::accepted(sequence)
@@ -333,10 +393,23 @@ enum Step {
     Import(u8),
     /// The center is restored from an older backup, to head `max(0, head - n)`.
     Regress(u8),
+    /// The device is replaced (`center enroll --replace`): the new one starts at
+    /// the center's head with a new key; the old one's batches still on their way
+    /// are refused.
+    Replace,
+    /// The device is restored from a backup `n` batches behind the center's head:
+    /// its Hello stops it (the center is ahead), then `station recover` brings it
+    /// to the center's head and a new sender takes over.
+    Restore(u8),
 }
 
 fn step(regress: bool) -> impl Strategy<Value = Step> {
     let regress_weight = if regress { 1 } else { 0 };
+    let devices = prop_oneof![
+        1 => Just(Step::Replace),
+        1 => (1u8..10).prop_map(Step::Restore),
+    ];
+    let regress = (1u8..10).prop_map(Step::Regress);
     prop_oneof![
         6 => (1u8..40).prop_map(Step::Send),
         6 => (1u8..40).prop_map(Step::CenterReads),
@@ -346,7 +419,9 @@ fn step(regress: bool) -> impl Strategy<Value = Step> {
         2 => (0u32..40).prop_map(Step::Reconnect),
         3 => (1u8..20).prop_map(Step::Seal),
         1 => (1u8..10).prop_map(Step::Import),
-        regress_weight => (1u8..10).prop_map(Step::Regress),
+        2 => devices,
+        // Without regressions, that slot seals one more batch instead.
+        1 => regress.prop_map(move |s| if regress_weight > 0 { s } else { Step::Seal(1) }),
     ]
 }
 
@@ -359,6 +434,10 @@ struct Seen {
     stale: u64,
     regressed_hellos: u64,
     reconnects: u64,
+    replaced: u64,
+    restored: u64,
+    recovered_again: u64,
+    stale_refused: u64,
 }
 
 /// The station, the model center and the wire between them.
@@ -370,10 +449,13 @@ struct World {
     /// What the station recorded as acknowledged (what it would write to SQLite).
     marked: u64,
     connected: bool,
-    to_center: VecDeque<u64>,
+    /// Batches on the wire, with the key of the device that sent them.
+    to_center: VecDeque<(u64, u32)>,
     to_station: VecDeque<pb::Ack>,
     /// Batches of dead connections the center may still read (answers go nowhere).
-    orphans: VecDeque<u64>,
+    orphans: VecDeque<(u64, u32)>,
+    /// The key of the device the station runs on now.
+    key: u32,
     /// Sent on this connection and not answered on it (independent window count).
     unanswered: usize,
     window: usize,
@@ -393,6 +475,7 @@ impl World {
             to_center: VecDeque::new(),
             to_station: VecDeque::new(),
             orphans: VecDeque::new(),
+            key: 0,
             unanswered: 0,
             window: 0,
             last_sent: None,
@@ -416,11 +499,19 @@ impl World {
             max_in_flight: window,
             local_head_sequence: self.local_head,
             local_hash_at_center_head: None,
+            evidence_sequence: 0,
         };
-        let resume = self
-            .sender
-            .on_hello(&st)
-            .expect("an honest center never stops the station");
+        let resume = match self.sender.on_hello(&st) {
+            Ok(resume) => resume,
+            // A batch the restored device's predecessor had sent before it was lost
+            // reached the center after `station recover`: recover again.
+            Err(Terminal::CenterAhead { .. }) if self.seen.restored > 0 => {
+                self.recover();
+                self.seen.recovered_again += 1;
+                return self.hello(window);
+            }
+            Err(e) => panic!("an honest center made the station stop: {e}"),
+        };
         assert_eq!(resume.from, self.center.head + 1);
         if let Some(t) = resume.newly_acknowledged_through {
             self.mark(t);
@@ -454,7 +545,7 @@ impl World {
                 assert!(seq > last, "sent {seq} after {last}");
             }
             self.last_sent = Some(seq);
-            self.to_center.push_back(seq);
+            self.to_center.push_back((seq, self.key));
         }
     }
 
@@ -482,6 +573,15 @@ impl World {
         }
     }
 
+    /// `station recover`: the device now holds the center's batches, and a new
+    /// sender starts from there.
+    fn recover(&mut self) {
+        let head = self.center.head;
+        self.local_head = head;
+        self.sender = Sender::new(head, head);
+        self.marked = head;
+    }
+
     fn disconnect(&mut self, center_keeps_unread: bool) {
         if center_keeps_unread {
             self.orphans.extend(self.to_center.drain(..));
@@ -497,19 +597,21 @@ impl World {
             Step::Send(n) => self.send(n),
             Step::CenterReads(n) => {
                 for _ in 0..n {
-                    let Some(seq) = self.to_center.pop_front() else {
+                    let Some((seq, key)) = self.to_center.pop_front() else {
                         break;
                     };
-                    let ack = self.center.receive(seq);
+                    let ack = self.center.receive(seq, key);
                     self.to_station.push_back(ack);
                 }
             }
             Step::CenterReadsOrphans(n) => {
                 for _ in 0..n {
-                    let Some(seq) = self.orphans.pop_front() else {
+                    let Some((seq, key)) = self.orphans.pop_front() else {
                         break;
                     };
-                    self.center.receive(seq);
+                    let ack = self.center.receive(seq, key);
+                    self.seen.stale_refused +=
+                        u64::from(ack.reason == pb::RejectReason::StaleKey as i32);
                 }
             }
             Step::StationReads(n) => self.station_reads(n),
@@ -535,6 +637,41 @@ impl World {
             Step::Regress(n) => {
                 self.center.head = self.center.head.saturating_sub(u64::from(n));
             }
+            Step::Replace => {
+                // The old connection dies with the old device; what it had sent but
+                // the center had not read may still arrive (orphans, old key).
+                self.disconnect(true);
+                self.center.key += 1;
+                self.key = self.center.key;
+                let head = self.center.head;
+                self.local_head = head;
+                self.sender = Sender::new(head, head);
+                self.marked = head;
+                self.seen.replaced += 1;
+            }
+            Step::Restore(n) => {
+                let backup = self.center.head.saturating_sub(u64::from(n));
+                if backup == self.center.head {
+                    return;
+                }
+                self.disconnect(true);
+                self.local_head = backup;
+                self.sender = Sender::new(backup, backup);
+                let err = self
+                    .sender
+                    .on_hello(&SessionStart {
+                        center_head_sequence: self.center.head,
+                        center_head_hash: Vec::new(),
+                        max_in_flight: 8,
+                        local_head_sequence: backup,
+                        local_hash_at_center_head: None,
+                        evidence_sequence: 0,
+                    })
+                    .expect_err("a device behind the center stops at Hello");
+                assert!(err.stops_sealing(), "{err}");
+                self.recover();
+                self.seen.restored += 1;
+            }
         }
     }
 
@@ -547,6 +684,13 @@ impl World {
             self.hello(8);
         }
         self.settle();
+        // A batch of a device lost before a restore may have reached the center
+        // after `station recover`; the next Hello finds it (and recovers again).
+        if self.seen.restored > 0 {
+            self.disconnect(false);
+            self.hello(8);
+            self.settle();
+        }
         if reconnect_after {
             self.disconnect(false);
             self.hello(8);
@@ -635,7 +779,13 @@ fn the_schedules_reach_duplicates_gaps_and_regressions() {
         total.stale += seen.stale;
         total.regressed_hellos += seen.regressed_hellos;
         total.reconnects += seen.reconnects;
+        total.replaced += seen.replaced;
+        total.restored += seen.restored;
+        total.stale_refused += seen.stale_refused;
     }
+    assert!(total.replaced > 0, "{total:?}");
+    assert!(total.restored > 0, "{total:?}");
+    assert!(total.stale_refused > 0, "{total:?}");
     assert!(total.duplicates > 0, "{total:?}");
     assert!(total.resends > 0, "{total:?}");
     assert!(total.stale > 0, "{total:?}");

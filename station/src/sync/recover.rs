@@ -1,0 +1,293 @@
+//! `station recover`: bring back from the center the batches of this station that
+//! this device lacks, after checking every one of them itself.
+//!
+//! Two cases, both on the center's chain (docs/PROTOCOL.md §7.3):
+//! - a device restored from a backup is *behind* the center with the same hash at
+//!   its head: it fetches the batches after its head, up to the center's head;
+//! - a replacement device (`center enroll --replace`) starts its chain at the head
+//!   its bundle carried: it fetches the station's batches before that, so that its
+//!   own records (`station tally`, `close --from-records`) hold the whole day.
+//!
+//! A device whose chain differs from the center's (the center asks for evidence at
+//! Hello) is a fork and cannot recover. Each fetched batch must be signed by a key
+//! whose certificate the election CA issued to this station (a replaced device's
+//! batches carry its old certificate), decode, name this election, station and
+//! definition, and link to the one before; the last must hash to what the center's
+//! Hello (or the bundle) said. Nothing is stored unless all of them check out, and
+//! then in one transaction ([`Store::recover`]).
+
+use std::path::Path;
+use std::time::Duration;
+
+use pollsync_proto::envelope::{self, ChainHead};
+use pollsync_proto::limits::{MAX_FETCH_BATCHES, MAX_MESSAGE_BYTES};
+use pollsync_proto::pb;
+use pollsync_proto::pb::station_sync_client::StationSyncClient;
+use pollsync_proto::{EnrollmentBundle, identity};
+use tokio::time::timeout;
+use tokio_stream::StreamExt as _;
+
+use super::client::{CONNECT_TIMEOUT_MS, HELLO_TIMEOUT_MS, endpoint, hello_request};
+use crate::error::StationError;
+use crate::store::{Recovered, RecoveredBatch, Store};
+
+/// Why a recovery did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error(transparent)]
+    Station(#[from] StationError),
+    #[error("cannot reach the center at {center}: {reason}")]
+    Unreachable { center: String, reason: String },
+    #[error("the center at {center} refused this station: {message}")]
+    Refused { center: String, message: String },
+    #[error(
+        "this device's batch {sequence} is not the center's: the chains forked (a clone, or a backup that sealed anew). It cannot recover; `station sync` sends the center its signed batch as evidence. Call an operator"
+    )]
+    Forked { sequence: u64 },
+    #[error(
+        "batch {sequence} fetched from the center does not check out: {reason}; nothing was recovered"
+    )]
+    BadBatch { sequence: u64, reason: String },
+    #[error("the center sent {got} of the batches {from} to {to}; nothing was recovered")]
+    Short { from: u64, to: u64, got: u64 },
+}
+
+/// What `station recover` found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RecoverReport {
+    /// The center's head for this station.
+    pub center_head: u64,
+    /// This device's head before.
+    pub local_head_before: u64,
+    /// This device's head after.
+    pub local_head_after: u64,
+    /// What was stored.
+    pub recovered: Recovered,
+}
+
+/// Checks batches fetched from the center: each is signed under a certificate the
+/// bundle's CA issued to this station, decodes, names this election, station and
+/// definition, has the next sequence and links to `links_to`. Returns them with
+/// the head they end at.
+pub fn verify_fetched(
+    bundle: &EnrollmentBundle,
+    links_to: ChainHead,
+    fetched: &[pb::FetchedBatch],
+) -> Result<(Vec<RecoveredBatch>, ChainHead), RecoverError> {
+    let ca_der = identity::cert_der_from_pem(&bundle.ca_cert_pem).map_err(StationError::from)?;
+    let definition = bundle.definition_sha256();
+    let mut head = links_to;
+    let mut out = Vec::with_capacity(fetched.len());
+    for f in fetched {
+        let sequence = head.next_sequence();
+        let bad = |reason: String| RecoverError::BadBatch { sequence, reason };
+        let signed = f
+            .batch
+            .as_ref()
+            .ok_or_else(|| bad("the center sent no batch".into()))?;
+        identity::verify_issued_by(&f.signer_cert_der, &ca_der)
+            .map_err(|e| bad(format!("its certificate is not from the election CA: {e}")))?;
+        let cn = identity::station_id_from_cert_der(&f.signer_cert_der)
+            .map_err(|e| bad(format!("its certificate: {e}")))?;
+        if cn != bundle.station_id {
+            return Err(bad(format!(
+                "signed with station {cn:?}'s certificate, not this station's"
+            )));
+        }
+        let key = identity::verifying_key_from_cert_der(&f.signer_cert_der)
+            .map_err(|e| bad(format!("its certificate: {e}")))?;
+        envelope::verify_batch(&key, signed).map_err(|e| bad(e.to_string()))?;
+        let batch = envelope::decode_batch(signed).map_err(|e| bad(e.to_string()))?;
+        if batch.election_id != bundle.election_id || batch.station_id != bundle.station_id {
+            return Err(bad(format!(
+                "it names election {:?} and station {:?}",
+                batch.election_id, batch.station_id
+            )));
+        }
+        if batch.definition_sha256.as_slice() != definition.as_slice() {
+            return Err(bad("it was sealed under another election definition".into()));
+        }
+        if batch.sequence != sequence {
+            return Err(bad(format!("it says it is batch {}", batch.sequence)));
+        }
+        if batch.prev_hash.as_slice() != head.hash.as_slice() {
+            return Err(bad(format!(
+                "it does not link to batch {} ({})",
+                head.sequence,
+                head.hash_hex()
+            )));
+        }
+        let hash = envelope::chain_hash(&signed.batch);
+        head = ChainHead { sequence, hash };
+        out.push(RecoveredBatch {
+            sequence,
+            hash,
+            signed: signed.clone(),
+            events: batch.events,
+        });
+    }
+    Ok((out, head))
+}
+
+/// Fetches batches `from..=to` of this station, `MAX_FETCH_BATCHES` per call, and
+/// checks them against `links_to` and, at the end, `ends_at`.
+async fn fetch_range(
+    client: &mut StationSyncClient<tonic::transport::Channel>,
+    bundle: &EnrollmentBundle,
+    center: &str,
+    links_to: ChainHead,
+    to: u64,
+    ends_at: [u8; 32],
+) -> Result<Vec<RecoveredBatch>, RecoverError> {
+    let from = links_to.next_sequence();
+    let mut head = links_to;
+    let mut all = Vec::new();
+    while head.sequence < to {
+        let first = head.next_sequence();
+        let last = to.min(first + MAX_FETCH_BATCHES - 1);
+        let call = client.fetch(pb::FetchRequest {
+            from_sequence: first,
+            to_sequence: last,
+        });
+        let wait = Duration::from_millis(HELLO_TIMEOUT_MS);
+        let mut stream = timeout(wait, call)
+            .await
+            .map_err(|_| unreachable(center, "timed out asking for batches".into()))?
+            .map_err(|s| refused(center, &s))?
+            .into_inner();
+        let mut got = Vec::new();
+        while let Some(item) = timeout(wait, stream.next())
+            .await
+            .map_err(|_| unreachable(center, "timed out receiving batches".into()))?
+        {
+            got.push(item.map_err(|s| refused(center, &s))?);
+            if got.len() as u64 > last - first + 1 {
+                break;
+            }
+        }
+        if got.len() as u64 != last - first + 1 {
+            return Err(RecoverError::Short {
+                from: first,
+                to: last,
+                got: got.len() as u64,
+            });
+        }
+        let (checked, new_head) = verify_fetched(bundle, head, &got)?;
+        head = new_head;
+        all.extend(checked);
+    }
+    if head.hash != ends_at {
+        return Err(RecoverError::BadBatch {
+            sequence: to,
+            reason: format!(
+                "batches {from} to {to} end at chain hash {}, not the {} they must end at",
+                head.hash_hex(),
+                hex::encode(ends_at)
+            ),
+        });
+    }
+    Ok(all)
+}
+
+fn unreachable(center: &str, reason: String) -> RecoverError {
+    RecoverError::Unreachable {
+        center: center.to_owned(),
+        reason,
+    }
+}
+
+fn refused(center: &str, status: &tonic::Status) -> RecoverError {
+    RecoverError::Refused {
+        center: center.to_owned(),
+        message: format!("{:?}: {}", status.code(), status.message()),
+    }
+}
+
+/// `station recover`.
+pub async fn recover(dir: &Path) -> Result<RecoverReport, RecoverError> {
+    let store = Store::open(dir)?;
+    let prov = store.provisioned()?;
+    let center = prov.center_address.clone();
+    let head = store.head()?;
+    let start = store.chain_start()?;
+    let first_held = store.first_held()?;
+    let channel = timeout(
+        Duration::from_millis(CONNECT_TIMEOUT_MS),
+        endpoint(&prov)
+            .map_err(|e| unreachable(&center, e.to_string()))?
+            .connect(),
+    )
+    .await
+    .map_err(|_| unreachable(&center, "timed out connecting".into()))?
+    .map_err(|e| unreachable(&center, e.to_string()))?;
+    let mut client = StationSyncClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let reply = timeout(
+        Duration::from_millis(HELLO_TIMEOUT_MS),
+        client.hello(hello_request(&prov, head)),
+    )
+    .await
+    .map_err(|_| unreachable(&center, "timed out waiting for the Hello reply".into()))?
+    .map_err(|s| refused(&center, &s))?
+    .into_inner();
+    if reply.evidence_sequence > 0 {
+        return Err(RecoverError::Forked {
+            sequence: reply.evidence_sequence,
+        });
+    }
+    let center_head = ChainHead {
+        sequence: reply.center_head_sequence,
+        hash: <[u8; 32]>::try_from(reply.center_head_hash.as_slice()).map_err(|_| {
+            RecoverError::BadBatch {
+                sequence: reply.center_head_sequence,
+                reason: "the center's head hash is not 32 bytes".into(),
+            }
+        })?,
+    };
+    if center_head.sequence < head.sequence
+        && let Some(ours) = store.hash_at(center_head.sequence)?
+        && center_head.sequence > 0
+        && ours != center_head.hash
+    {
+        return Err(RecoverError::Forked {
+            sequence: center_head.sequence,
+        });
+    }
+    // A replacement device's history: batches 1..=start, unless held already.
+    let history = if start.sequence > 0 && first_held.is_none_or(|f| f > start.sequence) {
+        fetch_range(
+            &mut client,
+            &prov.bundle,
+            &center,
+            ChainHead::default(),
+            start.sequence,
+            start.hash,
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
+    // A restored backup's lost batches: head+1..=center head.
+    let forward = if center_head.sequence > head.sequence {
+        fetch_range(
+            &mut client,
+            &prov.bundle,
+            &center,
+            head,
+            center_head.sequence,
+            center_head.hash,
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
+    let mut store = store;
+    let recovered = store.recover(head, &history, &forward)?;
+    Ok(RecoverReport {
+        center_head: center_head.sequence,
+        local_head_before: head.sequence,
+        local_head_after: store.head()?.sequence,
+        recovered,
+    })
+}
