@@ -616,6 +616,15 @@ impl Chain {
 type BallotSpec = (bool, [u8; 3], bool);
 
 fn honest_chain(seed_ballots: Vec<Vec<BallotSpec>>) -> (Vec<pb::SignedBatch>, Vec<StationEvent>) {
+    honest_chain_replaced_at(seed_ballots, usize::MAX)
+}
+
+/// [`honest_chain`], with the device replaced before batch index `replaced_at`:
+/// from there on the batches are signed with key 2, continuing the chain.
+fn honest_chain_replaced_at(
+    seed_ballots: Vec<Vec<BallotSpec>>,
+    replaced_at: usize,
+) -> (Vec<pb::SignedBatch>, Vec<StationEvent>) {
     let mut chain = Chain::new("S-0001", 1);
     let mut batches = Vec::new();
     let mut all = Vec::new();
@@ -669,6 +678,9 @@ fn honest_chain(seed_ballots: Vec<Vec<BallotSpec>>) -> (Vec<pb::SignedBatch>, Ve
             events.push(close("D-001"));
         }
         all.extend(events.clone());
+        if i == replaced_at {
+            chain.key = key(2);
+        }
         batches.push(chain.batch(&events));
     }
     (batches, all)
@@ -708,6 +720,52 @@ proptest! {
         prop_assert!(!mem.state.quarantined);
         prop_assert_eq!(mem.state.head, once.state.head);
         prop_assert_eq!(mem.sheets(), once.sheets());
+        prop_assert_eq!(mem.sheets(), truth(&mem.ctx, &events));
+    }
+
+    /// The device is replaced once the center holds its first `r` batches: the new
+    /// key continues the chain, and resends of the old device's batches (signed
+    /// with a key no longer current) stay duplicates, never a fork, never counted
+    /// twice, whatever the order; no alert.
+    #[test]
+    fn a_replacement_continues_the_chain_and_old_batches_stay_duplicates(
+        spec in prop::collection::vec(
+            prop::collection::vec((any::<bool>(), any::<[u8; 3]>(), any::<bool>()), 0..6),
+            1..7,
+        ),
+        replaced in any::<prop::sample::Index>(),
+        before in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+        after in prop::collection::vec(any::<prop::sample::Index>(), 0..40),
+    ) {
+        let r = replaced.index(spec.len() + 1);
+        let (batches, events) = honest_chain_replaced_at(spec, r);
+        let mut mem = Mem::new("S-0001", 1);
+        let old = &batches[..r];
+        for i in before {
+            if !old.is_empty() {
+                mem.submit(old[i.index(old.len())].clone());
+            }
+        }
+        for b in old {
+            let v = mem.submit(b.clone());
+            prop_assert!(!matches!(v, Verdict::Reject(_)), "{:?}", v);
+        }
+        // `center enroll --replace`: key 2 is current from the center's head on.
+        mem.key = Some(StationKey { key_no: 2, key: key(2).verifying_key() });
+        mem.state.current_key = Some(2);
+        for i in after {
+            let v = mem.submit(batches[i.index(batches.len())].clone());
+            if let Verdict::Reject(rej) = &v {
+                prop_assert_eq!(rej.reason, R::Gap, "{:?}", rej);
+            }
+        }
+        for b in &batches {
+            let v = mem.submit(b.clone());
+            prop_assert!(!matches!(v, Verdict::Reject(_)), "{:?}", v);
+        }
+        prop_assert!(mem.alerts.is_empty());
+        prop_assert!(!mem.state.quarantined);
+        prop_assert_eq!(mem.state.head.sequence, batches.len() as u64);
         prop_assert_eq!(mem.sheets(), truth(&mem.ctx, &events));
     }
 }
