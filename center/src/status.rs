@@ -19,7 +19,9 @@ pub const OFFLINE_AFTER_MS: u64 = pollsync_proto::limits::OFFLINE_AFTER_MS;
 #[derive(Debug, Clone, Serialize)]
 pub struct StationStatus {
     pub station: String,
-    /// never_seen | online | offline | revoked | quarantined
+    /// never_seen | online | offline | revoked | quarantined | needs_replacement (its
+    /// key was retired after a fork: every device of it is refused until
+    /// `center enroll --replace`)
     pub connection: &'static str,
     pub last_seen_unix_ms: Option<u64>,
     /// Batches the station reported sealed that the center does not hold yet.
@@ -53,6 +55,7 @@ pub fn compute(store: &Store) -> Result<Value> {
             let connection = match row {
                 Some(r) if r.revoked => "revoked",
                 Some(r) if r.quarantined => "quarantined",
+                Some(r) if r.key_retired => "needs_replacement",
                 _ if seen == 0 && head == 0 => "never_seen",
                 Some(r) if r.connected && now.saturating_sub(seen) < OFFLINE_AFTER_MS => "online",
                 _ => "offline",

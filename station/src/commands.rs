@@ -41,7 +41,7 @@ pub fn init(dir: &Path, bundle: &Path, center: Option<&str>) -> Result<String> {
             None => id.clone(),
         })
         .collect();
-    Ok(format!(
+    let mut text = format!(
         "station {} ({}) of election {} is set up in {}\ncontests: {}\ncenter: {}\n",
         station.id,
         station.name,
@@ -49,7 +49,13 @@ pub fn init(dir: &Path, bundle: &Path, center: Option<&str>) -> Result<String> {
         dir.display(),
         contests.join(", "),
         prov.center_address
-    ))
+    );
+    if let Some(through) = store.history_missing()? {
+        text.push_str(&format!(
+            "this device replaces another one: it continues the station's chain after batch {through}; run `station recover` to bring back batches 1 to {through} so that its records hold the whole day\n"
+        ));
+    }
+    Ok(text)
 }
 
 pub fn issue(dir: &Path, contest: &str, count: u64) -> Result<String> {
@@ -124,8 +130,12 @@ pub fn close(dir: &Path, contest: &str, source: SheetSource<'_>) -> Result<(Stri
             .map(|t| t.records)
             .unwrap_or_else(|| TallySheet::for_contest(&contest))
     };
+    let history_missing = store.history_missing()?;
     let (sheet, differences) = match source {
         SheetSource::FromRecords => {
+            if let Some(through) = history_missing {
+                return Err(StationError::HistoryMissing { through });
+            }
             let event = store.close_from_records(&|log| {
                 let event = StationEvent::Close {
                     contest: contest.id.clone(),
@@ -154,8 +164,12 @@ pub fn close(dir: &Path, contest: &str, source: SheetSource<'_>) -> Result<(Stri
                         format!("not a tally sheet: {e}"),
                     ),
                 })?;
-            let differences =
-                sheet.differences_as(&records_of(&store.log()?), "tally sheet", "records");
+            let differences = match history_missing {
+                Some(through) => vec![format!(
+                    "not compared with this device's records: it lacks the station's batches 1 to {through} (run `station recover`)"
+                )],
+                None => sheet.differences_as(&records_of(&store.log()?), "tally sheet", "records"),
+            };
             record_event(
                 &mut store,
                 &prov,

@@ -60,6 +60,10 @@ pub enum StationError {
     SealingHeld { reason: String },
     #[error("{detail}")]
     Changed { detail: String },
+    #[error(
+        "this device replaced another one and lacks the station's batches 1 to {through}, so its records do not hold the whole day; run `station recover` first (it fetches them from the center), or close with --sheet from the human count"
+    )]
+    HistoryMissing { through: u64 },
     #[error("could not draw randomness from the operating system: {0}")]
     Random(String),
 }

@@ -554,6 +554,15 @@ impl Store {
         chain_start(&self.conn)
     }
 
+    /// For a replacement device that has not yet fetched the station's batches from
+    /// before it (`station recover`): the last of those it lacks. Its records then
+    /// do not hold the whole day.
+    pub fn history_missing(&self) -> Result<Option<u64>> {
+        let start = chain_start(&self.conn)?;
+        let complete = start.sequence == 0 || self.first_held()? == Some(1);
+        Ok((!complete).then_some(start.sequence))
+    }
+
     /// The lowest sequence of the batches this device holds (`None`: none).
     pub fn first_held(&self) -> Result<Option<u64>> {
         let first: Option<i64> =

@@ -37,14 +37,18 @@ fn copy_device(from: &Path, to: &Path) {
     }
 }
 
-/// A device at `dir` set up from `bundle`, reaching the serving center.
+/// A device at `dir` set up from a replacement `bundle`, reaching the serving center.
 fn device(id: &str, dir: PathBuf, bundle: &Path, center: &Center) -> Station {
-    ok(std::process::Command::new(bin("station"))
+    let said = ok(std::process::Command::new(bin("station"))
         .arg("--data")
         .arg(&dir)
         .args(["init", "--bundle"])
         .arg(bundle)
         .args(["--center", center.address()]));
+    assert!(
+        said.contains("run `station recover`"),
+        "init says what to do: {said}"
+    );
     Station {
         id: id.to_string(),
         data: dir,
@@ -171,6 +175,13 @@ fn a_replaced_devices_certificate_is_refused_and_the_new_device_continues_the_ch
     // The new device: brings back the station's earlier batches, records the rest
     // of the day, closes from its records and continues the chain.
     let new = device(&id, dir.join("new-device"), &bundle, &day.center);
+    // Its records lack the day so far until it recovers: closing from them is refused.
+    let out = run(new
+        .command()
+        .args(["close", "--contest", &drawn[0].contest, "--from-records"]));
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("station recover"), "{said}");
     let said = new.ok(&["recover"]);
     assert!(
         said.contains(&format!("recovered {head} earlier batch(es)")),
@@ -270,6 +281,14 @@ fn a_clone_that_forks_is_proven_by_both_signed_batches_then_release_and_replace_
             || sync_fails(device).contains("STALE_KEY").then_some(()),
         );
     }
+    // The operators see what the station needs.
+    let status = day.center.json(&["status", "--json"]);
+    let row = status["stations"]["list"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["station"] == id.as_str()))
+        .cloned()
+        .expect("the station in status");
+    assert_eq!(row["connection"], "needs_replacement", "{row}");
     // Replace: the new device continues the center's chain and finishes the day.
     let bundle = replace(&day, &id, "after the fork");
     let new = device(&id, dir.join("new-device"), &bundle, &day.center);

@@ -230,6 +230,9 @@ pub struct StationRow {
     pub revoked: bool,
     /// Quarantined after a fork.
     pub quarantined: bool,
+    /// Its key was retired after a fork (`center release`) and no replacement is
+    /// enrolled yet: every device of it is refused until one is.
+    pub key_retired: bool,
     /// Last batch applied.
     pub head_sequence: u64,
     /// Its chain hash (hex).
@@ -578,7 +581,9 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT s.station, s.revoked, s.quarantined, s.head_sequence, s.head_hash,
                     s.last_seen_unix_ms, s.local_head_sequence, s.sealed_unacknowledged, s.connected,
-                    EXISTS (SELECT 1 FROM station_keys k WHERE k.station = s.station)
+                    EXISTS (SELECT 1 FROM station_keys k WHERE k.station = s.station),
+                    EXISTS (SELECT 1 FROM station_keys k WHERE k.station = s.station
+                            AND k.current = 1 AND k.retired IS NOT NULL)
              FROM stations s ORDER BY s.station",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -593,6 +598,7 @@ impl Store {
                 sealed_unacknowledged: to_u64(r.get(7)?),
                 connected: r.get(8)?,
                 enrolled: r.get(9)?,
+                key_retired: r.get(10)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
