@@ -3,7 +3,8 @@
 //! sequence, election, station, definition), every station's tallies are counted
 //! again from those bytes with the election crate's own counting, and the result is
 //! compared with the live tallies the ingest kept, and every ballot id is checked
-//! to be in one batch only. Any difference is named (G4).
+//! to be in one batch only. Each fork's kept evidence is checked to prove the fork
+//! on its own. Any difference is named (G4).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -180,7 +181,71 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
             ));
         }
     }
+    audit_fork_evidence(store, &by_station, &mut report)?;
     Ok(report)
+}
+
+/// Each fork's evidence must prove a fork on its own: both batches verify under the
+/// station key recorded for them, name the station and the same sequence, differ,
+/// and the center's one is the batch it holds at that sequence.
+fn audit_fork_evidence(
+    store: &Store,
+    held: &BTreeMap<String, Vec<StoredBatch>>,
+    report: &mut AuditReport,
+) -> Result<()> {
+    for e in store.fork_evidence()? {
+        let at = format!(
+            "fork evidence of station {} batch {}",
+            e.station, e.sequence
+        );
+        let keys: HashMap<u32, [u8; 32]> = store
+            .keys_of(&e.station)?
+            .into_iter()
+            .map(|k| (k.key_no, k.public_key))
+            .collect();
+        for (which, b) in [
+            ("the center's batch", &e.stored),
+            ("the other batch", &e.other),
+        ] {
+            let signed = pb::SignedBatch {
+                batch: b.batch.clone(),
+                signature: b.signature.clone(),
+            };
+            let verified = keys
+                .get(&b.key_no)
+                .and_then(|k| VerifyingKey::from_bytes(k).ok())
+                .is_some_and(|k| verify_batch(&k, &signed).is_ok());
+            if !verified {
+                report.differences.push(format!(
+                    "{at}: {which} does not verify with the station's key #{}",
+                    b.key_no
+                ));
+            }
+            let names = decode_batch_bytes(&b.batch)
+                .is_ok_and(|d| d.station_id == e.station && d.sequence == e.sequence);
+            if !names || chain_hash(&b.batch) != b.hash {
+                report.differences.push(format!(
+                    "{at}: {which} is not batch {} of station {} with its recorded hash",
+                    e.sequence, e.station
+                ));
+            }
+        }
+        if e.stored.batch == e.other.batch {
+            report
+                .differences
+                .push(format!("{at}: the two batches are the same bytes"));
+        }
+        let holds = held
+            .get(&e.station)
+            .and_then(|bs| bs.iter().find(|b| b.sequence == e.sequence))
+            .is_some_and(|b| b.batch == e.stored.batch);
+        if !holds {
+            report.differences.push(format!(
+                "{at}: the center's batch in the evidence is not the one it holds"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn count(

@@ -265,6 +265,23 @@ async fn an_unsigned_claim_changes_nothing_and_a_signed_other_batch_is_a_fork_wi
         "counts unchanged"
     );
     assert!(pollsync_center::audit::audit(&store).unwrap().is_clean());
+    // Evidence that no longer proves the fork is named by the audit.
+    let conn = rusqlite::Connection::open(center.data.join("center.db")).unwrap();
+    conn.execute(
+        "UPDATE fork_evidence SET other_signature = zeroblob(64)",
+        [],
+    )
+    .unwrap();
+    let audit = pollsync_center::audit::audit(&store).unwrap();
+    assert!(
+        audit
+            .differences
+            .iter()
+            .any(|d| d.contains("fork evidence of station S-0001 batch 1")
+                && d.contains("the other batch does not verify")),
+        "{:?}",
+        audit.differences
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
