@@ -8,6 +8,7 @@ pub mod commands;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod listen;
 pub mod results;
 pub mod serve;
 pub mod status;

@@ -119,6 +119,14 @@ enum Command {
         /// File holding the operators' bearer token (at least 16 characters).
         #[arg(long, value_name = "FILE")]
         http_token_file: Option<PathBuf>,
+        /// Most connections to the gRPC port at once (default: sized from the
+        /// descriptor limit, which the center raises at start where it can).
+        #[arg(long, value_name = "N")]
+        max_connections: Option<usize>,
+        /// Most connections still in their TLS handshake at once (default: sized
+        /// from the descriptor limit).
+        #[arg(long, value_name = "N")]
+        max_handshakes: Option<usize>,
     },
     /// Stations by state (never seen, online, offline, lagging, closed, fully synced),
     /// contests by status with the stations not yet in, and the alert count.
@@ -329,10 +337,21 @@ fn main() -> ExitCode {
             grpc,
             http,
             http_token_file,
-        } => match serve(&data, &grpc, &http, http_token_file.as_deref()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(format!("{e:#}")),
-        },
+            max_connections,
+            max_handshakes,
+        } => {
+            let mut limits = pollsync_center::listen::Limits::from_process();
+            if let Some(n) = max_connections {
+                limits.max_connections = n.max(1);
+            }
+            if let Some(n) = max_handshakes {
+                limits.max_handshakes = n.max(1);
+            }
+            match serve(&data, &grpc, &http, http_token_file.as_deref(), limits) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(format!("{e:#}")),
+            }
+        }
         Command::Status { json } => {
             match pollsync_center::store::Store::open(&data)
                 .and_then(|s| pollsync_center::status::compute(&s))
@@ -459,6 +478,7 @@ fn serve(
     grpc: &str,
     http: &str,
     http_token_file: Option<&std::path::Path>,
+    limits: pollsync_center::listen::Limits,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let store = pollsync_center::store::Store::open(data)?;
@@ -510,10 +530,11 @@ fn serve(
             stop_signal().await;
             let _ = stop_tx.send(true);
         });
-        let served = pollsync_center::serve::serve_grpc(
+        let served = pollsync_center::serve::serve_grpc_with(
             ingest.clone(),
             &tls,
             grpc_listener,
+            limits,
             stopped(stop_rx),
         )
         .await;

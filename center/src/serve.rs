@@ -3,12 +3,18 @@
 //! certificate, hands Hello and every batch to the ingest writer, and streams the
 //! acknowledgements back in the order the batches came.
 //!
+//! Connections come through [`crate::listen`] (TLS 1.3 only, caps, handshake
+//! timeout, TCP keepalive); HTTP/2 keepalive pings find a peer that vanished
+//! silently within [`HTTP2_KEEPALIVE_INTERVAL_MS`] + [`HTTP2_KEEPALIVE_TIMEOUT_MS`].
+//!
 //! Limits (G7): each message is at most `MAX_MESSAGE_BYTES`; a station has at most
 //! `MAX_IN_FLIGHT` batches waiting for acknowledgement (beyond that its stream is
 //! simply not read, so HTTP/2 flow control holds it back); at most
-//! `MAX_CONNECTIONS_PER_STATION` push streams per station. A revoked or quarantined
-//! station's open stream, or one whose key was replaced or retired meanwhile, is
-//! ended within `REFUSAL_CHECK_INTERVAL_MS`.
+//! `MAX_CONNECTIONS_PER_STATION` push streams per station, **the newest replacing
+//! the oldest** (a link that died silently never locks its station out); a push
+//! stream that sends nothing for [`PUSH_IDLE_TIMEOUT_MS`] while owed nothing is
+//! ended. A revoked or quarantined station's open stream, or one whose key was
+//! replaced or retired meanwhile, is ended within `REFUSAL_CHECK_INTERVAL_MS`.
 //!
 //! Every RPC (Hello, Push, Fetch) admits a peer only if its certificate's key is the
 //! station's current enrolled key (`IngestHandle::check_peer`).
@@ -25,15 +31,23 @@ use pollsync_proto::pb::{
 };
 use pollsync_proto::tls;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::ingest::{HelloRefusal, IngestHandle, Peer, RefusalCode};
+use crate::listen::{self, Limits};
 
-/// Push streams one station may hold open at once.
+/// Push streams one station may hold open at once; a newer one ends the oldest.
 pub const MAX_CONNECTIONS_PER_STATION: usize = 2;
+/// A push stream silent this long (no batch, no heartbeat) while nothing is owed
+/// to it is ended: stations send a heartbeat every `HEARTBEAT_INTERVAL_MS`.
+pub const PUSH_IDLE_TIMEOUT_MS: u64 = 4 * pollsync_proto::limits::HEARTBEAT_INTERVAL_MS;
+/// HTTP/2 ping interval on every gRPC connection.
+pub const HTTP2_KEEPALIVE_INTERVAL_MS: u64 = 10_000;
+/// How long a ping may go unanswered before the connection is closed.
+pub const HTTP2_KEEPALIVE_TIMEOUT_MS: u64 = 10_000;
 /// How often an open stream checks whether its station was revoked or quarantined.
 pub const REFUSAL_CHECK_INTERVAL_MS: u64 = 500;
 
@@ -46,8 +60,8 @@ pub struct TlsPems {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("TLS configuration: {0}")]
-    Tls(tonic::transport::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
     #[error("gRPC server: {0}")]
     Transport(tonic::transport::Error),
     #[error("gRPC reflection: {0}")]
@@ -64,12 +78,24 @@ pub async fn serve_grpc(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_grpc_with(ingest, tls_pems, listener, Limits::from_process(), shutdown).await
+}
+
+/// [`serve_grpc`] with chosen connection caps.
+pub async fn serve_grpc_with(
+    ingest: IngestHandle,
+    tls_pems: &TlsPems,
+    listener: TcpListener,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     tls::install_crypto_provider();
-    let config = tls::server_tls_config(
+    let config = Arc::new(tls::server_rustls_config(
         &tls_pems.server_cert_pem,
         &tls_pems.server_key_pem,
         &tls_pems.ca_cert_pem,
-    );
+    )?);
+    let ingest_for_listen = ingest.clone();
     let service = StationSyncServer::new(SyncService {
         ingest,
         streams: Arc::default(),
@@ -85,23 +111,27 @@ pub async fn serve_grpc(
     // v1alpha beside v1: older grpcurl and grpc_cli only speak v1alpha.
     let (reflection_v1, reflection_v1alpha) =
         (reflection().build_v1()?, reflection().build_v1alpha()?);
+    let incoming = listen::incoming(listener, config, limits, ingest_for_listen);
     tonic::transport::Server::builder()
-        .tls_config(config)
-        .map_err(ServeError::Tls)?
+        .http2_keepalive_interval(Some(Duration::from_millis(HTTP2_KEEPALIVE_INTERVAL_MS)))
+        .http2_keepalive_timeout(Some(Duration::from_millis(HTTP2_KEEPALIVE_TIMEOUT_MS)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
-        .serve_with_incoming_shutdown(tls::tcp_incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .map_err(ServeError::Transport)
 }
 
 struct SyncService {
     ingest: IngestHandle,
-    /// Open push streams per station.
-    streams: Arc<Mutex<HashMap<String, usize>>>,
+    /// Open push streams per station, oldest first.
+    streams: Streams,
 }
+
+/// Per station, its open push streams (oldest first): an id and the way to end it.
+type Streams = Arc<Mutex<HashMap<String, VecDeque<(u64, oneshot::Sender<()>)>>>>;
 
 fn refusal_status(r: HelloRefusal) -> Status {
     match r.code {
@@ -114,38 +144,47 @@ fn refusal_status(r: HelloRefusal) -> Status {
 /// Counts a push stream against its station's limit while it lives.
 struct StreamSlot {
     station: String,
-    streams: Arc<Mutex<HashMap<String, usize>>>,
+    id: u64,
+    streams: Streams,
 }
 
+/// Ids of push streams, in the order they opened.
+static NEXT_STREAM_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 impl StreamSlot {
-    fn take(
-        streams: &Arc<Mutex<HashMap<String, usize>>>,
-        station: &str,
-    ) -> Result<StreamSlot, Status> {
-        let mut open = streams
-            .lock()
-            .map_err(|_| Status::internal("stream table poisoned"))?;
-        let count = open.entry(station.to_string()).or_default();
-        if *count >= MAX_CONNECTIONS_PER_STATION {
-            return Err(Status::resource_exhausted(format!(
-                "station {station} already has {MAX_CONNECTIONS_PER_STATION} open push streams"
-            )));
+    /// A slot for a new push stream of `station`; if it has
+    /// [`MAX_CONNECTIONS_PER_STATION`] already, the oldest is told to end (a link
+    /// that died silently would otherwise hold its slot until keepalive notices).
+    /// Returns the slot and the signal that ends this stream in turn.
+    fn take(streams: &Streams, station: &str) -> (StreamSlot, oneshot::Receiver<()>) {
+        let id = NEXT_STREAM_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (end, ended) = oneshot::channel();
+        let mut open = streams.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = open.entry(station.to_string()).or_default();
+        while mine.len() >= MAX_CONNECTIONS_PER_STATION {
+            if let Some((_, oldest)) = mine.pop_front() {
+                let _ = oldest.send(());
+            }
         }
-        *count += 1;
-        Ok(StreamSlot {
-            station: station.to_string(),
-            streams: streams.clone(),
-        })
+        mine.push_back((id, end));
+        debug_assert!(mine.len() <= MAX_CONNECTIONS_PER_STATION);
+        (
+            StreamSlot {
+                station: station.to_string(),
+                id,
+                streams: streams.clone(),
+            },
+            ended,
+        )
     }
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        if let Ok(mut open) = self.streams.lock()
-            && let Some(count) = open.get_mut(&self.station)
-        {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
+        let mut open = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mine) = open.get_mut(&self.station) {
+            mine.retain(|(id, _)| *id != self.id);
+            if mine.is_empty() {
                 open.remove(&self.station);
             }
         }
@@ -194,10 +233,10 @@ impl StationSync for SyncService {
     ) -> Result<Response<AckStream>, Status> {
         let peer = peer_of(&request)?;
         self.ingest.check_peer(&peer).map_err(refusal_status)?;
-        let slot = StreamSlot::take(&self.streams, &peer.station)?;
+        let (slot, replaced) = StreamSlot::take(&self.streams, &peer.station);
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
-        tokio::spawn(pump(self.ingest.clone(), peer, inbound, tx, slot));
+        tokio::spawn(pump(self.ingest.clone(), peer, inbound, tx, slot, replaced));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -233,8 +272,11 @@ async fn pump(
     mut inbound: Streaming<PushMessage>,
     tx: mpsc::Sender<Result<Ack, Status>>,
     _slot: StreamSlot,
+    mut replaced: oneshot::Receiver<()>,
 ) {
     let station = peer.station.clone();
+    let idle_after = Duration::from_millis(PUSH_IDLE_TIMEOUT_MS);
+    let mut heard = tokio::time::Instant::now();
     ingest.connection(&station, true);
     let mut waiting: VecDeque<tokio::sync::oneshot::Receiver<Ack>> = VecDeque::new();
     let mut check = tokio::time::interval(Duration::from_millis(REFUSAL_CHECK_INTERVAL_MS));
@@ -247,6 +289,8 @@ async fn pump(
             biased;
             ack = async { waiting.front_mut().expect("guarded by the branch condition").await }, if !waiting.is_empty() => {
                 waiting.pop_front();
+                // The idle clock runs from the last thing either side said.
+                heard = tokio::time::Instant::now();
                 let Ok(ack) = ack else {
                     let _ = tx.send(Err(Status::unavailable("the center is shutting down"))).await;
                     break;
@@ -258,9 +302,13 @@ async fn pump(
             }
             message = inbound.message(), if reading && waiting.len() < MAX_IN_FLIGHT => match message {
                 Ok(Some(PushMessage { kind: Some(pb::push_message::Kind::Batch(batch)) })) => {
+                    heard = tokio::time::Instant::now();
                     waiting.push_back(ingest.submit_from(&peer, batch));
                 }
-                Ok(Some(PushMessage { kind: Some(pb::push_message::Kind::Heartbeat(hb)) })) => ingest.heartbeat(&station, &hb),
+                Ok(Some(PushMessage { kind: Some(pb::push_message::Kind::Heartbeat(hb)) })) => {
+                    heard = tokio::time::Instant::now();
+                    ingest.heartbeat(&station, &hb);
+                }
                 Ok(Some(PushMessage { kind: None })) => {
                     let _ = tx.send(Err(Status::invalid_argument("a push message with neither batch nor heartbeat"))).await;
                     break;
@@ -274,6 +322,14 @@ async fn pump(
                     reading = false;
                 }
             },
+            _ = &mut replaced => {
+                let _ = tx.send(Err(Status::aborted(format!("a newer push stream of station {station} replaced this one")))).await;
+                break;
+            }
+            _ = tokio::time::sleep_until(heard + idle_after), if reading && waiting.is_empty() => {
+                let _ = tx.send(Err(Status::deadline_exceeded(format!("nothing received for {} s on this push stream", PUSH_IDLE_TIMEOUT_MS / 1_000)))).await;
+                break;
+            }
             _ = check.tick() => {
                 if let Some(reason) = ingest.refused(&peer) {
                     let _ = tx.send(Err(Status::permission_denied(format!("station {station} is refused: {}", reason.as_str_name())))).await;

@@ -870,3 +870,88 @@ async fn health_and_reflection_answer_an_enrolled_client() {
     drop(health);
     center.stop().await;
 }
+
+/// TLS 1.3 only (SPEC §4): a client that offers nothing newer than TLS 1.2, with a
+/// valid station certificate, gets no session at all; the same certificate over
+/// TLS 1.3 does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_1_2_client_is_refused_even_with_a_station_certificate() {
+    use rustls::pki_types::ServerName;
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let center = Center::start().await;
+    let bundle = center.bundle(A);
+    let client_config = |versions: &[&'static rustls::SupportedProtocolVersion]| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(bundle.ca_cert_pem.as_bytes()).unwrap())
+            .unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from_pem_slice(bundle.station_cert_pem.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(bundle.station_key_pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    };
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let tcp = tokio::net::TcpStream::connect(center.addr).await.unwrap();
+    let old = within(
+        "TLS 1.2 handshake",
+        client_config(&[&rustls::version::TLS12]).connect(name.clone(), tcp),
+    )
+    .await;
+    assert!(old.is_err(), "a TLS 1.2 session was negotiated");
+    let tcp = tokio::net::TcpStream::connect(center.addr).await.unwrap();
+    let new = within(
+        "TLS 1.3 handshake",
+        client_config(&[&rustls::version::TLS13]).connect(name, tcp),
+    )
+    .await
+    .expect("TLS 1.3 with the station's certificate");
+    assert_eq!(
+        new.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    drop(new);
+    center.stop().await;
+}
+
+/// G7: a station's newest push stream replaces its oldest, so streams left behind
+/// by links that died silently never lock it out; the replaced stream is ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_push_stream_replaces_the_oldest_and_the_station_is_never_locked_out() {
+    let center = Center::start().await;
+    let mut a = center.chain(A);
+    let mut clients = Vec::new();
+    let mut pushes = Vec::new();
+    for _ in 0..2 {
+        let mut client = center.client(A).await;
+        hello(&mut client, &a, 0).await;
+        pushes.push(Push::open(&mut client).await.unwrap());
+        clients.push(client);
+    }
+    // A third, then a fourth: each admitted, each ending the oldest still open.
+    for round in 0..2 {
+        let mut client = center.client(A).await;
+        let mut push = Push::open(&mut client).await.expect("admitted");
+        let ended = pushes.remove(0).next().await;
+        let status = ended.expect_err("the oldest stream is ended");
+        assert_eq!(status.code(), Code::Aborted, "{status:?}");
+        assert!(status.message().contains("replaced"), "{status:?}");
+        let b = a.batch(&[ballot(1 + round, "D-01", &[F, O, O], &[])]);
+        assert_eq!(seen(&push.push(b).await), accepted(u64::from(round) + 1));
+        pushes.push(push);
+        clients.push(client);
+    }
+    drop((pushes, clients));
+    let out = center.stop().await;
+    assert_eq!(out.batches[A], vec![1, 2]);
+    assert!(out.alerts.is_empty(), "{:?}", out.alerts);
+}

@@ -6,7 +6,11 @@
 //! Both ends use rustls with the ring provider. The server requires a client
 //! certificate issued by the election CA; the client trusts only the election CA.
 
+use std::sync::Arc;
+
 use ed25519_dalek::VerifyingKey;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 use tonic::{Request, Status};
@@ -24,8 +28,103 @@ pub fn install_crypto_provider() {
     }
 }
 
+/// Why a TLS configuration cannot be built from the given PEM texts.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// A certificate or key does not parse.
+    #[error("{what}: {detail}")]
+    Pem {
+        /// Which PEM text.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client-certificate verifier could not be built.
+    #[error("client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+fn pem_certs(what: &'static str, pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsSetupError::Pem {
+            what,
+            detail: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsSetupError::Pem {
+            what,
+            detail: "no certificate in it".into(),
+        });
+    }
+    Ok(certs)
+}
+
+fn pem_key(what: &'static str, pem: &str) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsSetupError::Pem {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The center's TLS server configuration for its own acceptor: **TLS 1.3 only**, a
+/// client certificate of the election CA required, ALPN `h2`.
+pub fn server_rustls_config(
+    server_cert_pem: &str,
+    server_key_pem: &str,
+    ca_cert_pem: &str,
+) -> Result<rustls::ServerConfig, TlsSetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in pem_certs("CA certificate", ca_cert_pem)? {
+        roots.add(ca)?;
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            pem_certs("server certificate", server_cert_pem)?,
+            pem_key("server key", server_key_pem)?,
+        )?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// A station's TLS client configuration: **TLS 1.3 only**, the election CA as the
+/// only root, the station's certificate and key as client identity, ALPN `h2`.
+pub fn client_rustls_config(
+    ca_cert_pem: &str,
+    client_cert_pem: &str,
+    client_key_pem: &str,
+) -> Result<rustls::ClientConfig, TlsSetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in pem_certs("CA certificate", ca_cert_pem)? {
+        roots.add(ca)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            pem_certs("station certificate", client_cert_pem)?,
+            pem_key("station key", client_key_pem)?,
+        )?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
 /// The center's TLS configuration: its certificate and key, and the election CA
-/// as the only root for client certificates, which are required.
+/// as the only root for client certificates, which are required (tonic's own TLS,
+/// which also offers TLS 1.2: for tests of fake servers only; `center serve` uses
+/// [`server_rustls_config`]).
 pub fn server_tls_config(
     server_cert_pem: &str,
     server_key_pem: &str,

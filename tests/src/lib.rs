@@ -128,11 +128,28 @@ impl Center {
     /// Start `center serve` on a free loopback port (or the one it had before, so
     /// stations find it again after a restart) and wait until it listens.
     pub fn serve(&mut self) {
+        self.serve_with(None, &[]);
+    }
+
+    /// [`Center::serve`] with more `center serve` arguments (caps, say), and with
+    /// its descriptor limit (soft and hard) set to `descriptors` if given.
+    pub fn serve_with(&mut self, descriptors: Option<u64>, extra: &[&str]) {
         assert!(self.process.is_none(), "already serving");
         let addr = self.grpc.clone().unwrap_or_else(|| "127.0.0.1:0".into());
-        let mut child = self
-            .command()
+        let mut cmd = match descriptors {
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
+                    .arg(bin("center"))
+                    .arg("--data")
+                    .arg(&self.data);
+                sh
+            }
+            None => self.command(),
+        };
+        let mut child = cmd
             .args(["serve", "--grpc", &addr, "--http", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

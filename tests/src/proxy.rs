@@ -2,7 +2,10 @@
 //! center (stations are initialised with the proxy's address) and can be switched at
 //! runtime between passing traffic and a fault: dropping every connection, a black
 //! hole, a delay per chunk, or cutting a connection after a number of bytes (in the
-//! middle of a message). Counters tell a test that a fault really hit traffic.
+//! middle of a message), or a silent drop: the station side of every open
+//! connection vanishes while the center side stays open and hears nothing more (a
+//! link that died without a FIN), so only the center's keepalive can find it.
+//! Counters tell a test that a fault really hit traffic.
 //!
 //! The proxy sees only TLS bytes; it needs no keys. It runs on plain threads: one
 //! accepting, two per connection (one per direction).
@@ -67,6 +70,10 @@ pub struct Counters {
     pub bytes_down: u64,
     /// New connections closed because the center could not be reached.
     pub upstream_failed: u64,
+    /// Connections whose station side vanished silently ([`Proxy::silent_drop`]).
+    pub silenced: u64,
+    /// Of those, the ones the center closed by itself (its keepalive noticed).
+    pub silent_closed_by_center: u64,
 }
 
 /// One connection's sockets, kept so a drop can close them from outside.
@@ -90,6 +97,9 @@ struct State {
     open: HashMap<u64, Open>,
     /// Connections that lost bytes to the black hole: they never forward again.
     dead: std::collections::HashSet<u64>,
+    /// Connections dropped silently: the station side is gone, the center side stays
+    /// open, unread answers are discarded and nothing is sent to the center.
+    silent: std::collections::HashSet<u64>,
     next_id: u64,
     counters: Counters,
 }
@@ -148,6 +158,7 @@ impl Proxy {
                 cuts: VecDeque::new(),
                 open: HashMap::new(),
                 dead: Default::default(),
+                silent: Default::default(),
                 next_id: 0,
                 counters: Counters::default(),
             }),
@@ -187,6 +198,28 @@ impl Proxy {
             direction,
             after_bytes,
         });
+    }
+
+    /// Every open connection's station side vanishes now, as if its link died
+    /// silently: the station sees its connection closed and dials again (through
+    /// the proxy, which forwards new connections as before), while the center side
+    /// stays open and never hears another byte nor a FIN.
+    pub fn silent_drop(&self) {
+        let mut state = self.shared.lock();
+        let ids: Vec<u64> = state
+            .open
+            .iter()
+            .filter(|(_, o)| o.upstream.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if state.silent.insert(id) {
+                state.counters.silenced += 1;
+            }
+            if let Some(open) = state.open.get(&id) {
+                close(&open.client);
+            }
+        }
     }
 
     /// Cuts armed with [`Proxy::cut_next`] and not yet used.
@@ -360,6 +393,7 @@ fn forward(id: u64, client: TcpStream, cut: Option<Cut>, shared: &Arc<Shared>) {
     let mut state = shared.lock();
     state.open.remove(&id);
     state.dead.remove(&id);
+    state.silent.remove(&id);
 }
 
 /// Copies `from` to `to` chunk by chunk under the current fault; closes both
@@ -383,6 +417,11 @@ fn pump(
         };
         let fault = {
             let mut state = shared.lock();
+            if state.silent.contains(&id) {
+                // The station is gone: what the center says goes nowhere.
+                state.counters.swallowed_bytes += n as u64;
+                continue;
+            }
             if state.fault == Fault::BlackHole || state.dead.contains(&id) {
                 if state.dead.insert(id) {
                     state.counters.black_holed += 1;
@@ -424,6 +463,20 @@ fn pump(
             state.switch(fault);
         }
     }
+    let mut state = shared.lock();
+    if state.silent.contains(&id) {
+        match direction {
+            // The station side ended: the center side stays open, silent.
+            Direction::Up => {
+                drop(state);
+                close(from);
+                return;
+            }
+            // The center closed its side by itself.
+            Direction::Down => state.counters.silent_closed_by_center += 1,
+        }
+    }
+    drop(state);
     // Whatever ended this direction ends the connection.
     close(from);
     close(to);

@@ -555,3 +555,97 @@ fn every_station_running_while_the_center_is_killed_twice_ends_exact() {
     let decided = day.assert_exact(&refs);
     assert_eq!(decided, day.def.contests.len(), "every contest is decided");
 }
+
+/// G7: a station's link dies silently twice (its side vanishes, the center's stays
+/// open and hears nothing, not even a FIN). Each time the station dials again and
+/// its newest stream replaces the dead one, so it is never locked out; the center's
+/// keepalive finds and closes the dead connections by itself; every ballot counts
+/// once.
+#[test]
+fn a_link_that_dies_silently_twice_never_locks_the_station_out() {
+    let day = Day::new(38);
+    let id = day.busiest()[0].clone();
+    let proxy = Proxy::start(day.center.address());
+    let station = day.station(&id, &proxy.address());
+    let mut run = station.spawn(&["run", "--json"], &day.logs());
+    issue_all(&station, &day.drawn);
+    let parts = ballot_parts(&day.drawn, &id, 3);
+    for (i, part) in parts.iter().enumerate() {
+        import_part(&station, part, day.path(), &format!("part{i}"));
+        if i == parts.len() - 1 {
+            close_all(&station, &day.drawn);
+        }
+        let want_head = |s: &Station| head_of(s);
+        wait_for("the part to be acknowledged", SETTLE, || {
+            let status = station.status();
+            let head = want_head(&station);
+            (status["events"]["pending"] == 0 && head > 0 && center_head(&day.center, &id) == head)
+                .then_some(())
+        });
+        if i < 2 {
+            proxy.silent_drop();
+        }
+    }
+    let c = proxy.counters();
+    assert!(c.silenced >= 2, "{c:?}");
+    stop_run(&mut run, 3);
+    day.assert_exact(&[&station]);
+    // The center found the dead links by itself (HTTP/2 keepalive).
+    wait_for(
+        "the center to close the silent connections",
+        Duration::from_secs(60),
+        || (proxy.counters().silent_closed_by_center >= 2).then_some(()),
+    );
+}
+
+/// G7, SPEC §4: a center limited to 320 descriptors, and idle and half-open TCP
+/// connections beyond that (no certificate; no TLS, or half a ClientHello) while
+/// honest stations sync. The caps, sized from the descriptor limit, close the
+/// extra ones at once, the rest time out in their handshake, the descriptors are
+/// never used up, and every honest station gets in within its normal retry time
+/// and counts exactly.
+#[test]
+fn idle_and_half_open_connections_beyond_the_caps_do_not_keep_honest_stations_out() {
+    use std::io::Write as _;
+    let root = tempfile::tempdir().expect("tempdir");
+    let (file, def) = pollsync_tests::small_election(root.path(), 39);
+    let drawn = pollsync_sim::ballots::draw(&def, 39, &pollsync_sim::ballots::USUAL);
+    let mut center = Center::init(root.path(), &file);
+    center.serve_with(Some(320), &[]);
+    let addr = center.address().to_string();
+    // The attack: idle sockets, and sockets that sent the start of a TLS record and
+    // stopped, more than the center has descriptors, held open for the whole test.
+    let mut held = Vec::new();
+    for i in 0..400 {
+        let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
+            continue;
+        };
+        if i % 3 == 0 {
+            let _ = s.write_all(&[0x16, 0x03, 0x01, 0x02]);
+        }
+        held.push(s);
+    }
+    let ids: Vec<String> = def.stations.iter().take(4).map(|s| s.id.clone()).collect();
+    let stations: Vec<Station> = ids
+        .iter()
+        .map(|id| Station::init(root.path(), &center, id, &addr))
+        .collect();
+    for s in &stations {
+        pollsync_tests::record_day(s, &drawn, root.path());
+    }
+    let logs = root.path().join("logs");
+    let mut syncs: Vec<Spawned> = stations
+        .iter()
+        .map(|s| s.spawn(&["sync", "--timeout-s", "60"], &logs))
+        .collect();
+    for sync in &mut syncs {
+        let status = sync.wait(Duration::from_secs(90));
+        assert!(status.success(), "{}: {}", sync.what, sync.stderr());
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let tallies = center_tallies(&center);
+    let want = truth(&drawn_for(&drawn, &refs));
+    assert_eq!(tallies, want, "every honest station counted exactly");
+    assert_no_alerts(&center);
+    drop(held);
+}

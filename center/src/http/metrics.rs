@@ -73,6 +73,31 @@ pub fn text(ingest: &IngestHandle) -> String {
         "Batches refused, by reason.",
         &rejected,
     );
+    let l = &m.listen;
+    family(
+        &mut out,
+        "pollsync_connections_turned_away_total",
+        "counter",
+        "Connections to the gRPC port closed before any RPC, by why.",
+        &[
+            (
+                "{why=\"over_cap\"}".to_owned(),
+                load(&l.refused_over_cap) as f64,
+            ),
+            (
+                "{why=\"handshake_timeout\"}".to_owned(),
+                load(&l.handshake_timeouts) as f64,
+            ),
+            (
+                "{why=\"handshake_failed\"}".to_owned(),
+                load(&l.handshake_failures) as f64,
+            ),
+            (
+                "{why=\"accept_error\"}".to_owned(),
+                load(&l.accept_errors) as f64,
+            ),
+        ],
+    );
     family(
         &mut out,
         "pollsync_alerts_suppressed_total",

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub alerts_suppressed: AtomicU64,
     /// Rejected batches by reason.
     rejected: Mutex<BTreeMap<&'static str, u64>>,
+    /// What the gRPC port's front door turned away.
+    pub listen: crate::listen::ListenStats,
 }
 
 impl Metrics {
