@@ -171,6 +171,16 @@ enum Command {
     },
 }
 
+/// `println!` through [`emit`]: a closed pipe ends the command quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => { emit(&format!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `print!` through [`emit`].
+macro_rules! out {
+    ($($arg:tt)*) => { emit(&format!($($arg)*)) };
+}
+
 fn print_json(value: &serde_json::Value) {
     emit(&format!("{value:#}\n"));
 }
@@ -179,6 +189,7 @@ fn print_json(value: &serde_json::Value) {
 /// command quietly instead of with a panic.
 fn emit(text: &str) {
     use std::io::Write;
+    let text = pollsync_proto::limits::escape_output(text);
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -213,25 +224,25 @@ fn main() -> ExitCode {
                 if json {
                     print_json(&to_value(&report));
                 } else {
-                    println!(
+                    outln!(
                         "created {} for election {} ({} stations, {} contests)",
                         report.store.display(),
                         report.election,
                         report.stations,
                         report.contests
                     );
-                    println!("definition sha256 {}", report.definition_sha256);
-                    println!(
+                    outln!("definition sha256 {}", report.definition_sha256);
+                    outln!(
                         "server certificate names: {}",
                         report.server_names.join(", ")
                     );
-                    println!(
+                    outln!(
                         "advertised: {} (bundles point to {})",
                         report.advertise.join(", "),
                         report.advertise.first().map(String::as_str).unwrap_or("?")
                     );
                     if let Some(key) = &report.ca_key_file {
-                        println!(
+                        outln!(
                             "CA key written to {} (mode 0600), not into the store: `center enroll` needs --ca-dir; `center serve` does not",
                             key.display()
                         );
@@ -264,7 +275,7 @@ fn main() -> ExitCode {
                         print_json(&to_value(&report));
                     } else {
                         for e in &report.enrolled {
-                            println!(
+                            outln!(
                                 "{}: {}{}",
                                 e.station,
                                 e.bundle.display(),
@@ -278,7 +289,7 @@ fn main() -> ExitCode {
                                 }
                             );
                         }
-                        println!(
+                        outln!(
                             "{} bundle(s) written, mode 0600; stations will reach the center at {}",
                             report.enrolled.len(),
                             report.center_address
@@ -299,11 +310,12 @@ fn main() -> ExitCode {
                     print_json(&to_value(&report));
                 } else {
                     match report.retired_key_no {
-                        Some(k) => println!(
+                        Some(k) => outln!(
                             "station {} released from quarantine; its key {k}, which signed the fork, is retired: replace the device (center enroll {} --replace --out-dir DIR) to sync again",
-                            report.station, report.station
+                            report.station,
+                            report.station
                         ),
-                        None => println!(
+                        None => outln!(
                             "station {} released from quarantine; its current key did not sign the fork and stays accepted",
                             report.station
                         ),
@@ -322,12 +334,12 @@ fn main() -> ExitCode {
                 if json {
                     print_json(&to_value(&report));
                 } else if report.newly_revoked {
-                    println!(
+                    outln!(
                         "station {} revoked: it is refused from now on",
                         report.station
                     );
                 } else {
-                    println!("station {} was revoked already", report.station);
+                    outln!("station {} was revoked already", report.station);
                 }
                 ExitCode::SUCCESS
             }
@@ -393,9 +405,9 @@ fn main() -> ExitCode {
                         print_json(&v);
                     } else {
                         for d in &report.differences {
-                            println!("DIFFERENCE: {d}");
+                            outln!("DIFFERENCE: {d}");
                         }
-                        println!(
+                        outln!(
                             "audited {} batch(es) of {} station(s), {} ballot(s): {}",
                             report.batches,
                             report.stations,
@@ -432,7 +444,7 @@ fn main() -> ExitCode {
                 if json {
                     print_json(&import::to_json(&reports));
                 } else {
-                    print!("{}", import::to_text(&reports));
+                    out!("{}", import::to_text(&reports));
                 }
                 if reports.iter().all(import::FileReport::is_clean) {
                     ExitCode::SUCCESS
@@ -514,14 +526,14 @@ fn serve(
             token,
             stopped(stop_rx.clone()),
         ));
-        println!(
+        outln!(
             "gRPC listening on {}",
             grpc_listener
                 .local_addr()
                 .context("gRPC listening address")?
         );
-        println!("HTTP listening on {http_bound} (dashboard http://{http_bound}/)");
-        println!(
+        outln!("HTTP listening on {http_bound} (dashboard http://{http_bound}/)");
+        outln!(
             "election {}; stations reach this center at {}",
             meta.election_id,
             meta.center_address()
@@ -570,12 +582,12 @@ async fn stop_signal() {
 fn run_validate(election: PathBuf, json: bool) -> ExitCode {
     let verdict = validate::check_file(&election);
     if json {
-        println!("{:#}", verdict.to_json());
+        outln!("{:#}", verdict.to_json());
     } else {
         match &verdict {
             Verdict::Valid(summary) => {
-                println!("{}: valid", election.display());
-                print!("{}", summary.to_text());
+                outln!("{}: valid", election.display());
+                out!("{}", summary.to_text());
             }
             Verdict::Invalid(errors) => {
                 for e in errors {

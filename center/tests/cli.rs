@@ -275,8 +275,12 @@ fn a_rejected_import_exits_non_zero_and_its_alert_is_listed() {
     let out = center(&["import", &file.display().to_string(), "--data", &data]);
     let stdout = text(&out.stdout);
     failed(&out);
-    assert!(stdout.contains("1 rejected"), "{stdout}");
-    assert!(stdout.contains("BAD_SIGNATURE"), "{stdout}");
+    // Nothing signs the station id in a file: the batch is charged to nobody.
+    assert!(stdout.contains("1 charged to no station"), "{stdout}");
+    assert!(
+        stdout.contains("entry #0") && stdout.contains("not signed by that station's current key"),
+        "{stdout}"
+    );
 
     // A file that is not an export: named, non-zero.
     let junk = tmp.path().join("junk.psync");
@@ -289,18 +293,20 @@ fn a_rejected_import_exits_non_zero_and_its_alert_is_listed() {
         text(&out.stdout)
     );
 
+    // One alert per bad file, about the file, none about the station it names.
     let alerts = ok(&center(&["alerts", "--data", &data, "--json"]));
     let alerts: serde_json::Value = serde_json::from_str(&alerts).unwrap();
     let list = alerts.as_array().unwrap();
-    assert_eq!(list.len(), 1, "{alerts}");
-    assert_eq!(list[0]["station"], "S-0001");
-    assert_eq!(list[0]["kind"], "BAD_SIGNATURE");
-    assert_eq!(list[0]["sequence"], 1);
-    assert!(list[0]["detail"].as_str().unwrap().contains("signature"));
-    assert!(list[0]["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(list.len(), 2, "{alerts}");
+    for (alert, name) in list.iter().zip(["forged.psync", "junk.psync"]) {
+        assert_eq!(alert["station"], "", "{alert}");
+        assert_eq!(alert["kind"], "BAD_FILE", "{alert}");
+        assert!(alert["detail"].as_str().unwrap().contains(name), "{alert}");
+        assert!(alert["time"].as_str().unwrap().ends_with('Z'));
+    }
     let human = ok(&center(&["alerts", "--data", &data]));
     assert!(
-        human.contains("S-0001") && human.contains("BAD_SIGNATURE"),
+        human.contains("BAD_FILE") && !human.contains("S-0001"),
         "{human}"
     );
     assert!(

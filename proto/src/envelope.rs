@@ -407,6 +407,19 @@ pub fn decode_batch_bytes(batch_bytes: &[u8]) -> Result<pb::Batch, EnvelopeError
             max: MAX_BATCH_BYTES,
         });
     }
+    // Counted on the wire first: prost would build every entry before a check after.
+    crate::wire::check_batch_counts(batch_bytes).map_err(|e| match e {
+        crate::wire::WireError::TooMany {
+            what: "events of the batch",
+            count,
+            max,
+        } => EnvelopeError::TooManyEvents {
+            sequence: crate::wire::varint_field(batch_bytes, 3).unwrap_or(0),
+            count,
+            max,
+        },
+        other => EnvelopeError::Decode(other.to_string()),
+    })?;
     let batch = pb::Batch::decode(batch_bytes).map_err(|e| EnvelopeError::Decode(e.to_string()))?;
     if batch.sequence == 0 {
         return Err(EnvelopeError::ZeroSequence);

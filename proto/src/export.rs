@@ -7,14 +7,14 @@
 //! center imports them; [`check_export_chain`] checks that they form one
 //! contiguous piece of the station's chain.
 
-use std::io::Read as _;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use prost::Message as _;
 
 use crate::envelope::{self, ChainError, ChainHead};
 use crate::fsutil::write_atomic;
-use crate::limits::{HASH_BYTES, MAX_EXPORT_BYTES};
+use crate::limits::{HASH_BYTES, MAX_BATCH_BYTES, MAX_EXPORT_BYTES, MAX_ID_BYTES};
 use crate::pb;
 
 /// The first 8 bytes of every export file.
@@ -63,6 +63,28 @@ pub enum ExportFormatError {
     /// `election_id` or `station_id` is empty.
     #[error("the export names no {0}")]
     MissingId(&'static str),
+    /// One entry is longer than any batch can be.
+    #[error(
+        "entry #{entry} at byte {offset} is {len} bytes, more than the {max} bytes a batch with its signature can take; the rest of the file is not read"
+    )]
+    EntryTooLarge {
+        /// Its number in the file (0-based).
+        entry: u64,
+        /// Where it starts (bytes from the start of the file).
+        offset: u64,
+        /// Its declared length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The file stops inside an entry, or its framing is broken.
+    #[error("byte {offset}: {detail}; the rest of the file is not read")]
+    Framing {
+        /// Where (bytes from the start of the file).
+        offset: u64,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 /// Why an export file cannot be written or read; names the file.
@@ -205,6 +227,250 @@ pub fn read_export(path: &Path) -> Result<pb::StationExport, ExportError> {
         .read_to_end(&mut bytes)
         .map_err(io("cannot read the export file"))?;
     decode_export(&bytes).map_err(format)
+}
+
+/// Longest entry of an export file: a batch at its size limit, its signature and
+/// the framing around them.
+pub const MAX_EXPORT_ENTRY_BYTES: u64 = MAX_BATCH_BYTES as u64 + 1_024;
+
+/// Reads an export file as a stream, one entry at a time (SPEC §13): memory stays
+/// at one entry (at most [`MAX_EXPORT_ENTRY_BYTES`]) whatever the file holds. Each
+/// length is checked against its limit before anything is allocated for it.
+pub struct ExportReader {
+    path: PathBuf,
+    input: BufReader<std::io::Take<std::fs::File>>,
+    /// Bytes consumed from the start of the file.
+    offset: u64,
+    entries: u64,
+    format_version: Option<u32>,
+    election_id: Option<String>,
+    station_id: Option<String>,
+    done: bool,
+}
+
+impl ExportReader {
+    /// Opens `path`, checks its size and magic.
+    pub fn open(path: &Path) -> Result<ExportReader, ExportError> {
+        let io = |action: &'static str| {
+            move |source| ExportError::Io {
+                path: path.to_owned(),
+                action,
+                source,
+            }
+        };
+        let file = std::fs::File::open(path).map_err(io("cannot open the export file"))?;
+        let size = file
+            .metadata()
+            .map_err(io("cannot read the export file"))?
+            .len();
+        let mut reader = ExportReader {
+            path: path.to_owned(),
+            input: BufReader::with_capacity(64 * 1024, file.take(MAX_EXPORT_BYTES + 1)),
+            offset: 0,
+            entries: 0,
+            format_version: None,
+            election_id: None,
+            station_id: None,
+            done: false,
+        };
+        if size > MAX_EXPORT_BYTES {
+            return Err(reader.format(ExportFormatError::TooLarge {
+                size,
+                max: MAX_EXPORT_BYTES,
+            }));
+        }
+        let mut magic = [0u8; 8];
+        let got = reader.read_up_to(&mut magic)?;
+        if got < magic.len() {
+            return Err(reader.format(ExportFormatError::TooShort { len: got }));
+        }
+        if &magic != EXPORT_MAGIC {
+            return Err(reader.format(ExportFormatError::BadMagic {
+                found: hex::encode(magic),
+            }));
+        }
+        Ok(reader)
+    }
+
+    fn format(&self, source: ExportFormatError) -> ExportError {
+        ExportError::Format {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn framing(&self, detail: impl Into<String>) -> ExportError {
+        self.format(ExportFormatError::Framing {
+            offset: self.offset,
+            detail: detail.into(),
+        })
+    }
+
+    fn read_up_to(&mut self, buf: &mut [u8]) -> Result<usize, ExportError> {
+        let mut got = 0;
+        while got < buf.len() {
+            match self.input.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(ExportError::Io {
+                        path: self.path.clone(),
+                        action: "cannot read the export file",
+                        source,
+                    });
+                }
+            }
+        }
+        self.offset += got as u64;
+        Ok(got)
+    }
+
+    fn byte(&mut self) -> Result<Option<u8>, ExportError> {
+        let mut b = [0u8; 1];
+        Ok((self.read_up_to(&mut b)? == 1).then_some(b[0]))
+    }
+
+    /// A varint; `None` at a clean end of file (only where `eof_ok`).
+    fn varint(&mut self, eof_ok: bool) -> Result<Option<u64>, ExportError> {
+        let mut value = 0u64;
+        for (i, shift) in (0..64).step_by(7).enumerate() {
+            let Some(b) = self.byte()? else {
+                return if i == 0 && eof_ok {
+                    Ok(None)
+                } else {
+                    Err(self.framing("the file ends inside a field header"))
+                };
+            };
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(Some(value));
+            }
+        }
+        Err(self.framing("a varint is longer than 10 bytes"))
+    }
+
+    fn bytes(&mut self, len: u64, max: u64, what: &str) -> Result<Vec<u8>, ExportError> {
+        if len > max {
+            return Err(self.framing(format!("{what} is {len} bytes, more than {max}")));
+        }
+        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        if self.read_up_to(&mut buf)? < buf.len() {
+            return Err(self.framing(format!("the file ends inside {what}")));
+        }
+        Ok(buf)
+    }
+
+    fn skip(&mut self, len: u64) -> Result<(), ExportError> {
+        let copied = std::io::copy(&mut (&mut self.input).take(len), &mut std::io::sink())
+            .map_err(|source| ExportError::Io {
+                path: self.path.clone(),
+                action: "cannot read the export file",
+                source,
+            })?;
+        self.offset += copied;
+        if copied < len {
+            return Err(self.framing("the file ends inside a field"));
+        }
+        Ok(())
+    }
+
+    fn text(&mut self, len: u64, what: &'static str) -> Result<String, ExportError> {
+        let bytes = self.bytes(len, MAX_ID_BYTES as u64 * 4, what)?;
+        String::from_utf8(bytes).map_err(|_| self.framing(format!("{what} is not UTF-8")))
+    }
+
+    /// The next signed batch with its entry number (0-based), or `None` at the end
+    /// of the file, once the header fields were found sound.
+    pub fn next_batch(&mut self) -> Result<Option<(u64, pb::SignedBatch)>, ExportError> {
+        if self.done {
+            return Ok(None);
+        }
+        loop {
+            let start = self.offset;
+            let Some(key) = self.varint(true)? else {
+                self.done = true;
+                self.check_header()?;
+                return Ok(None);
+            };
+            match (key >> 3, key & 7) {
+                (1, 0) => {
+                    let v = self.varint(false)?.unwrap_or(0);
+                    self.format_version = Some(u32::try_from(v).unwrap_or(u32::MAX));
+                }
+                (2, 2) => {
+                    let len = self.varint(false)?.unwrap_or(0);
+                    self.election_id = Some(self.text(len, "election_id")?);
+                }
+                (3, 2) => {
+                    let len = self.varint(false)?.unwrap_or(0);
+                    self.station_id = Some(self.text(len, "station_id")?);
+                }
+                (4, 2) => {
+                    let len = self.varint(false)?.unwrap_or(0);
+                    let entry = self.entries;
+                    if len > MAX_EXPORT_ENTRY_BYTES {
+                        return Err(self.format(ExportFormatError::EntryTooLarge {
+                            entry,
+                            offset: start,
+                            len,
+                            max: MAX_EXPORT_ENTRY_BYTES,
+                        }));
+                    }
+                    let bytes = self.bytes(len, MAX_EXPORT_ENTRY_BYTES, "an entry")?;
+                    self.entries += 1;
+                    let signed = pb::SignedBatch::decode(bytes.as_slice()).map_err(|e| {
+                        self.framing(format!(
+                            "entry #{entry} does not decode as a SignedBatch: {e}"
+                        ))
+                    })?;
+                    return Ok(Some((entry, signed)));
+                }
+                // Unknown fields are skipped, within the entry limit.
+                (_, 0) => {
+                    self.varint(false)?;
+                }
+                (_, 1) => self.skip(8)?,
+                (_, 5) => self.skip(4)?,
+                (_, 2) => {
+                    let len = self.varint(false)?.unwrap_or(0);
+                    if len > MAX_EXPORT_ENTRY_BYTES {
+                        return Err(self.framing(format!("an unknown field of {len} bytes")));
+                    }
+                    self.skip(len)?;
+                }
+                (field, wire) => {
+                    return Err(
+                        self.framing(format!("field {field} has an unsupported wire type {wire}"))
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_header(&self) -> Result<(), ExportError> {
+        match self.format_version.unwrap_or(0) {
+            EXPORT_FORMAT_VERSION => {}
+            found => return Err(self.format(ExportFormatError::Version { found })),
+        }
+        if self.election_id.as_deref().unwrap_or("").is_empty() {
+            return Err(self.format(ExportFormatError::MissingId("election_id")));
+        }
+        if self.station_id.as_deref().unwrap_or("").is_empty() {
+            return Err(self.format(ExportFormatError::MissingId("station_id")));
+        }
+        Ok(())
+    }
+
+    /// The station id the file claims (nothing signs it), once read.
+    pub fn station_id(&self) -> Option<&str> {
+        self.station_id.as_deref()
+    }
+
+    /// Entries read so far.
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
 }
 
 /// Checks that the export's batches are one contiguous piece of its station's

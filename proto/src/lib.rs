@@ -10,6 +10,7 @@
 //! - [`export`]: the station export file carried by hand (USB).
 //! - [`tls`]: tonic mTLS configuration and peer identity helpers.
 //! - [`limits`]: the named protocol limits.
+//! - [`wire`]: repeated-field counts checked on raw protobuf bytes before decoding.
 //!
 //! docs/PROTOCOL.md describes every byte for third-party verifiers.
 
@@ -24,6 +25,7 @@ mod messages;
 pub mod shape;
 pub mod time;
 pub mod tls;
+pub mod wire;
 
 /// Generated protobuf messages and gRPC services of package `pollsync.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -74,9 +74,70 @@ pub fn truncate_chars(text: &str, max: usize) -> String {
     out
 }
 
+/// Text from outside (an id in a file, a write-in name, a reason) made safe to
+/// show anywhere (SPEC §13): control characters, bidirectional overrides and
+/// isolates, other invisible format characters and the backslash are written as
+/// escapes (`\u{1b}`, `\u{202e}`, `\\`), so a terminal, a page or a CSV reader
+/// shows what is there instead of obeying it; then cut to `max` characters.
+pub fn escape_text(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max.saturating_mul(4)));
+    for c in text.chars() {
+        if needs_escape(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    truncate_chars(&out, max)
+}
+
+/// The last safety net before text leaves a program (a terminal, an HTTP body): any
+/// control, bidirectional or invisible format character left in `text`, but line
+/// breaks and tabs, is written as a JSON-style `\uXXXX` escape, which keeps JSON
+/// valid (serde writes such characters only inside strings) and shows a person
+/// what is there. Text without such characters is returned as it is.
+pub fn escape_output(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| needs_escape(c) && !matches!(c, '\n' | '\t' | '\r');
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Control characters, bidirectional formatting and other invisible format
+/// characters.
+pub fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A JSON string literal as serde writes it (only `"` and `\` escaped here).
+    fn serde_json_like(s: &str) -> String {
+        format!("\"{s}\"\n")
+    }
 
     #[test]
     fn truncate_keeps_short_text_and_cuts_long_text_on_char_boundaries() {
@@ -86,5 +147,32 @@ mod tests {
         assert_eq!(truncate_chars("北辰区选举", 4).chars().count(), 4);
         assert_eq!(truncate_chars("", 0), "");
         assert_eq!(truncate_chars("a", 0), "");
+    }
+
+    #[test]
+    fn outside_text_is_shown_escaped_and_names_stay_readable() {
+        assert_eq!(escape_text("S-0001", 80), "S-0001");
+        assert_eq!(escape_text("张三", 80), "张三");
+        assert_eq!(
+            escape_text("\u{1b}[2J\u{1b}]0;x\u{7}", 80),
+            "\\u{1b}[2J\\u{1b}]0;x\\u{7}"
+        );
+        assert_eq!(escape_text("abc\u{202e}fed", 80), "abc\\u{202e}fed");
+        assert_eq!(escape_text("a\\b\nc\u{2066}", 80), "a\\\\b\\u{a}c\\u{2066}");
+        assert_eq!(
+            escape_text("\u{7f}\u{85}\u{200b}", 80),
+            "\\u{7f}\\u{85}\\u{200b}"
+        );
+        assert_eq!(escape_text(&"x".repeat(100), 10).chars().count(), 10);
+        // The output net keeps JSON valid and lines as they are.
+        let json = serde_json_like("a\u{202e}b\u{7f}");
+        assert_eq!(escape_output(&json), "\"a\\u202eb\\u007f\"\n");
+        assert!(matches!(
+            escape_output("plain 张三\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        // Whatever is escaped holds no control or bidi character any more.
+        let all: String = (0u32..0x3000).filter_map(char::from_u32).collect();
+        assert!(!escape_text(&all, usize::MAX).chars().any(needs_escape));
     }
 }

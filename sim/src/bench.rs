@@ -12,7 +12,9 @@
 //!   its own process; that process's peak memory;
 //! - P4 station import: ballots per second into a station's store, durable;
 //! - P5 catch-up: a station back with 10,000 unsent ballots; time from
-//!   reconnecting to everything acknowledged.
+//!   reconnecting to everything acknowledged;
+//! - P7 hostile memory: `center import` of a crafted 50 MB export, peak memory above
+//!   the same import of an honest export (`bench::hostile`).
 //!
 //! Each measurement works in its own folder under a temporary root and checks what
 //! it measured (every ballot counted, every acknowledgement an acceptance), so a
@@ -20,6 +22,7 @@
 
 mod center_process;
 mod connections;
+pub mod hostile;
 mod link;
 
 use std::collections::{HashMap, VecDeque};
@@ -43,7 +46,7 @@ use crate::generate::{self, BEICHEN, SMALL};
 pub use center_process::serve_child;
 
 /// Every measurement, in SPEC order.
-pub const ALL: [&str; 5] = ["P1", "P2", "P3", "P4", "P5"];
+pub const ALL: [&str; 6] = ["P1", "P2", "P3", "P4", "P5", "P7"];
 
 /// P2's recording rate, all stations together: about ten times the model day's
 /// average (780k ballots over 12 hours is 18 a second), a busy hour with margin.
@@ -193,6 +196,7 @@ pub async fn run(options: &BenchOptions, root: &Path) -> anyhow::Result<Vec<Figu
             "P3" => connections::p3_connections(&dir, options.seed, &say).await,
             "P4" => p4_import(&dir, options.seed).await,
             "P5" => p5_catch_up(&dir, options.seed, workers).await,
+            "P7" => hostile::p7_hostile_import(&dir, options.seed).await,
             _ => unreachable!("checked above"),
         }
         .with_context(|| format!("{id} failed"))?;
@@ -628,6 +632,36 @@ async fn one_station_with(
     let ballots: Vec<BallotChoices> = sc.ballots.iter().cycle().take(n).cloned().collect();
     let contest = sc.contest.clone();
     Ok((fleet, i, contest, ballots))
+}
+
+/// A small election's center store (no server) and one station's honest export of
+/// a thousand ballots: what P7 imports as its idle figure.
+async fn small_center_with_export(
+    dir: &Path,
+    seed: u64,
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    const BALLOTS: usize = 1_000;
+    let (fleet, i, contest, ballots) = one_station_with(dir, seed, 2, 0, BALLOTS).await?;
+    let station_dir = fleet.stations[i].dir.clone();
+    let lines = dir.join("honest.jsonl");
+    let mut text = String::new();
+    for b in &ballots {
+        text.push_str(&serde_json::to_string(b)?);
+        text.push('\n');
+    }
+    std::fs::write(&lines, text)?;
+    let export = dir.join("honest.psync");
+    let out = export.clone();
+    tokio::task::spawn_blocking(move || {
+        pollsync_station::commands::issue(&station_dir, &contest, BALLOTS as u64)?;
+        let mut store = pollsync_station::Store::open(&station_dir)?;
+        let prov = store.provisioned()?;
+        pollsync_station::import::import(&mut store, &prov, &lines)?;
+        pollsync_station::commands::export(&station_dir, &out)?;
+        anyhow::Ok(())
+    })
+    .await??;
+    Ok((fleet.center_dir.clone(), export))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -87,6 +87,14 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+    /// P7's process of `sim bench` (not for people): `center import` of FILE… into
+    /// the center store in DIR; prints the JSON report; exits 1 unless all is clean.
+    #[command(hide = true)]
+    BenchImport {
+        #[arg(long)]
+        data: PathBuf,
+        files: Vec<PathBuf>,
+    },
 }
 
 fn preset(name: &str) -> anyhow::Result<&'static generate::Preset> {
@@ -162,6 +170,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::BenchCenter { data } => {
             bench::serve_child(&data)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchImport { data, files } => {
+            Ok(if bench::hostile::import_child(&data, &files)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Demo {
             preset: name,

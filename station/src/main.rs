@@ -175,6 +175,31 @@ enum Command {
     },
 }
 
+/// Write to stdout; a reader that went away (`station tally | head`) ends the
+/// command quietly instead of with a panic.
+fn emit(text: &str) {
+    use std::io::Write;
+    let text = pollsync_proto::limits::escape_output(text);
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("station: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` through [`emit`].
+macro_rules! outln {
+    ($($arg:tt)*) => { emit(&format!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `print!` through [`emit`].
+macro_rules! out {
+    ($($arg:tt)*) => { emit(&format!($($arg)*)) };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -190,16 +215,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = cli.data.as_path();
     match cli.command {
         Command::Init { bundle, center } => {
-            print!("{}", commands::init(dir, &bundle, center.as_deref())?)
+            out!("{}", commands::init(dir, &bundle, center.as_deref())?)
         }
-        Command::Issue { contest, count } => print!("{}", commands::issue(dir, &contest, count)?),
+        Command::Issue { contest, count } => out!("{}", commands::issue(dir, &contest, count)?),
         Command::Record {
             contest,
             for_ids,
             against,
             write_in,
         } => {
-            println!(
+            outln!(
                 "{}",
                 commands::record(dir, &contest, &for_ids, &against, &write_in)?
             )
@@ -210,12 +235,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let imported = import::import(&mut store, &prov, &file)?;
             let total: u64 = imported.values().sum();
             if json.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"file": file.display().to_string(), "ballots": total, "contests": imported})
                 );
             } else {
-                println!(
+                outln!(
                     "{total} ballot(s) imported from {} ({})",
                     file.display(),
                     commands::per_contest_text(&imported)
@@ -223,7 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Cancel { ballot, reason } => {
-            print!("{}", commands::cancel(dir, &ballot, &reason)?)
+            out!("{}", commands::cancel(dir, &ballot, &reason)?)
         }
         Command::Close {
             contest,
@@ -235,7 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => SheetSource::FromRecords,
             };
             let (text, differences) = commands::close(dir, &contest, source)?;
-            print!("{text}");
+            out!("{text}");
             if !differences.is_empty() {
                 eprintln!(
                     "warning: the tally sheet differs from this device's records; the center will show a discrepancy:"
@@ -248,10 +273,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tally(json) => {
             let (station, tallies) = commands::tally(dir)?;
             if json.json {
-                println!("{:#}", commands::tally_json(&station, &tallies));
+                outln!("{:#}", commands::tally_json(&station, &tallies));
             } else {
                 let prov = Store::open(dir)?.provisioned()?;
-                print!(
+                out!(
                     "{}",
                     commands::tally_text(&prov.definition, &station, &tallies)
                 );
@@ -260,9 +285,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(json) => {
             let status = commands::status(dir)?;
             if json.json {
-                println!("{status:#}");
+                outln!("{status:#}");
             } else {
-                print!("{}", commands::status_text(&status));
+                out!("{}", commands::status_text(&status));
             }
         }
         Command::Seal(json) => {
@@ -272,14 +297,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .iter()
                     .map(|b| serde_json::json!({"sequence": b.sequence, "events": b.events, "ballots": b.ballots}))
                     .collect();
-                println!("{}", serde_json::json!({"sealed": batches}));
+                outln!("{}", serde_json::json!({"sealed": batches}));
             } else if made.is_empty() {
-                println!("nothing to seal");
+                outln!("nothing to seal");
             } else {
                 for b in made {
-                    println!(
+                    outln!(
                         "sealed batch {} ({} events, {} ballots)",
-                        b.sequence, b.events, b.ballots
+                        b.sequence,
+                        b.events,
+                        b.ballots
                     );
                 }
             }
@@ -294,21 +321,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = rt.block_on(sync::recover::recover(dir))?;
             let r = &report.recovered;
             if json.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else if r.history_batches + r.forward_batches == 0 {
-                println!(
+                outln!(
                     "nothing to recover: this device holds every batch up to the center's head ({})",
                     report.center_head
                 );
             } else {
                 if r.history_batches > 0 {
-                    println!(
+                    outln!(
                         "recovered {} earlier batch(es) of this station (from before this device replaced the old one)",
                         r.history_batches
                     );
                 }
                 if r.forward_batches > 0 {
-                    println!(
+                    outln!(
                         "recovered batches {} to {} from the center ({} ballot(s) in all recovered batches); sealing goes on after batch {}",
                         report.local_head_before + 1,
                         report.center_head,
@@ -316,15 +343,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         report.local_head_after
                     );
                 }
-                println!(
+                outln!(
                     "{} event(s) recorded here were already in the center's batches and were dropped; {} event(s) recorded here are kept and will be sealed next",
-                    r.pending_dropped, r.pending_kept
+                    r.pending_dropped,
+                    r.pending_kept
                 );
             }
         }
         Command::Export { out } => {
             let (count, bytes) = commands::export(dir, &out)?;
-            println!(
+            outln!(
                 "wrote {count} batch(es), {bytes} bytes of signed data, to {}",
                 out.display()
             );
@@ -366,9 +394,9 @@ fn run_agent(dir: &std::path::Path, seal_interval_ms: u64, json: bool) -> anyhow
         anyhow::Ok(sync::run(dir, options, stop_rx, stderr_log()).await?)
     })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        println!(
+        outln!(
             "stopped: the center holds {} of {} sealed batch(es); {} sent over {} connection(s)",
             summary.acknowledged_through,
             summary.local_head,
@@ -392,9 +420,9 @@ fn sync_now(dir: &std::path::Path, timeout_s: u64, json: bool) -> anyhow::Result
             if json {
                 let mut v = serde_json::to_value(&summary)?;
                 v["ok"] = serde_json::Value::Bool(true);
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!(
+                outln!(
                     "all {} sealed batch(es) are acknowledged by the center at {} ({} sent, {} already there; {} ms)",
                     summary.local_head,
                     summary.center,
@@ -407,7 +435,7 @@ fn sync_now(dir: &std::path::Path, timeout_s: u64, json: bool) -> anyhow::Result
         }
         Err(e) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"ok": false, "error": e.kind(), "message": e.to_string()})
                 );

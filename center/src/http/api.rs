@@ -60,8 +60,11 @@ async fn view(
     };
     match tokio::time::timeout(Duration::from_millis(VIEW_TIMEOUT_MS), work).await {
         Ok(Some(Ok(value))) => (
-            [(header::CACHE_CONTROL, "no-store")],
-            Json(value),
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::CONTENT_TYPE, "application/json"),
+            ],
+            pollsync_proto::limits::escape_output(&value.to_string()).into_owned(),
         )
             .into_response(),
         Ok(Some(Err(CenterError::UnknownContest { contest }))) => (

@@ -22,15 +22,19 @@ pub const KEEP_ALIVE_INTERVAL_MS: u64 = 15_000;
 pub(super) async fn stream(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let events = BroadcastStream::new(state.ingest.subscribe()).filter_map(|item| {
-        let event = match item {
-            Ok(e) => Event::default().event(name(&e)).json_data(&e).ok()?,
-            Err(BroadcastStreamRecvError::Lagged(missed)) => Event::default()
-                .event("lagged")
-                .data(format!("{{\"missed\":{missed}}}")),
-        };
-        Some(Some(Ok(event)))
-    });
+    let events =
+        BroadcastStream::new(state.ingest.subscribe()).filter_map(|item| {
+            let event =
+                match item {
+                    Ok(e) => Event::default().event(name(&e)).data(
+                        &*pollsync_proto::limits::escape_output(&serde_json::to_string(&e).ok()?),
+                    ),
+                    Err(BroadcastStreamRecvError::Lagged(missed)) => Event::default()
+                        .event("lagged")
+                        .data(format!("{{\"missed\":{missed}}}")),
+                };
+            Some(Some(Ok(event)))
+        });
     // End the stream when the center stops, or graceful shutdown would wait for
     // every watching browser to go away.
     let stop = WatchStream::new(state.stop.clone())

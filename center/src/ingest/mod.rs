@@ -568,6 +568,16 @@ impl IngestHandle {
         rx
     }
 
+    /// Records one `BAD_FILE` alert about an imported file, charged to no station
+    /// (its station field is empty).
+    pub fn file_alert(&self, detail: &str) {
+        if let Some(jobs) = lock(&self.shared.jobs).as_ref() {
+            let _ = jobs.send(writer::Job::FileAlert {
+                detail: detail.to_owned(),
+            });
+        }
+    }
+
     /// Records a heartbeat for the operators' view (written in batches).
     pub fn heartbeat(&self, peer_station: &str, hb: &pb::Heartbeat) {
         self.shared.touch(peer_station, |p| {

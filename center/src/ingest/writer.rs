@@ -41,6 +41,8 @@ pub(super) enum Job {
         kind: &'static str,
         detail: String,
     },
+    /// An alert about an imported file, charged to no station.
+    FileAlert { detail: String },
     /// Stop after everything queued before.
     Shutdown,
 }
@@ -362,6 +364,12 @@ impl Writer {
                             .alerts
                             .raise(&tx, &station, kind, 0, &detail, now)?;
                     }
+                    continue;
+                }
+                Job::FileAlert { detail } => {
+                    self.books
+                        .alerts
+                        .raise(&tx, "", "BAD_FILE", 0, &detail, now)?;
                     continue;
                 }
                 Job::Batch {
