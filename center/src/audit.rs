@@ -1,6 +1,9 @@
-//! `center audit`: trust nothing but the raw signed bytes. Every stored batch is
+//! `center audit`: trust nothing but the raw signed bytes and the election CA. Every
+//! enrolled key is checked against its certificate and the CA; every stored batch is
 //! re-verified (signature against the station's enrolled key, chain hash, links,
-//! sequence, election, station, definition), every station's tallies are counted
+//! sequence, election, station, definition) and every event re-checked under the
+//! content rules of ingest (`election::LogRules`: served contest, marks, write-ins,
+//! nothing after close, cancel rules, a ballot once), every station's tallies are counted
 //! again from those bytes with the election crate's own counting, and the result is
 //! compared with the live tallies the ingest kept, and every ballot id is checked
 //! to be in one batch only. Each fork's kept evidence is checked to prove the fork
@@ -9,13 +12,16 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ed25519_dalek::VerifyingKey;
-use pollsync_election::{Ballot, BallotId, ElectionDefinition, StationEvent, TallySheet};
+use pollsync_election::{Ballot, BallotId, ElectionDefinition, LogRules, StationEvent, TallySheet};
 use pollsync_proto::convert::event_from_pb;
 use pollsync_proto::envelope::decode_batch_bytes;
+use pollsync_proto::identity::{
+    cert_der_from_pem, station_id_from_cert_der, verify_issued_by, verifying_key_from_cert_der,
+};
 use pollsync_proto::{GENESIS_HASH, chain_hash, pb, verify_batch};
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{CenterError, Result};
 use crate::store::{Store, StoredBatch};
 
 /// What the audit found.
@@ -52,13 +58,19 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
     for b in store.batches(None)? {
         by_station.entry(b.station.clone()).or_default().push(b);
     }
+    let ca_der = cert_der_from_pem(&meta.ca_cert_pem).map_err(|e| CenterError::Corrupt {
+        detail: format!("the stored CA certificate: {e}"),
+    })?;
     for (station, batches) in &by_station {
         report.stations += 1;
-        let keys: HashMap<u32, [u8; 32]> = store
-            .keys_of(station)?
-            .into_iter()
-            .map(|k| (k.key_no, k.public_key))
-            .collect();
+        let keys = checked_keys(store, station, &ca_der, &mut report)?;
+        let station_def = def.station(station);
+        if station_def.is_none() {
+            report
+                .differences
+                .push(format!("station {station}: not a station of this election"));
+        }
+        let mut rules = LogRules::default();
         let mut ballots: HashMap<BallotId, Ballot> = HashMap::new();
         // Every ballot id of the station, with the first batch holding it.
         let mut first_seen: HashMap<Vec<u8>, u64> = HashMap::new();
@@ -131,7 +143,17 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
                     }
                 }
                 match event_from_pb(event) {
-                    Ok(e) => count(&def, station, e, &mut recount, &mut ballots, &mut report),
+                    Ok(e) => {
+                        // The content rules of ingest, again, from the raw bytes.
+                        if let Some(st) = station_def
+                            && let Err(broken) = rules.apply(&def, st, &e)
+                        {
+                            report
+                                .differences
+                                .push(format!("{at}: an event breaks the log's rules: {broken}"));
+                        }
+                        count(&def, station, e, &mut recount, &mut ballots, &mut report)
+                    }
                     Err(e) => report
                         .differences
                         .push(format!("{at}: an event does not read: {e}")),
@@ -183,6 +205,52 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
     }
     audit_fork_evidence(store, &by_station, &mut report)?;
     Ok(report)
+}
+
+/// The station's enrolled keys that check out: each certificate issued by the
+/// election CA, naming this station, with the public key the row claims. A key row
+/// that does not is named and left out, so nothing it "verifies" counts.
+fn checked_keys(
+    store: &Store,
+    station: &str,
+    ca_der: &[u8],
+    report: &mut AuditReport,
+) -> Result<HashMap<u32, [u8; 32]>> {
+    let mut keys = HashMap::new();
+    for k in store.keys_of(station)? {
+        let at = format!("station {station} key #{}", k.key_no);
+        if let Err(e) = verify_issued_by(&k.cert_der, ca_der) {
+            report.differences.push(format!(
+                "{at}: its certificate is not from the election CA: {e}"
+            ));
+            continue;
+        }
+        match station_id_from_cert_der(&k.cert_der) {
+            Ok(cn) if cn == station => {}
+            Ok(cn) => {
+                report.differences.push(format!(
+                    "{at}: its certificate names station {}",
+                    pollsync_proto::limits::escape_text(&cn, 80)
+                ));
+                continue;
+            }
+            Err(e) => {
+                report
+                    .differences
+                    .push(format!("{at}: its certificate does not read: {e}"));
+                continue;
+            }
+        }
+        match verifying_key_from_cert_der(&k.cert_der) {
+            Ok(key) if key.to_bytes() == k.public_key => {
+                keys.insert(k.key_no, k.public_key);
+            }
+            _ => report.differences.push(format!(
+                "{at}: the stored public key is not the one in its certificate"
+            )),
+        }
+    }
+    Ok(keys)
 }
 
 /// Each fork's evidence must prove a fork on its own: both batches verify under the

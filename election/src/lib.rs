@@ -7,6 +7,7 @@ pub mod ballot;
 pub mod definition;
 pub mod event;
 pub mod load;
+pub mod log;
 pub mod rules;
 pub mod summary;
 pub mod tally;
@@ -20,6 +21,7 @@ pub use ballot::{
 pub use definition::*;
 pub use event::{EventError, StationEvent};
 pub use load::{DefinitionError, DefinitionErrors, load};
+pub use log::{LogError, LogRules};
 pub use rules::{
     CandidateResult, ContestInput, ContestOutcome, ContestStatus, Rules, Runoff, StationProgress,
     StationReport, WriteInResult, rule_ids, rules_by_id,

@@ -72,3 +72,117 @@ fn audit_passes_on_an_honest_store_and_names_a_changed_tally_and_a_changed_batch
         "the changed batch is named: {differences}"
     );
 }
+
+/// Audit is an independent recount (issue 11): a key row forged in the store (a
+/// certificate the election CA never issued, every batch re-signed with it) and a
+/// batch that breaks a content rule of ingest, written straight into the store
+/// with the station's real key, are both named.
+#[test]
+fn audit_names_a_forged_key_row_and_a_batch_that_breaks_the_rules() {
+    use pollsync_proto::{ElectionCa, EnrollmentBundle, chain_hash, pb, seal_batch};
+    let root = tempfile::tempdir().expect("tempdir");
+    let (file, def) = small_election(root.path(), 12);
+    let drawn = ballots::draw(&def, 12, &USUAL);
+    let mut center = Center::init(root.path(), &file);
+    center.serve();
+    let ids: Vec<String> = def.stations.iter().take(2).map(|s| s.id.clone()).collect();
+    for id in &ids {
+        let station = Station::init(root.path(), &center, id, center.address());
+        record_day(&station, &drawn, root.path());
+        station.ok(&["sync", "--timeout-s", "60"]);
+    }
+    center.kill();
+    assert_eq!(center.json(&["audit", "--json"])["ok"], true);
+    let db = rusqlite::Connection::open(center.data.join("center.db")).expect("open store");
+
+    // 1. A forged key for the first station: a CA of the forger's own.
+    let (forged, honest) = (&ids[0], &ids[1]);
+    let fake_ca = ElectionCa::generate(&def.election.id).expect("fake CA");
+    let fake = fake_ca.issue_station(forged).expect("fake certificate");
+    let fake_key = pollsync_proto::signing_key_from_pem(&fake.key_pem).expect("key");
+    let fake_der = pollsync_proto::identity::cert_der_from_pem(&fake.cert_pem).expect("der");
+    db.execute(
+        "UPDATE station_keys SET cert_der = ?1, public_key = ?2 WHERE station = ?3",
+        rusqlite::params![
+            fake_der,
+            fake_key.verifying_key().to_bytes().to_vec(),
+            forged
+        ],
+    )
+    .expect("forge the key row");
+    let rows: Vec<(i64, Vec<u8>)> = {
+        let mut stmt = db
+            .prepare("SELECT sequence, batch FROM batches WHERE station = ?1")
+            .expect("select");
+        stmt.query_map([forged], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    for (sequence, batch) in rows {
+        let signed = pollsync_proto::sign_batch(&fake_key, batch);
+        db.execute(
+            "UPDATE batches SET signature = ?1 WHERE station = ?2 AND sequence = ?3",
+            rusqlite::params![signed.signature, forged, sequence],
+        )
+        .expect("re-sign");
+    }
+
+    // 2. The other station's next batch, signed with its real key and chained: a
+    // ballot for a contest it closed long ago.
+    let bundle = EnrollmentBundle::read(&center.bundle(honest)).expect("bundle");
+    let (head, hash): (i64, Vec<u8>) = db
+        .query_row(
+            "SELECT head_sequence, head_hash FROM stations WHERE station = ?1",
+            [honest],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("head");
+    let contest = def.station(honest).expect("station").contests[0].clone();
+    let candidates = def.contest(&contest).expect("contest").candidates.len();
+    let batch = pb::Batch {
+        election_id: def.election.id.clone(),
+        station_id: honest.clone(),
+        sequence: head as u64 + 1,
+        prev_hash: hash,
+        definition_sha256: bundle.definition_sha256().to_vec(),
+        events: vec![pb::Event {
+            kind: Some(pb::event::Kind::Ballot(pb::Ballot {
+                id: vec![7; 16],
+                contest: contest.clone(),
+                marks: vec![0; candidates],
+                write_in: vec![],
+            })),
+        }],
+    };
+    let signed = seal_batch(&bundle.signing_key().expect("key"), &batch);
+    db.execute(
+        "INSERT INTO batches (station, sequence, hash, batch, signature, key_no, events, ballots)
+         VALUES (?1, ?2, ?3, ?4, ?5, 1, 1, 1)",
+        rusqlite::params![
+            honest,
+            head + 1,
+            chain_hash(&signed.batch).to_vec(),
+            signed.batch,
+            signed.signature
+        ],
+    )
+    .expect("insert the rule-breaking batch");
+    drop(db);
+
+    let out = run(center.command().args(["audit", "--json"]));
+    assert_eq!(out.status.code(), Some(1), "audit must fail");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let differences = report["differences"].to_string();
+    assert!(
+        differences.contains(&format!("station {forged} key #1"))
+            && differences.contains("not from the election CA"),
+        "the forged key row is named: {differences}"
+    );
+    assert!(
+        differences.contains(&format!("station {honest} batch {}", head + 1))
+            && differences.contains("breaks the log's rules")
+            && differences.contains("closed"),
+        "the rule-breaking batch is named: {differences}"
+    );
+}
