@@ -127,6 +127,11 @@ enum Command {
         /// from the descriptor limit).
         #[arg(long, value_name = "N")]
         max_handshakes: Option<usize>,
+        /// A host name operators use to reach the dashboard (repeatable), beside
+        /// the advertised hosts, the bound address and loopback names; requests
+        /// naming any other Host are refused (DNS rebinding).
+        #[arg(long, value_name = "NAME")]
+        http_host: Vec<String>,
     },
     /// Stations by state (never seen, online, offline, lagging, closed, fully synced),
     /// contests by status with the stations not yet in, and the alert count.
@@ -351,6 +356,7 @@ fn main() -> ExitCode {
             http_token_file,
             max_connections,
             max_handshakes,
+            http_host,
         } => {
             let mut limits = pollsync_center::listen::Limits::from_process();
             if let Some(n) = max_connections {
@@ -359,7 +365,14 @@ fn main() -> ExitCode {
             if let Some(n) = max_handshakes {
                 limits.max_handshakes = n.max(1);
             }
-            match serve(&data, &grpc, &http, http_token_file.as_deref(), limits) {
+            match serve(
+                &data,
+                &grpc,
+                &http,
+                http_token_file.as_deref(),
+                limits,
+                &http_host,
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(format!("{e:#}")),
             }
@@ -491,6 +504,7 @@ fn serve(
     http: &str,
     http_token_file: Option<&std::path::Path>,
     limits: pollsync_center::listen::Limits,
+    http_hosts: &[String],
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let store = pollsync_center::store::Store::open(data)?;
@@ -519,11 +533,26 @@ fn serve(
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let http_server = tokio::spawn(pollsync_center::http::serve_http(
+        // Beyond loopback: HTTPS with the center's own certificate.
+        let https = (!http_bound.ip().is_loopback())
+            .then(|| (meta.server_cert_pem.clone(), meta.server_key_pem.clone()));
+        let scheme = if https.is_some() { "https" } else { "http" };
+        let mut hosts: Vec<String> = meta
+            .advertise
+            .iter()
+            .map(|a| pollsync_proto::identity::server_name_of(a))
+            .collect();
+        hosts.extend(http_hosts.iter().cloned());
+        let config = pollsync_center::http::HttpConfig {
+            token,
+            tls: https,
+            hosts,
+        };
+        let http_server = tokio::spawn(pollsync_center::http::serve_http_with(
             data.to_path_buf(),
             ingest.clone(),
             http_listener,
-            token,
+            config,
             stopped(stop_rx.clone()),
         ));
         outln!(
@@ -532,7 +561,7 @@ fn serve(
                 .local_addr()
                 .context("gRPC listening address")?
         );
-        outln!("HTTP listening on {http_bound} (dashboard http://{http_bound}/)");
+        outln!("HTTP listening on {http_bound} (dashboard {scheme}://{http_bound}/)");
         outln!(
             "election {}; stations reach this center at {}",
             meta.election_id,

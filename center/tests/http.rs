@@ -100,16 +100,13 @@ impl Served {
     }
 }
 
-/// A whole HTTP/1.1 exchange: status code and body.
-async fn get(addr: std::net::SocketAddr, path: &str, auth: Option<&str>) -> (u16, String) {
+/// A whole HTTP/1.1 exchange of `request` (its head and body as text): status
+/// code, head and body.
+async fn exchange(addr: std::net::SocketAddr, request: &str) -> (u16, String, String) {
     let mut tcp = within("connect", TcpStream::connect(addr))
         .await
         .expect("connect");
-    let auth = auth
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: center\r\n{auth}Connection: close\r\n\r\n");
-    tcp.write_all(req.as_bytes()).await.expect("write");
+    tcp.write_all(request.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
     within("response", tcp.read_to_end(&mut raw))
         .await
@@ -121,7 +118,22 @@ async fn get(addr: std::net::SocketAddr, path: &str, auth: Option<&str>) -> (u16
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("status code");
-    (code, body.to_owned())
+    (code, head.to_owned(), body.to_owned())
+}
+
+/// `GET path` with the Host of the bound address and `extra` header lines.
+async fn get_with(addr: std::net::SocketAddr, path: &str, extra: &str) -> (u16, String) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
+    let (code, _, body) = exchange(addr, &req).await;
+    (code, body)
+}
+
+/// A whole `GET` exchange, with a bearer token if given: status code and body.
+async fn get(addr: std::net::SocketAddr, path: &str, auth: Option<&str>) -> (u16, String) {
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    get_with(addr, path, &auth).await
 }
 
 async fn get_json(addr: std::net::SocketAddr, path: &str) -> Value {
@@ -139,7 +151,7 @@ struct Events {
 impl Events {
     async fn open(addr: std::net::SocketAddr) -> Events {
         let mut tcp = TcpStream::connect(addr).await.expect("connect");
-        tcp.write_all(b"GET /api/events HTTP/1.1\r\nHost: center\r\n\r\n")
+        tcp.write_all(format!("GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
             .await
             .expect("write");
         let mut events = Events {
@@ -302,7 +314,6 @@ async fn events_report_each_durable_decision_and_metrics_count_them() {
 async fn a_token_is_enforced_when_set_and_required_beyond_loopback() {
     let served = Served::start(Some(TOKEN)).await;
     for path in [
-        "/",
         "/api/status",
         "/api/results",
         "/api/alerts",
@@ -314,10 +325,61 @@ async fn a_token_is_enforced_when_set_and_required_beyond_loopback() {
         let (code, _) = get(served.addr, path, Some("operators-token-0123456780")).await;
         assert_eq!(code, 401, "{path} with a wrong token");
     }
+    // The page itself holds no data: it loads, then signs in.
+    let (code, page) = get(served.addr, "/", None).await;
+    assert_eq!(code, 200);
+    assert!(page.contains("/api/session"), "the page signs in");
     let (code, _) = get(served.addr, "/api/status", Some(TOKEN)).await;
     assert_eq!(code, 200);
+    // A token in a URL is never taken (it would end up in logs and history).
     let (code, _) = get(served.addr, &format!("/metrics?token={TOKEN}"), None).await;
-    assert_eq!(code, 200, "the query form serves EventSource");
+    assert_eq!(code, 401, "no token from the query string");
+    // Signing in: a wrong token gets nothing, the right one a strict cookie.
+    let login = |token: &str| {
+        let body = format!("{{\"token\":\"{token}\"}}");
+        format!(
+            "POST /api/session HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            served.addr,
+            body.len()
+        )
+    };
+    let (code, head, _) = exchange(served.addr, &login("operators-token-0123456780")).await;
+    assert_eq!(code, 401);
+    assert!(!head.to_ascii_lowercase().contains("set-cookie"), "{head}");
+    let (code, head, _) = exchange(served.addr, &login(TOKEN)).await;
+    assert_eq!(code, 204, "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .expect("a session cookie")
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains(TOKEN), "the cookie is not the token");
+    let session = cookie.split(';').next().expect("name=value");
+    for path in ["/api/status", "/metrics"] {
+        let (code, _) = get_with(served.addr, path, &format!("Cookie: {session}\r\n")).await;
+        assert_eq!(code, 200, "{path} with the session cookie");
+    }
+    let (code, _) = get_with(
+        served.addr,
+        "/api/status",
+        "Cookie: pollsync_session=00ff\r\n",
+    )
+    .await;
+    assert_eq!(code, 401, "an unknown session");
+    // Another Host (DNS rebinding): refused whatever the credentials.
+    let (code, _, body) = exchange(
+        served.addr,
+        &format!("GET /api/status HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(code, 421, "{body}");
     served.stop().await;
 
     // Bound beyond loopback with no token: refused before serving anything.
@@ -331,6 +393,133 @@ async fn a_token_is_enforced_when_set_and_required_beyond_loopback() {
         matches!(refused, Err(HttpError::TokenRequired { .. })),
         "{refused:?}"
     );
+    ingest.shutdown();
+    tokio::task::spawn_blocking(move || writer.join().expect("writer"))
+        .await
+        .expect("join");
+}
+
+/// At most `MAX_EVENT_STREAMS` event streams at once: one more is answered 503 and
+/// the open ones keep streaming; a slot comes back when a stream closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_are_capped() {
+    let served = Served::start(None).await;
+    let mut open = Vec::new();
+    for _ in 0..pollsync_center::http::MAX_EVENT_STREAMS {
+        open.push(Events::open(served.addr).await);
+    }
+    let (code, body) = get(served.addr, "/api/events", None).await;
+    assert_eq!(code, 503, "{body}");
+    drop(open.pop());
+    // The slot is back once the server sees the closed stream.
+    let start = std::time::Instant::now();
+    loop {
+        let mut tcp = TcpStream::connect(served.addr).await.expect("connect");
+        let req = format!("GET /api/events HTTP/1.1\r\nHost: {}\r\n\r\n", served.addr);
+        tcp.write_all(req.as_bytes()).await.expect("write");
+        let mut buf = [0u8; 64];
+        let n = within("status line", tcp.read(&mut buf))
+            .await
+            .expect("read");
+        if String::from_utf8_lossy(&buf[..n]).contains(" 200 ") {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "the slot never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(open);
+    served.stop().await;
+}
+
+/// Beyond loopback the operators' side is HTTPS only, with the center's own
+/// certificate; without a certificate it does not start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_loopback_it_is_served_over_https_with_the_centers_certificate() {
+    use pollsync_center::http::{HttpConfig, serve_http_with};
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    pollsync_proto::tls::install_crypto_provider();
+    let center = support::Center::new();
+    let meta = Store::open(&center.data)
+        .expect("store")
+        .meta()
+        .expect("meta");
+    let (ingest, writer) = ingest::start(&center.data).expect("ingest");
+    let plain = HttpConfig {
+        token: Some(Token::new(TOKEN).expect("token")),
+        ..HttpConfig::default()
+    };
+    let listener = TcpListener::bind("0.0.0.0:0").await.expect("bind");
+    let refused = serve_http_with(
+        center.data.clone(),
+        ingest.clone(),
+        listener,
+        plain,
+        async {},
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(HttpError::HttpsRequired { .. })),
+        "{refused:?}"
+    );
+
+    let listener = TcpListener::bind("0.0.0.0:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let config = HttpConfig {
+        token: Some(Token::new(TOKEN).expect("token")),
+        tls: Some((meta.server_cert_pem.clone(), meta.server_key_pem.clone())),
+        hosts: vec![],
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve_http_with(
+        center.data.clone(),
+        ingest.clone(),
+        listener,
+        config,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(meta.ca_cert_pem.as_bytes()).expect("CA"))
+        .expect("root");
+    let client = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut tls = within(
+        "TLS handshake",
+        connector.connect(ServerName::try_from("127.0.0.1").expect("name"), tcp),
+    )
+    .await
+    .expect("HTTPS with the center's certificate");
+    let req = format!(
+        "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    let _ = within("response", tls.read_to_end(&mut raw)).await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // Plain HTTP to the same port gets no answer.
+    let mut tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    tcp.write_all(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let _ = within("plain answer", tcp.read_to_end(&mut buf)).await;
+    assert!(!String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"));
+    let _ = stop.send(());
+    within("HTTPS shutdown", server)
+        .await
+        .expect("task")
+        .expect("served");
     ingest.shutdown();
     tokio::task::spawn_blocking(move || writer.join().expect("writer"))
         .await
