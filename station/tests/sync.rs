@@ -867,3 +867,58 @@ fn a_station_of_another_election_ca_never_gets_in_and_says_why() {
     );
     assert_eq!(center.with(|st| st.hellos), 0);
 }
+
+/// TLS 1.3 only, at the station's end too (SPEC §4): a server holding the real
+/// center certificate but offering nothing newer than TLS 1.2 never gets a session
+/// out of the station, which reports why and loses nothing.
+#[test]
+fn the_station_speaks_only_tls_1_3() {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    tls::install_crypto_provider();
+    let ca = ElectionCa::generate("test-2021").unwrap();
+    let server = ca.issue_server(&["127.0.0.1".to_owned()]).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).unwrap()],
+        PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let sessions = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = Arc::clone(&sessions);
+    runtime.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            if acceptor.accept(tcp).await.is_ok() {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let s = station(&ca, "S-0001", port);
+    record(&s, 1);
+    let out = s.run(&["sync", "--timeout-s", "2"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("could not reach the center"), "{stderr}");
+    assert_eq!(
+        sessions.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no TLS 1.2 session"
+    );
+    assert_eq!(s.status()["events"]["pending"], 1, "nothing lost");
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}

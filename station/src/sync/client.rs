@@ -26,17 +26,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pollsync_proto::limits::{HEARTBEAT_INTERVAL_MS, MAX_MESSAGE_BYTES};
 use pollsync_proto::pb::station_sync_client::StationSyncClient;
+use pollsync_proto::tls;
 use pollsync_proto::{ChainHead, pb};
-use pollsync_proto::{identity, tls};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::Sender;
 use super::backoff::{Backoff, os_random};
+use super::connect::CenterLink;
 use super::sender::{AckOutcome, Resume, SessionStart, Stop, Terminal};
 use crate::error::StationError;
 use crate::store::{Provisioned, Store};
@@ -607,7 +608,7 @@ enum Mode {
 /// Everything one command keeps across sessions.
 struct Agent {
     center: String,
-    endpoint: Endpoint,
+    link: CenterLink,
     prov: Arc<Provisioned>,
     reader: Shared,
     recorder: Recorder,
@@ -618,42 +619,6 @@ struct Agent {
     mode: Mode,
     counters: Counters,
     log: Log,
-}
-
-fn endpoint_for(center: &str) -> Result<Endpoint, SyncError> {
-    let bad = |e: tonic::transport::Error| SyncError::BadAddress {
-        address: center.to_string(),
-        reason: error_chain(&e),
-    };
-    Ok(Endpoint::from_shared(format!("https://{center}"))
-        .map_err(bad)?
-        .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_millis(KEEPALIVE_INTERVAL_MS))
-        .keep_alive_timeout(Duration::from_millis(KEEPALIVE_TIMEOUT_MS))
-        .keep_alive_while_idle(true)
-        .http2_adaptive_window(true))
-}
-
-/// The mTLS endpoint of this station's center. The server is checked against the
-/// host actually dialled (which `station init --center` may have changed from the
-/// bundle's).
-pub(crate) fn endpoint(prov: &Provisioned) -> Result<Endpoint, SyncError> {
-    tls::install_crypto_provider();
-    let center = &prov.center_address;
-    let b = &prov.bundle;
-    let tls_config = tls::client_tls_config(
-        &b.ca_cert_pem,
-        &b.station_cert_pem,
-        &b.station_key_pem,
-        &identity::server_name_of(center),
-    );
-    endpoint_for(center)?
-        .tls_config(tls_config)
-        .map_err(|e| SyncError::BadAddress {
-            address: center.clone(),
-            reason: error_chain(&e),
-        })
 }
 
 /// The Hello of this station at `head`.
@@ -679,7 +644,7 @@ impl Agent {
         let store = Store::open(dir)?;
         let prov = store.provisioned()?;
         let center = prov.center_address.clone();
-        let endpoint = endpoint(&prov)?;
+        let link = CenterLink::for_station(&prov)?;
         let head = store.head()?.sequence;
         let acknowledged = store.acknowledged_through()?;
         let recorder = Recorder::start(
@@ -689,7 +654,7 @@ impl Agent {
         );
         Ok(Agent {
             center,
-            endpoint,
+            link,
             prov: Arc::new(prov),
             reader: Arc::new(Mutex::new(store)),
             recorder,
@@ -715,7 +680,7 @@ impl Agent {
             Instant::now() + Duration::from_millis(CONNECT_TIMEOUT_MS),
             deadline,
         );
-        let channel = timeout_at(until, self.endpoint.connect())
+        let channel = timeout_at(until, self.link.connect())
             .await
             .map_err(|_| SessionError::Transport("timed out connecting".into()))?
             .map_err(|e| SessionError::Transport(error_chain(&e)))?;

@@ -6,12 +6,14 @@
 //!   stream, heartbeats, recording acknowledgements in the store, reconnecting with
 //!   backoff; and the two ways to use it, `station run` ([`client::run`]) and
 //!   `station sync` ([`client::sync`]).
+//! - [`connect`]: TCP, then TLS 1.3 only with the station's certificate, under gRPC.
 //! - [`recover`]: `station recover`, fetching back this station's batches that the
 //!   device lacks (a restored backup, a replacement device's history), each checked.
 //! - [`backoff`]: exponential backoff with jitter between reconnection attempts.
 
 pub mod backoff;
 pub mod client;
+pub mod connect;
 pub mod recover;
 pub mod sender;
 

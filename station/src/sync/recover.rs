@@ -27,7 +27,8 @@ use pollsync_proto::{EnrollmentBundle, identity};
 use tokio::time::timeout;
 use tokio_stream::StreamExt as _;
 
-use super::client::{CONNECT_TIMEOUT_MS, HELLO_TIMEOUT_MS, endpoint, hello_request};
+use super::client::{CONNECT_TIMEOUT_MS, HELLO_TIMEOUT_MS, hello_request};
+use super::connect::CenterLink;
 use crate::error::StationError;
 use crate::store::{Recovered, RecoveredBatch, Store};
 
@@ -213,7 +214,7 @@ pub async fn recover(dir: &Path) -> Result<RecoverReport, RecoverError> {
     let first_held = store.first_held()?;
     let channel = timeout(
         Duration::from_millis(CONNECT_TIMEOUT_MS),
-        endpoint(&prov)
+        CenterLink::for_station(&prov)
             .map_err(|e| unreachable(&center, e.to_string()))?
             .connect(),
     )
