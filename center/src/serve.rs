@@ -31,7 +31,7 @@ use pollsync_proto::pb::{
 };
 use pollsync_proto::tls;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -44,6 +44,23 @@ pub const MAX_CONNECTIONS_PER_STATION: usize = 2;
 /// A push stream silent this long (no batch, no heartbeat) while nothing is owed
 /// to it is ended: stations send a heartbeat every `HEARTBEAT_INTERVAL_MS`.
 pub const PUSH_IDLE_TIMEOUT_MS: u64 = 4 * pollsync_proto::limits::HEARTBEAT_INTERVAL_MS;
+/// Bytes of pushed batches that all streams together may have handed to the ingest
+/// and not yet seen acknowledged (G7, P7). A stream whose next batch does not fit
+/// waits (reading nothing more, so HTTP/2 flow control holds its sender back) while
+/// it goes on answering; so memory is this budget plus at most one message being
+/// read per stream.
+pub const MAX_PUSH_BYTES_IN_FLIGHT: usize = 128 * 1024 * 1024;
+/// The budget's unit.
+const BUDGET_UNIT_BYTES: usize = 1024;
+
+/// The budget a batch's bytes take (at least one unit; a batch can never need more
+/// than the whole budget).
+fn budget_units(batch: Option<&pb::SignedBatch>) -> u32 {
+    let bytes = batch.map_or(0, |b| b.batch.len() + b.signature.len());
+    let units = bytes.div_ceil(BUDGET_UNIT_BYTES).max(1);
+    u32::try_from(units.min(MAX_PUSH_BYTES_IN_FLIGHT / BUDGET_UNIT_BYTES)).unwrap_or(1)
+}
+
 /// HTTP/2 ping interval on every gRPC connection.
 pub const HTTP2_KEEPALIVE_INTERVAL_MS: u64 = 10_000;
 /// How long a ping may go unanswered before the connection is closed.
@@ -99,6 +116,7 @@ pub async fn serve_grpc_with(
     let service = StationSyncServer::new(SyncService {
         ingest,
         streams: Arc::default(),
+        budget: Arc::new(Semaphore::new(MAX_PUSH_BYTES_IN_FLIGHT / BUDGET_UNIT_BYTES)),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -128,6 +146,8 @@ struct SyncService {
     ingest: IngestHandle,
     /// Open push streams per station, oldest first.
     streams: Streams,
+    /// What is left of [`MAX_PUSH_BYTES_IN_FLIGHT`], in [`BUDGET_UNIT_BYTES`].
+    budget: Arc<Semaphore>,
 }
 
 /// Per station, its open push streams (oldest first): an id and the way to end it.
@@ -236,7 +256,15 @@ impl StationSync for SyncService {
         let (slot, replaced) = StreamSlot::take(&self.streams, &peer.station);
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
-        tokio::spawn(pump(self.ingest.clone(), peer, inbound, tx, slot, replaced));
+        tokio::spawn(pump(
+            self.ingest.clone(),
+            peer,
+            inbound,
+            tx,
+            slot,
+            replaced,
+            Arc::clone(&self.budget),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -273,12 +301,18 @@ async fn pump(
     tx: mpsc::Sender<Result<Ack, Status>>,
     _slot: StreamSlot,
     mut replaced: oneshot::Receiver<()>,
+    budget: Arc<Semaphore>,
 ) {
     let station = peer.station.clone();
+    // A batch read but not yet handed on: it waits for its bytes' share of the
+    // budget (while this stream goes on answering what it handed on before), and
+    // nothing more is read meanwhile. An idle stream holds no budget.
+    let mut unhanded: Option<pb::SignedBatch> = None;
     let idle_after = Duration::from_millis(PUSH_IDLE_TIMEOUT_MS);
     let mut heard = tokio::time::Instant::now();
     ingest.connection(&station, true);
-    let mut waiting: VecDeque<tokio::sync::oneshot::Receiver<Ack>> = VecDeque::new();
+    // Each batch's acknowledgement to come, with the budget its bytes hold.
+    let mut waiting: VecDeque<(oneshot::Receiver<Ack>, OwnedSemaphorePermit)> = VecDeque::new();
     let mut check = tokio::time::interval(Duration::from_millis(REFUSAL_CHECK_INTERVAL_MS));
     let mut reading = true;
     // Why the station's side ended, when it was an error (e.g. an oversized message):
@@ -287,7 +321,7 @@ async fn pump(
     loop {
         tokio::select! {
             biased;
-            ack = async { waiting.front_mut().expect("guarded by the branch condition").await }, if !waiting.is_empty() => {
+            ack = async { (&mut waiting.front_mut().expect("guarded by the branch condition").0).await }, if !waiting.is_empty() => {
                 waiting.pop_front();
                 // The idle clock runs from the last thing either side said.
                 heard = tokio::time::Instant::now();
@@ -300,10 +334,14 @@ async fn pump(
                     break;
                 }
             }
-            message = inbound.message(), if reading && waiting.len() < MAX_IN_FLIGHT => match message {
+            permit = Arc::clone(&budget).acquire_many_owned(budget_units(unhanded.as_ref())), if unhanded.is_some() => {
+                let (Ok(held), Some(batch)) = (permit, unhanded.take()) else { break };
+                waiting.push_back((ingest.submit_from(&peer, batch), held));
+            }
+            message = inbound.message(), if reading && unhanded.is_none() && waiting.len() < MAX_IN_FLIGHT => match message {
                 Ok(Some(PushMessage { kind: Some(pb::push_message::Kind::Batch(batch)) })) => {
                     heard = tokio::time::Instant::now();
-                    waiting.push_back(ingest.submit_from(&peer, batch));
+                    unhanded = Some(batch);
                 }
                 Ok(Some(PushMessage { kind: Some(pb::push_message::Kind::Heartbeat(hb)) })) => {
                     heard = tokio::time::Instant::now();
@@ -326,7 +364,7 @@ async fn pump(
                 let _ = tx.send(Err(Status::aborted(format!("a newer push stream of station {station} replaced this one")))).await;
                 break;
             }
-            _ = tokio::time::sleep_until(heard + idle_after), if reading && waiting.is_empty() => {
+            _ = tokio::time::sleep_until(heard + idle_after), if reading && waiting.is_empty() && unhanded.is_none() => {
                 let _ = tx.send(Err(Status::deadline_exceeded(format!("nothing received for {} s on this push stream", PUSH_IDLE_TIMEOUT_MS / 1_000)))).await;
                 break;
             }
@@ -337,7 +375,7 @@ async fn pump(
                 }
             }
         }
-        if !reading && waiting.is_empty() {
+        if !reading && waiting.is_empty() && unhanded.is_none() {
             if let Some(status) = failure.take() {
                 let _ = tx.send(Err(status)).await;
             }

@@ -6,7 +6,7 @@
 //! that came from outside.
 
 /// Largest encoded gRPC message (PushMessage, HelloRequest, ...) either end decodes.
-pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+pub const MAX_MESSAGE_BYTES: usize = MAX_BATCH_BYTES + 4 * 1024;
 
 /// Largest encoded `Batch` (the bytes inside `SignedBatch.batch`).
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;

@@ -196,7 +196,19 @@ pub async fn run(options: &BenchOptions, root: &Path) -> anyhow::Result<Vec<Figu
             "P3" => connections::p3_connections(&dir, options.seed, &say).await,
             "P4" => p4_import(&dir, options.seed).await,
             "P5" => p5_catch_up(&dir, options.seed, workers).await,
-            "P7" => hostile::p7_hostile_import(&dir, options.seed).await,
+            "P7" => {
+                let serve = hostile::p7_hostile_pushes(&dir.join("serve"), options.seed)
+                    .await
+                    .context("P7 (serve) failed")?;
+                say(&format!(
+                    "P7: {} {} ({})",
+                    round(serve.measured),
+                    serve.unit,
+                    serve.note
+                ));
+                figures.push(serve);
+                hostile::p7_hostile_import(&dir.join("import"), options.seed).await
+            }
             _ => unreachable!("checked above"),
         }
         .with_context(|| format!("{id} failed"))?;

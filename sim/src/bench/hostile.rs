@@ -5,6 +5,10 @@
 //!
 //! The crafted file is the one an outsider used: [`HOSTILE_EXPORT_BYTES`] of empty
 //! entries (two bytes each), which once cost about 290 bytes of memory per entry.
+//!
+//! The second figure is `center serve` (a process of its own) flooded by enrolled
+//! stations pushing batches of nearly a megabyte of garbage as fast as their windows
+//! allow, on two streams each: its peak memory above its idle figure.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,6 +21,19 @@ use super::{Better, Figure, Target};
 
 /// Size of the crafted export.
 pub const HOSTILE_EXPORT_BYTES: u64 = 50 * 1024 * 1024;
+
+/// Stations flooding the center in P7's second figure, two streams each.
+pub const FLOOD_STATIONS: usize = 16;
+/// Garbage batches each stream pushes.
+pub const FLOOD_BATCHES_PER_STREAM: usize = 40;
+
+pub(crate) const P7_SERVE: Target = Target {
+    id: "P7",
+    what: "center serve flooded with 1 MiB garbage, peak above idle",
+    unit: "MiB",
+    target: 256.0,
+    better: Better::Lower,
+};
 
 pub(crate) const P7: Target = Target {
     id: "P7",
@@ -149,6 +166,91 @@ pub async fn p7_hostile_import(dir: &Path, seed: u64) -> anyhow::Result<Figure> 
         format!(
             "{entries} empty entries refused in {:.1} s; peak {hostile_mib:.0} MiB against {idle_mib:.0} MiB for an honest station's export",
             took.as_secs_f64()
+        ),
+    ))
+}
+
+/// P7, second figure: the serving center's peak memory under a flood of garbage
+/// batches from enrolled stations, above its idle figure.
+pub async fn p7_hostile_pushes(dir: &Path, seed: u64) -> anyhow::Result<Figure> {
+    use pollsync_center::commands::{enroll, init};
+    use pollsync_proto::{ChainHead, EnrollmentBundle, pb};
+    std::fs::create_dir_all(dir)?;
+    let def = crate::generate::generate(&crate::generate::SMALL, seed)?;
+    let election_file = dir.join("election.toml");
+    std::fs::write(&election_file, def.to_toml_string())?;
+    let data = dir.join("center-data");
+    let bundles = dir.join("bundles");
+    let chosen: Vec<String> = def
+        .stations
+        .iter()
+        .take(FLOOD_STATIONS)
+        .map(|s| s.id.clone())
+        .collect();
+    {
+        let (data, election_file, bundles, chosen) = (
+            data.clone(),
+            election_file.clone(),
+            bundles.clone(),
+            chosen.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            init::init(&data, &election_file, &[], None)?;
+            enroll::enroll(
+                &data,
+                &enroll::EnrollRequest {
+                    stations: chosen,
+                    out_dir: bundles,
+                    ..Default::default()
+                },
+            )?;
+            anyhow::Ok(())
+        })
+        .await??;
+    }
+    let center = super::center_process::CenterProcess::start(&data)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (idle, _) = center.memory_mib()?;
+    // Nearly a megabyte that decodes as nothing.
+    let garbage = pb::SignedBatch {
+        batch: vec![0xff; pollsync_proto::limits::MAX_BATCH_BYTES - 64],
+        signature: vec![0; 64],
+    };
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in &chosen {
+        let bundle = EnrollmentBundle::read(&enroll::bundle_path(&bundles, id))?;
+        for _ in 0..2 {
+            let (address, bundle, garbage) =
+                (center.address.clone(), bundle.clone(), garbage.clone());
+            tasks.spawn(async move {
+                let mut link =
+                    super::link::Link::open(&address, &bundle, ChainHead::default()).await?;
+                link.flood(&garbage, FLOOD_BATCHES_PER_STREAM).await
+            });
+        }
+    }
+    let mut peak = 0f64;
+    let mut answered = 0usize;
+    while !tasks.is_empty() {
+        let (_, hwm) = center.memory_mib()?;
+        peak = peak.max(hwm);
+        while let Some(done) = tasks.try_join_next() {
+            answered += done??;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, hwm) = center.memory_mib()?;
+    peak = peak.max(hwm);
+    center.stop()?;
+    let pushed_mib = (chosen.len() * 2 * FLOOD_BATCHES_PER_STREAM) as f64;
+    Ok(P7_SERVE.figure(
+        peak - idle,
+        None,
+        format!(
+            "{} stations x 2 streams x {FLOOD_BATCHES_PER_STREAM} garbage batches of 1 MiB ({pushed_mib:.0} MiB pushed, {answered} answered) in {:.1} s; peak {peak:.0} MiB against {idle:.0} MiB idle",
+            chosen.len(),
+            started.elapsed().as_secs_f64()
         ),
     ))
 }

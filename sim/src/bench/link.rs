@@ -72,6 +72,29 @@ impl Link {
         })
     }
 
+    /// Send `count` copies of `batch` as fast as the window allows, reading the
+    /// answers, whatever they are (a hostile station's flood). Returns how many
+    /// were answered.
+    pub async fn flood(&mut self, batch: &pb::SignedBatch, count: usize) -> anyhow::Result<usize> {
+        let (mut sent, mut answered) = (0usize, 0usize);
+        while answered < count {
+            while sent < count && sent - answered < self.window {
+                self.tx
+                    .send(pb::PushMessage {
+                        kind: Some(push_message::Kind::Batch(batch.clone())),
+                    })
+                    .await
+                    .map_err(|_| anyhow::anyhow!("{}: the stream closed", self.station))?;
+                sent += 1;
+            }
+            match self.acks.message().await {
+                Ok(Some(_)) => answered += 1,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(answered)
+    }
+
     /// Send every batch, at most the window unanswered at once; each must be
     /// ACCEPTED, in order.
     pub async fn push_all(&mut self, batches: Vec<pb::SignedBatch>) -> anyhow::Result<()> {
