@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use pollsync_center::commands::{alerts, enroll, import, init, revoke};
 use pollsync_center::store::DEFAULT_DATA_DIR;
 use pollsync_center::validate::{self, Verdict};
+use pollsync_proto::output::emit;
+use pollsync_proto::{out, outln};
 
 #[derive(Parser)]
 #[command(
@@ -176,33 +178,8 @@ enum Command {
     },
 }
 
-/// `println!` through [`emit`]: a closed pipe ends the command quietly.
-macro_rules! outln {
-    ($($arg:tt)*) => { emit(&format!("{}\n", format_args!($($arg)*))) };
-}
-
-/// `print!` through [`emit`].
-macro_rules! out {
-    ($($arg:tt)*) => { emit(&format!($($arg)*)) };
-}
-
 fn print_json(value: &serde_json::Value) {
     emit(&format!("{value:#}\n"));
-}
-
-/// Write to stdout; a reader that went away (`center results | head`) ends the
-/// command quietly instead of with a panic.
-fn emit(text: &str) {
-    use std::io::Write;
-    let text = pollsync_proto::limits::escape_output(text);
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("center: cannot write the output: {e}");
-        std::process::exit(1);
-    }
 }
 
 fn to_value<T: serde::Serialize>(value: &T) -> serde_json::Value {

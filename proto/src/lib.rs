@@ -22,6 +22,7 @@ mod fsutil;
 pub mod identity;
 pub mod limits;
 mod messages;
+pub mod output;
 pub mod shape;
 pub mod time;
 pub mod tls;

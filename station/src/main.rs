@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use pollsync_proto::{out, outln};
 use pollsync_station::commands::{self, SheetSource};
 use pollsync_station::import;
 use pollsync_station::store::Store;
@@ -173,31 +174,6 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-}
-
-/// Write to stdout; a reader that went away (`station tally | head`) ends the
-/// command quietly instead of with a panic.
-fn emit(text: &str) {
-    use std::io::Write;
-    let text = pollsync_proto::limits::escape_output(text);
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("station: cannot write the output: {e}");
-        std::process::exit(1);
-    }
-}
-
-/// `println!` through [`emit`].
-macro_rules! outln {
-    ($($arg:tt)*) => { emit(&format!("{}\n", format_args!($($arg)*))) };
-}
-
-/// `print!` through [`emit`].
-macro_rules! out {
-    ($($arg:tt)*) => { emit(&format!($($arg)*)) };
 }
 
 fn main() -> ExitCode {

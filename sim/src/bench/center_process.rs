@@ -26,6 +26,37 @@ pub fn serve_child(data: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A center store in `dir/center-data` for `def` (written to `dir/election.toml`),
+/// with `stations` enrolled and their bundles in `dir/bundles`. Returns both
+/// folders.
+pub async fn init_enrolled(
+    dir: &Path,
+    def: &pollsync_election::ElectionDefinition,
+    stations: Vec<String>,
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    use pollsync_center::commands::{enroll, init};
+    std::fs::create_dir_all(dir)?;
+    let election_file = dir.join("election.toml");
+    std::fs::write(&election_file, def.to_toml_string())?;
+    let data = dir.join("center-data");
+    let bundles = dir.join("bundles");
+    let (d, b) = (data.clone(), bundles.clone());
+    tokio::task::spawn_blocking(move || {
+        init::init(&d, &election_file, &[], None)?;
+        enroll::enroll(
+            &d,
+            &enroll::EnrollRequest {
+                stations,
+                out_dir: b,
+                ..Default::default()
+            },
+        )?;
+        anyhow::Ok(())
+    })
+    .await??;
+    Ok((data, bundles))
+}
+
 /// The center's process; killed if the measurement fails half-way.
 pub struct CenterProcess {
     child: Child,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use pollsync_center::commands::{enroll, init};
+use pollsync_center::commands::enroll;
 use pollsync_election::{BallotChoices, ElectionDefinition, StationEvent};
 use pollsync_proto::pb;
 use pollsync_proto::{ChainHead, EnrollmentBundle, GENESIS_HASH, chain_hash, seal_batch};
@@ -151,11 +151,6 @@ pub async fn p3_connections(dir: &Path, seed: u64, say: &dyn Fn(&str)) -> anyhow
         "the election has only {} stations",
         def.stations.len()
     );
-    std::fs::create_dir_all(dir)?;
-    let election_file = dir.join("election.toml");
-    std::fs::write(&election_file, def.to_toml_string())?;
-    let data = dir.join("center-data");
-    let bundles = dir.join("bundles");
     let chosen: Vec<String> = def
         .stations
         .iter()
@@ -166,27 +161,7 @@ pub async fn p3_connections(dir: &Path, seed: u64, say: &dyn Fn(&str)) -> anyhow
         "P3: enrolling {P3_STATIONS} of the {} stations",
         def.stations.len()
     ));
-    {
-        let (data, election_file, bundles, chosen) = (
-            data.clone(),
-            election_file.clone(),
-            bundles.clone(),
-            chosen.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            init::init(&data, &election_file, &[], None)?;
-            enroll::enroll(
-                &data,
-                &enroll::EnrollRequest {
-                    stations: chosen,
-                    out_dir: bundles,
-                    ..Default::default()
-                },
-            )?;
-            anyhow::Ok(())
-        })
-        .await??;
-    }
+    let (data, bundles) = super::center_process::init_enrolled(dir, &def, chosen.clone()).await?;
     let center = CenterProcess::start(&data)?;
     let address = center.address.clone();
     let (go_tx, go) = watch::channel(false);

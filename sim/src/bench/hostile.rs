@@ -173,41 +173,16 @@ pub async fn p7_hostile_import(dir: &Path, seed: u64) -> anyhow::Result<Figure> 
 /// P7, second figure: the serving center's peak memory under a flood of garbage
 /// batches from enrolled stations, above its idle figure.
 pub async fn p7_hostile_pushes(dir: &Path, seed: u64) -> anyhow::Result<Figure> {
-    use pollsync_center::commands::{enroll, init};
+    use pollsync_center::commands::enroll;
     use pollsync_proto::{ChainHead, EnrollmentBundle, pb};
-    std::fs::create_dir_all(dir)?;
     let def = crate::generate::generate(&crate::generate::SMALL, seed)?;
-    let election_file = dir.join("election.toml");
-    std::fs::write(&election_file, def.to_toml_string())?;
-    let data = dir.join("center-data");
-    let bundles = dir.join("bundles");
     let chosen: Vec<String> = def
         .stations
         .iter()
         .take(FLOOD_STATIONS)
         .map(|s| s.id.clone())
         .collect();
-    {
-        let (data, election_file, bundles, chosen) = (
-            data.clone(),
-            election_file.clone(),
-            bundles.clone(),
-            chosen.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            init::init(&data, &election_file, &[], None)?;
-            enroll::enroll(
-                &data,
-                &enroll::EnrollRequest {
-                    stations: chosen,
-                    out_dir: bundles,
-                    ..Default::default()
-                },
-            )?;
-            anyhow::Ok(())
-        })
-        .await??;
-    }
+    let (data, bundles) = super::center_process::init_enrolled(dir, &def, chosen.clone()).await?;
     let center = super::center_process::CenterProcess::start(&data)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle, _) = center.memory_mib()?;
