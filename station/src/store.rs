@@ -8,8 +8,9 @@
 //! after its transaction is durable (G1).
 //!
 //! Secret ballot (G6): nothing here holds a time or a voter. Ballots wait in log order
-//! only until they are sealed; sealing shuffles them and deletes the ordered rows, with
-//! `secure_delete` on so the freed pages do not keep them.
+//! only until they are sealed; sealing shuffles them, deletes the ordered rows (with
+//! `secure_delete` on, so the freed space is zeroed) and then checkpoints and
+//! truncates the WAL, whose frames were appended in recording order.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{DirBuilder, OpenOptions};
@@ -406,7 +407,21 @@ impl Store {
                 ballots: ballot_count,
             });
         }
+        if !made.is_empty() {
+            self.forget_recording_order()?;
+        }
         Ok(made)
+    }
+
+    /// After a seal (G6): the WAL, whose frames were appended as events were
+    /// recorded, is copied into the database and truncated to nothing, so no file
+    /// of the store keeps the sealed ballots in recording order. The deleted
+    /// `pending` rows were already overwritten with zeros (`secure_delete`). If a
+    /// reader keeps the WAL from being truncated now, the next seal does it.
+    pub fn forget_recording_order(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// Stop all sealing on this device (a sync found its chain is not the center's:
@@ -545,6 +560,9 @@ impl Store {
         }
         tx.execute("DELETE FROM meta WHERE key = ?1", [META_SEAL_HOLD])?;
         tx.commit()?;
+        if done.pending_dropped > 0 {
+            self.forget_recording_order()?;
+        }
         Ok(done)
     }
 
