@@ -59,6 +59,20 @@ impl Link {
             .into_inner();
         let window = (reply.max_in_flight as usize).max(1);
         let (tx, rx) = mpsc::channel::<pb::PushMessage>(window);
+        // A heartbeat at the announced interval, as a station sends when idle: the
+        // center ends push streams that stay silent.
+        // It holds the stream only weakly: dropping the link ends the stream.
+        let beat = tx.downgrade();
+        let every = Duration::from_millis(u64::from(reply.heartbeat_interval_ms).max(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(tx) = beat.upgrade() else { return };
+                if tx.send(pb::PushMessage::heartbeat(0, 0)).await.is_err() {
+                    return;
+                }
+            }
+        });
         let acks = client
             .push(ReceiverStream::new(rx))
             .await
