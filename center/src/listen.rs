@@ -16,6 +16,7 @@
 //! peer's certificates) and holds its connection slot until tonic drops it.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 
 use crate::ingest::IngestHandle;
@@ -152,14 +154,26 @@ impl AsyncWrite for Admitted {
 
 /// Accepts on `listener` until the returned stream is dropped, and yields every
 /// connection that completes a TLS 1.3 handshake with a client certificate of the
-/// election CA, within `limits`.
-/// `ingest`'s metrics count what is turned away.
+/// election CA, within `limits`; `ingest`'s metrics count what is turned away.
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     limits: Limits,
     ingest: IngestHandle,
-) -> ReceiverStream<Result<Admitted, io::Error>> {
+) -> impl Stream<Item = Result<Admitted, io::Error>> + Send + 'static {
+    ReceiverStream::new(accept_tls(listener, tls, limits, Some(ingest))).map(|(io, _)| Ok(io))
+}
+
+/// The accepting loop under [`incoming`] and the operators' HTTPS: every
+/// connection within `limits` that completes its handshake under `tls` in time,
+/// with its peer address, until the receiver is dropped. `ingest`, if given,
+/// counts what is turned away.
+pub(crate) fn accept_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    limits: Limits,
+    ingest: Option<IngestHandle>,
+) -> mpsc::Receiver<(Admitted, SocketAddr)> {
     let (tx, rx) = mpsc::channel(ADMITTED_QUEUE);
     tokio::spawn(accept_loop(
         listener,
@@ -168,17 +182,23 @@ pub fn incoming(
         ingest,
         tx,
     ));
-    ReceiverStream::new(rx)
+    rx
+}
+
+/// Counts one thing turned away in `ingest`'s metrics, if there are any.
+fn count(ingest: Option<&IngestHandle>, counter: fn(&ListenStats) -> &AtomicU64) {
+    if let Some(ingest) = ingest {
+        counter(&ingest.metrics().listen).fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     limits: Limits,
-    ingest: IngestHandle,
-    tx: mpsc::Sender<Result<Admitted, io::Error>>,
+    ingest: Option<IngestHandle>,
+    tx: mpsc::Sender<(Admitted, SocketAddr)>,
 ) {
-    let stats = || &ingest.metrics().listen;
     let handshakes = Arc::new(Semaphore::new(limits.max_handshakes));
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let mut backoff_ms = ACCEPT_BACKOFF_MIN_MS;
@@ -187,13 +207,13 @@ async fn accept_loop(
             accepted = listener.accept() => accepted,
             () = tx.closed() => return,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => {
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => {
                 backoff_ms = ACCEPT_BACKOFF_MIN_MS;
-                tcp
+                accepted
             }
             Err(_) => {
-                stats().accept_errors.fetch_add(1, Ordering::Relaxed);
+                count(ingest.as_ref(), |s| &s.accept_errors);
                 tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
                 backoff_ms = (backoff_ms * 2).min(ACCEPT_BACKOFF_MAX_MS);
                 continue;
@@ -203,7 +223,7 @@ async fn accept_loop(
             Arc::clone(&connections).try_acquire_owned(),
             Arc::clone(&handshakes).try_acquire_owned(),
         ) else {
-            stats().refused_over_cap.fetch_add(1, Ordering::Relaxed);
+            count(ingest.as_ref(), |s| &s.refused_over_cap);
             drop(tcp);
             continue;
         };
@@ -216,19 +236,14 @@ async fn accept_loop(
         let tx = tx.clone();
         let ingest = ingest.clone();
         tokio::spawn(async move {
-            let stats = &ingest.metrics().listen;
             let wait = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
             match tokio::time::timeout(wait, acceptor.accept(tcp)).await {
                 Ok(Ok(io)) => {
                     drop(handshaking);
-                    let _ = tx.send(Ok(Admitted { io, _slot: slot })).await;
+                    let _ = tx.send((Admitted { io, _slot: slot }, peer)).await;
                 }
-                Ok(Err(_)) => {
-                    stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    stats.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(Err(_)) => count(ingest.as_ref(), |s| &s.handshake_failures),
+                Err(_) => count(ingest.as_ref(), |s| &s.handshake_timeouts),
             }
         });
     }

@@ -1,30 +1,29 @@
 //! HTTPS for the operators' side beyond loopback: the center's own certificate
 //! (the one stations check), TLS 1.3, no client certificate (operators sign in with
-//! their token). Handshakes run on their own tasks with a timeout, at most
-//! [`MAX_HANDSHAKES`] at once, so a slow or silent client never holds up the others.
+//! their token). The gRPC port's accepting loop (`crate::listen`) runs it: each
+//! handshake on its own task with its timeout, at most [`MAX_HANDSHAKES`] at once,
+//! so a slow or silent client never holds up the others.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 use pollsync_proto::tls::TlsSetupError;
 
-/// How long a browser may take to complete its TLS handshake.
-pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+use crate::listen::{Admitted, Limits, accept_tls};
+
 /// Handshakes in progress at most.
 pub const MAX_HANDSHAKES: usize = 64;
 
-/// Accepts TCP connections and hands out those that completed a TLS handshake.
+/// Accepts TCP connections and hands out those that completed a TLS handshake
+/// (through the gRPC port's accepting loop, `crate::listen`).
 pub struct TlsListener {
     addr: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(Admitted, SocketAddr)>,
 }
 
 impl TlsListener {
@@ -55,55 +54,18 @@ impl TlsListener {
             what: "listener",
             detail: e.to_string(),
         })?;
-        let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
-        tokio::spawn(accept_loop(
-            listener,
-            TlsAcceptor::from(Arc::new(config)),
-            tx,
-        ));
+        // Handshakes bounded; connections only by the descriptors.
+        let limits = Limits {
+            max_handshakes: MAX_HANDSHAKES,
+            max_connections: Semaphore::MAX_PERMITS,
+        };
+        let ready = accept_tls(listener, Arc::new(config), limits, None);
         Ok(TlsListener { addr, ready })
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    let mut backoff_ms = 5;
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            () = tx.closed() => return,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => {
-                backoff_ms = 5;
-                a
-            }
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
-                backoff_ms = (backoff_ms * 2).min(1_000);
-                continue;
-            }
-        };
-        let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
-            continue;
-        };
-        let (acceptor, tx) = (acceptor.clone(), tx.clone());
-        tokio::spawn(async move {
-            let wait = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
-            if let Ok(Ok(tls)) = tokio::time::timeout(wait, acceptor.accept(tcp)).await {
-                drop(permit);
-                let _ = tx.send((tls, peer)).await;
-            }
-        });
-    }
-}
-
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = Admitted;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

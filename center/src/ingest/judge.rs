@@ -777,7 +777,7 @@ pub fn needs(state: &StationState, prepared: &Prepared) -> Needs {
 /// The decision on a batch pushed over a connection whose certificate's key is no
 /// longer the station's usable key (replaced, or retired after a fork): rejected
 /// `STALE_KEY`, never a fork or a quarantine, whatever the batch holds.
-pub fn stale_key(peer: &str, state: &StationState, prepared: &Prepared) -> Verdict {
+pub fn stale_key(peer: &str, state: &StationState, prepared: &Prepared) -> Rejection {
     let why = match (&state.current_key, &state.retired) {
         (Some(k), _) => format!("the device was replaced; key {k} is station {peer}'s current key"),
         (None, Some(_)) => {
@@ -785,7 +785,7 @@ pub fn stale_key(peer: &str, state: &StationState, prepared: &Prepared) -> Verdi
         }
         (None, None) => format!("station {peer} has no enrolled key"),
     };
-    Verdict::Reject(Rejection {
+    Rejection {
         sequence: prepared.sequence(),
         reason: pb::RejectReason::StaleKey,
         detail: format!(
@@ -793,7 +793,7 @@ pub fn stale_key(peer: &str, state: &StationState, prepared: &Prepared) -> Verdi
             prepared.sequence()
         ),
         expected_sequence: state.head.next_sequence(),
-    })
+    }
 }
 
 /// The decision on one prepared batch pushed (or imported) as station `peer`, in

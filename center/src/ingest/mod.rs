@@ -313,10 +313,11 @@ impl IngestHandle {
             );
         }
         // Read from the store, not the published view: a replacement, release or
-        // revocation committed by another process a moment ago counts at once.
+        // revocation committed by another process a moment ago counts at once. (The
+        // published view only if the store cannot be read.)
         let station = self
             .station_in_store(id)
-            .or_else(|| self.current_view(peer))
+            .or_else(|| self.published(id))
             .unwrap_or_default();
         if station.revoked {
             self.stale_key_alert(
@@ -357,14 +358,17 @@ impl IngestHandle {
     /// The station as published, or as the store holds it if the published view
     /// would refuse `peer` (see [`IngestHandle::station_in_store`]).
     fn current_view(&self, peer: &Peer) -> Option<ViewStation> {
-        let published = {
-            let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
-            view.get(&peer.station).cloned()
-        }?;
+        let published = self.published(&peer.station)?;
         if published.revoked || published.quarantined || key_refusal(peer, &published).is_some() {
             return Some(self.station_in_store(&peer.station).unwrap_or(published));
         }
         Some(published)
+    }
+
+    /// The station as the writer last published it.
+    fn published(&self, station: &str) -> Option<ViewStation> {
+        let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
+        view.get(station).cloned()
     }
 
     /// Queues a STALE_KEY alert about `station` unless one was queued less than

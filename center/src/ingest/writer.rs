@@ -396,21 +396,22 @@ impl Writer {
                 && current_key != Some(key)
             {
                 // The connection's key was replaced or retired after it was opened.
-                let verdict = judge::stale_key(&peer, &state, &prepared);
+                let rejection = judge::stale_key(&peer, &state, &prepared);
                 if self.shared.stale_alert_due(&peer) && known {
                     let detail = format!(
                         "a batch pushed with a refused key was rejected: {}",
-                        match &verdict {
-                            Verdict::Reject(r) => r.detail.as_str(),
-                            _ => "",
-                        }
+                        rejection.detail
                     );
-                    let kind = judge::reason_name(pb::RejectReason::StaleKey);
-                    let sequence = prepared.sequence();
-                    self.books
-                        .alerts
-                        .raise(&tx, &peer, kind, sequence, &detail, now)?;
+                    self.books.alerts.raise(
+                        &tx,
+                        &peer,
+                        rejection.kind(),
+                        rejection.sequence,
+                        &detail,
+                        now,
+                    )?;
                 }
+                let verdict = Verdict::Reject(rejection);
                 self.group_events.push(event_of(&peer, &verdict));
                 replies.push((reply, Some(verdict.ack())));
                 continue;

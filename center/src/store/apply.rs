@@ -38,21 +38,8 @@ pub fn load_states(
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let station: String = r.get(0)?;
-            let hash: Vec<u8> = r.get(4)?;
-            states.insert(
-                station,
-                StationState {
-                    current_key: None,
-                    revoked: r.get(1)?,
-                    quarantined: r.get(2)?,
-                    retired: None,
-                    head: ChainHead {
-                        sequence: to_u64(r.get(3)?),
-                        hash: hash32(&hash, "head_hash")?,
-                    },
-                    closed: BTreeSet::new(),
-                },
-            );
+            let state = state_of(r.get(1)?, r.get(2)?, r.get(3)?, &r.get::<_, Vec<u8>>(4)?)?;
+            states.insert(station, state);
         }
     }
     {
@@ -68,30 +55,48 @@ pub fn load_states(
     }
     let mut keys = HashMap::new();
     for k in keys_where(conn, None, true)? {
-        if let Some(why) = &k.retired {
-            if let Some(s) = states.get_mut(&k.station) {
-                s.retired = Some(why.clone());
-            }
-            continue;
+        let mut unknown = StationState::default();
+        let state = states.get_mut(&k.station).unwrap_or(&mut unknown);
+        if let Some(key) = take_current_key(&k, state)? {
+            keys.insert(k.station.clone(), key);
         }
-        let key = VerifyingKey::from_bytes(&k.public_key).map_err(|_| CenterError::Corrupt {
-            detail: format!(
-                "enrolled key {} of station {} is not an Ed25519 key",
-                k.key_no, k.station
-            ),
-        })?;
-        if let Some(s) = states.get_mut(&k.station) {
-            s.current_key = Some(k.key_no);
-        }
-        keys.insert(
-            k.station.clone(),
-            StationKey {
-                key_no: k.key_no,
-                key,
-            },
-        );
     }
     Ok((states, keys))
+}
+
+/// A station's state from its row (no key, no closed contests yet).
+fn state_of(revoked: bool, quarantined: bool, head: i64, hash: &[u8]) -> Result<StationState> {
+    Ok(StationState {
+        current_key: None,
+        revoked,
+        quarantined,
+        retired: None,
+        head: ChainHead {
+            sequence: to_u64(head),
+            hash: hash32(hash, "head_hash")?,
+        },
+        closed: BTreeSet::new(),
+    })
+}
+
+/// Applies a station's current key row to its state: a retired key records why
+/// (the station has no usable key then); otherwise it is the usable key, returned.
+fn take_current_key(k: &KeyRow, state: &mut StationState) -> Result<Option<StationKey>> {
+    if let Some(why) = &k.retired {
+        state.retired = Some(why.clone());
+        return Ok(None);
+    }
+    let key = VerifyingKey::from_bytes(&k.public_key).map_err(|_| CenterError::Corrupt {
+        detail: format!(
+            "enrolled key {} of station {} is not an Ed25519 key",
+            k.key_no, k.station
+        ),
+    })?;
+    state.current_key = Some(k.key_no);
+    Ok(Some(StationKey {
+        key_no: k.key_no,
+        key,
+    }))
 }
 
 /// One station's state and usable key as stored now (`None`: no such station).
@@ -108,34 +113,12 @@ pub fn station_now(
     let Some((revoked, quarantined, sequence, hash)) = row else {
         return Ok(None);
     };
-    let mut state = StationState {
-        current_key: None,
-        revoked,
-        quarantined,
-        retired: None,
-        head: ChainHead {
-            sequence: to_u64(sequence),
-            hash: hash32(&hash, "head_hash")?,
-        },
-        closed: BTreeSet::new(),
-    };
+    let mut state = state_of(revoked, quarantined, sequence, &hash)?;
     let mut usable = None;
     for k in keys_where(conn, Some(station), true)? {
-        if let Some(why) = k.retired {
-            state.retired = Some(why);
-            continue;
+        if let Some(key) = take_current_key(&k, &mut state)? {
+            usable = Some(key);
         }
-        let key = VerifyingKey::from_bytes(&k.public_key).map_err(|_| CenterError::Corrupt {
-            detail: format!(
-                "enrolled key {} of station {station} is not an Ed25519 key",
-                k.key_no
-            ),
-        })?;
-        state.current_key = Some(k.key_no);
-        usable = Some(StationKey {
-            key_no: k.key_no,
-            key,
-        });
     }
     Ok(Some((state, usable)))
 }
