@@ -110,6 +110,17 @@ pub enum ExportError {
     },
 }
 
+impl ExportError {
+    /// The OS error `source`, met while doing `action` on `path`.
+    fn io(path: &Path, action: &'static str, source: std::io::Error) -> ExportError {
+        ExportError::Io {
+            path: path.to_owned(),
+            action,
+            source,
+        }
+    }
+}
+
 /// Why the batches of an export are not one contiguous piece of a chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExportChainError {
@@ -191,22 +202,13 @@ pub fn new_export(
 
 /// Writes an export file atomically (temporary file, fsync, rename), mode 0600.
 pub fn write_export(path: &Path, export: &pb::StationExport) -> Result<(), ExportError> {
-    write_atomic(path, &encode_export(export), EXPORT_FILE_MODE).map_err(|source| ExportError::Io {
-        path: path.to_owned(),
-        action: "cannot write the export file",
-        source,
-    })
+    write_atomic(path, &encode_export(export), EXPORT_FILE_MODE)
+        .map_err(|e| ExportError::io(path, "cannot write the export file", e))
 }
 
 /// Reads an export file and checks its container (see [`decode_export`]).
 pub fn read_export(path: &Path) -> Result<pb::StationExport, ExportError> {
-    let io = |action: &'static str| {
-        move |source| ExportError::Io {
-            path: path.to_owned(),
-            action,
-            source,
-        }
-    };
+    let io = |action| move |e| ExportError::io(path, action, e);
     let format = |source| ExportError::Format {
         path: path.to_owned(),
         source,
@@ -251,13 +253,7 @@ pub struct ExportReader {
 impl ExportReader {
     /// Opens `path`, checks its size and magic.
     pub fn open(path: &Path) -> Result<ExportReader, ExportError> {
-        let io = |action: &'static str| {
-            move |source| ExportError::Io {
-                path: path.to_owned(),
-                action,
-                source,
-            }
-        };
+        let io = |action| move |e| ExportError::io(path, action, e);
         let file = std::fs::File::open(path).map_err(io("cannot open the export file"))?;
         let size = file
             .metadata()
@@ -313,12 +309,12 @@ impl ExportReader {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(ExportError::Io {
-                        path: self.path.clone(),
-                        action: "cannot read the export file",
-                        source,
-                    });
+                Err(e) => {
+                    return Err(ExportError::io(
+                        &self.path,
+                        "cannot read the export file",
+                        e,
+                    ));
                 }
             }
         }
@@ -363,11 +359,7 @@ impl ExportReader {
 
     fn skip(&mut self, len: u64) -> Result<(), ExportError> {
         let copied = std::io::copy(&mut (&mut self.input).take(len), &mut std::io::sink())
-            .map_err(|source| ExportError::Io {
-                path: self.path.clone(),
-                action: "cannot read the export file",
-                source,
-            })?;
+            .map_err(|e| ExportError::io(&self.path, "cannot read the export file", e))?;
         self.offset += copied;
         if copied < len {
             return Err(self.framing("the file ends inside a field"));
