@@ -40,6 +40,36 @@ pub struct ElectionHeader {
     pub date: String,
     /// The rule set that decides outcomes, e.g. `prc-direct`.
     pub rules: String,
+    /// An official election or a test one; the two never mix (SPEC §10).
+    #[serde(default)]
+    pub mode: Mode,
+    /// K: a batch carries a contest's ballots only in groups of at least this many
+    /// (G6; see [`crate::batching`]).
+    #[serde(default = "default_min_ballots_per_batch")]
+    pub min_ballots_per_batch: u32,
+}
+
+fn default_min_ballots_per_batch() -> u32 {
+    crate::batching::DEFAULT_MIN_BALLOTS_PER_BATCH
+}
+
+/// Whether an election is official or a test (`[election] mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Official,
+    Test,
+}
+
+impl Mode {
+    /// The word of the definition file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Official => "official",
+            Mode::Test => "test",
+        }
+    }
 }
 
 /// An administrative unit: a town (镇) or a street (街道).

@@ -4,6 +4,7 @@
 //! Pure: nothing here does I/O. Storage, network and the command line sit around it.
 
 pub mod ballot;
+pub mod batching;
 pub mod definition;
 pub mod event;
 pub mod load;

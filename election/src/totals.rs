@@ -192,6 +192,8 @@ mod tests {
                 name: "北辰".into(),
                 date: "2021-11-01".into(),
                 rules: "prc-direct".into(),
+                mode: Default::default(),
+                min_ballots_per_batch: crate::batching::DEFAULT_MIN_BALLOTS_PER_BATCH,
             },
             units: vec![
                 Unit {

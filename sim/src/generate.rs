@@ -205,6 +205,8 @@ pub fn generate(preset: &Preset, seed: u64) -> anyhow::Result<ElectionDefinition
             name: preset.election_name.into(),
             date: preset.date.into(),
             rules: "prc-direct".into(),
+            mode: Default::default(),
+            min_ballots_per_batch: pollsync_election::batching::DEFAULT_MIN_BALLOTS_PER_BATCH,
         },
         units,
         contests,

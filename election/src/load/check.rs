@@ -8,9 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::Mistakes;
 use super::read::{RawContest, RawDefinition, RawStation, at};
+use crate::batching::{MAX_MIN_BALLOTS_PER_BATCH, largest_ballot_bytes, max_k_for};
 use crate::definition::{
     Level, MAX_CANDIDATES_PER_CONTEST, MAX_CONTESTS, MAX_CONTESTS_PER_STATION, MAX_ID_LEN,
-    MAX_NAME_LEN, MAX_REGISTERED, MAX_STATIONS, MAX_UNITS, UnitKind,
+    MAX_NAME_LEN, MAX_REGISTERED, MAX_STATIONS, MAX_UNITS, Mode, UnitKind,
 };
 use crate::rules::{Rules, rule_ids, rules_by_id};
 use crate::words::{figure, is_invisible_format, shown};
@@ -25,6 +26,51 @@ pub(crate) fn definition(m: &mut Mistakes, raw: &RawDefinition) {
     let units = units(m, raw);
     let contests = contests(m, raw, &units, rules);
     stations(m, raw, &contests);
+    anonymity(m, raw);
+}
+
+/// K (`min_ballots_per_batch`): 1..=1000, 1 only in a test election, and K of every
+/// contest's largest ballots must fit in one group ([`crate::batching`]).
+fn anonymity(m: &mut Mistakes, raw: &RawDefinition) {
+    let Some(h) = raw.header.as_ref() else { return };
+    let Some(k) = h.min_ballots_per_batch else {
+        return;
+    };
+    let p = "election.min_ballots_per_batch";
+    let max = i64::from(MAX_MIN_BALLOTS_PER_BATCH);
+    if !(1..=max).contains(&k) {
+        m.add(
+            p,
+            format!("is {k}; a batch's anonymity set must be 1 to {max} ballots"),
+        );
+        return;
+    }
+    if k == 1 && h.mode != Some(Mode::Test) {
+        m.add(
+            p,
+            "is 1, which lets a batch carry a single ballot and link it to the moment it              was cast; allowed only with mode = \"test\"",
+        );
+        return;
+    }
+    for c in &raw.contests {
+        let (Some(id), Some(candidates)) = (&c.id, &c.candidates) else {
+            continue;
+        };
+        let fits = max_k_for(id.len(), candidates.len());
+        if k as u64 > fits {
+            m.add(
+                p,
+                format!(
+                    "is {k}, but {k} of the largest ballots of contest {} ({} bytes each, \
+                     with every write-in at full length) do not fit in one batch's group; \
+                     at most {fits} do",
+                    shown(id),
+                    largest_ballot_bytes(id.len(), candidates.len())
+                ),
+            );
+            return;
+        }
+    }
 }
 
 /// What later checks need to know of a unit or contest, by id.

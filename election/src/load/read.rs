@@ -5,9 +5,10 @@
 use toml::{Table, Value};
 
 use super::Mistakes;
+use crate::batching::DEFAULT_MIN_BALLOTS_PER_BATCH;
 use crate::definition::{
-    Candidate, Contest, ElectionDefinition, ElectionHeader, Gender, Level, Station, StationKind,
-    Unit, UnitKind,
+    Candidate, Contest, ElectionDefinition, ElectionHeader, Gender, Level, Mode, Station,
+    StationKind, Unit, UnitKind,
 };
 use crate::words::shown;
 
@@ -28,6 +29,9 @@ pub(crate) struct RawHeader {
     pub name: Option<String>,
     pub date: Option<String>,
     pub rules: Option<String>,
+    /// `None` when unreadable (reported); absent in the file reads as the default.
+    pub mode: Option<Mode>,
+    pub min_ballots_per_batch: Option<i64>,
 }
 
 pub(crate) struct RawUnit {
@@ -70,7 +74,15 @@ pub(crate) struct RawStation {
 }
 
 const TOP_KEYS: &[&str] = &["election", "unit", "contest", "station"];
-const ELECTION_KEYS: &[&str] = &["id", "name", "date", "rules"];
+const ELECTION_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "date",
+    "rules",
+    "mode",
+    "min_ballots_per_batch",
+];
+const MODES: &[(&str, Mode)] = &[("official", Mode::Official), ("test", Mode::Test)];
 const UNIT_KEYS: &[&str] = &["id", "name", "kind"];
 const CONTEST_KEYS: &[&str] = &[
     "id",
@@ -133,6 +145,14 @@ fn header(m: &mut Mistakes, t: &Table) -> RawHeader {
         name: string(m, p, t, "name"),
         date: date(m, p, t, "date"),
         rules: string(m, p, t, "rules"),
+        mode: match t.get("mode") {
+            None => Some(Mode::default()),
+            Some(_) => choice(m, p, t, "mode", MODES),
+        },
+        min_ballots_per_batch: match t.get("min_ballots_per_batch") {
+            None => Some(i64::from(DEFAULT_MIN_BALLOTS_PER_BATCH)),
+            Some(_) => integer(m, p, t, "min_ballots_per_batch"),
+        },
     }
 }
 
@@ -484,6 +504,8 @@ impl RawDefinition {
                 name: h.name?,
                 date: h.date?,
                 rules: h.rules?,
+                mode: h.mode?,
+                min_ballots_per_batch: u32::try_from(h.min_ballots_per_batch?).ok()?,
             },
             units: self
                 .units

@@ -478,3 +478,51 @@ fn line_and_column_count_characters() {
     assert_eq!(line_and_column("名字", 1), (1, 1));
     assert_eq!(line_and_column("", 99), (1, 1));
 }
+
+#[test]
+fn the_anonymity_set_defaults_to_twenty_in_an_official_election() {
+    let def = load("b.toml", GOOD).unwrap();
+    assert_eq!(def.election.mode, crate::Mode::Official);
+    assert_eq!(def.election.min_ballots_per_batch, 20);
+    let text = GOOD.replace(
+        "rules = \"prc-direct\"",
+        "rules = \"prc-direct\"\nmode = \"test\"\nmin_ballots_per_batch = 1",
+    );
+    let def = load("b.toml", &text).unwrap();
+    assert_eq!(def.election.mode, crate::Mode::Test);
+    assert_eq!(def.election.min_ballots_per_batch, 1);
+}
+
+#[test]
+fn an_anonymity_set_out_of_bounds_is_refused() {
+    let with = |extra: &str| {
+        GOOD.replace(
+            "rules = \"prc-direct\"",
+            &format!("rules = \"prc-direct\"\n{extra}"),
+        )
+    };
+    let k = "election.min_ballots_per_batch";
+    // One ballot a batch links a ballot to its moment: only in a test election.
+    let text = with("min_ballots_per_batch = 1");
+    assert_eq!(paths(&text), vec![k]);
+    assert!(reason_at(&text, k).contains("mode = \"test\""));
+    for bad in ["0", "-3", "1001"] {
+        let text = with(&format!("min_ballots_per_batch = {bad}"));
+        assert_eq!(paths(&text), vec![k], "{bad}");
+        assert!(reason_at(&text, k).contains("1 to 1000"), "{bad}");
+    }
+    let text = with("min_ballots_per_batch = \"twenty\"");
+    assert_eq!(paths(&text), vec![k]);
+    let text = with("mode = \"practice\"");
+    assert_eq!(paths(&text), vec!["election.mode"]);
+    assert!(reason_at(&text, "election.mode").contains("official, test"));
+    // K of the largest ballots (ten full-length write-ins each) must fit a group.
+    let text = with("min_ballots_per_batch = 1000");
+    assert_eq!(paths(&text), vec![k]);
+    assert!(
+        reason_at(&text, k).contains("contest 'D-001'"),
+        "{}",
+        reason_at(&text, k)
+    );
+    assert!(load("b.toml", &with("min_ballots_per_batch = 200")).is_ok());
+}
