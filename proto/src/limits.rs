@@ -14,6 +14,15 @@ pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Most events in one batch.
 pub const MAX_BATCH_EVENTS: usize = 4096;
 
+// A station's ballot groups (G6): two groups of K of a contest's largest ballots fit
+// in one batch with room for its header, and a group of K to 2K−1 ballots fits in
+// the event count (K ≤ 1000).
+const _: () =
+    assert!(2 * pollsync_election::batching::MAX_BALLOT_GROUP_BYTES + 64 * 1024 <= MAX_BATCH_BYTES);
+const _: () = assert!(
+    2 * pollsync_election::batching::MAX_MIN_BALLOTS_PER_BATCH as usize <= MAX_BATCH_EVENTS
+);
+
 /// Batches a station may have sent and not yet seen acknowledged.
 pub const MAX_IN_FLIGHT: usize = 32;
 
@@ -137,6 +146,32 @@ mod tests {
     /// A JSON string literal as serde writes it (only `"` and `\` escaped here).
     fn serde_json_like(s: &str) -> String {
         format!("\"{s}\"\n")
+    }
+
+    /// The election's bound of a ballot's size holds for the real encoding of the
+    /// largest one: the longest contest id, every candidate marked, ten write-ins of
+    /// fifty four-byte characters, wrapped as an event.
+    #[test]
+    fn the_largest_ballot_fits_the_bound_the_groups_are_planned_with() {
+        use pollsync_election::ballot::{MAX_WRITE_IN_CHARS, MAX_WRITE_INS_PER_BALLOT};
+        use prost::Message;
+        for candidates in [1usize, 7, 1024] {
+            let ballot = crate::pb::Ballot {
+                id: vec![0xff; BALLOT_ID_BYTES],
+                contest: "C".repeat(MAX_ID_BYTES),
+                marks: vec![2; candidates],
+                write_in: vec!["𝔘".repeat(MAX_WRITE_IN_CHARS); MAX_WRITE_INS_PER_BALLOT],
+            };
+            let event = crate::pb::Event {
+                kind: Some(crate::pb::event::Kind::Ballot(ballot)),
+            };
+            let bound = pollsync_election::batching::largest_ballot_bytes(MAX_ID_BYTES, candidates);
+            assert!(
+                event.encoded_len() <= bound,
+                "{} > {bound}",
+                event.encoded_len()
+            );
+        }
     }
 
     #[test]
