@@ -51,7 +51,8 @@ pub fn max_k_for(contest_id_bytes: usize, candidates: usize) -> u64 {
 /// at least K to release (so nothing is released until 2K wait).
 pub fn releasable(held: u64, closed: bool, k: u64) -> u64 {
     assert!(k >= 1, "K is at least 1");
-    if closed {
+    // K = 1 (test elections only): a group of one is always allowed, nothing waits.
+    if closed || k == 1 {
         held
     } else if held >= 2 * k {
         held - k
@@ -83,7 +84,9 @@ pub fn next_group(release: u64, room: u64, k: u64) -> Option<u64> {
 /// yes while more than K of its contest wait, so the group left still holds K. When
 /// K or fewer wait, the ballot stays and its cancel travels with it in the group.
 pub fn cancel_removes_held(held: u64, k: u64) -> bool {
-    held > k
+    // With K = 1 nothing is grouped, and a cancel travels as it does for a sealed
+    // ballot.
+    k > 1 && held > k
 }
 
 #[cfg(test)]
@@ -99,8 +102,8 @@ mod tests {
         assert_eq!(releasable(57, false, 20), 37);
         assert_eq!(releasable(7, true, 20), 7);
         assert_eq!(releasable(57, true, 20), 57);
-        assert_eq!(releasable(1, false, 1), 0);
-        assert_eq!(releasable(2, false, 1), 1);
+        assert_eq!(releasable(1, false, 1), 1);
+        assert_eq!(releasable(2, false, 1), 2);
     }
 
     #[test]

@@ -705,8 +705,10 @@ async fn p4_import(dir: &Path, seed: u64) -> anyhow::Result<Figure> {
             let secs = started.elapsed().as_secs_f64();
             let counts = store.counts()?;
             ensure!(
-                counts.pending_events as usize == P4_BALLOTS + 1,
-                "the store holds {} events after importing {P4_BALLOTS} ballots ({imported:?})",
+                counts.ballots_waiting as usize == P4_BALLOTS
+                    && counts.pending_events as usize == P4_BALLOTS + 1,
+                "the store holds {} ballots and {} other events after importing {P4_BALLOTS} ballots ({imported:?})",
+                counts.ballots_waiting,
                 counts.pending_events
             );
             anyhow::Ok(P4_BALLOTS as f64 / secs)

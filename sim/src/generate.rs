@@ -7,8 +7,8 @@
 
 use anyhow::{Context, bail};
 use pollsync_election::{
-    Candidate, Contest, ElectionDefinition, ElectionHeader, Gender, Level, Station, StationKind,
-    Unit, UnitKind,
+    Candidate, Contest, ElectionDefinition, ElectionHeader, Gender, Level, Mode, Station,
+    StationKind, Unit, UnitKind,
 };
 use rand::seq::IndexedRandom;
 use rand::{RngExt, SeedableRng};
@@ -41,6 +41,10 @@ pub struct Preset {
     pub voters_per_fixed_station: (u64, u64),
     /// Chance that an area also has a mobile ballot box.
     pub mobile_box_chance: f64,
+    /// `[election] mode`.
+    pub mode: Mode,
+    /// `[election] min_ballots_per_batch` (K).
+    pub min_ballots_per_batch: u32,
 }
 
 /// The 2021 Beichen District election (SPEC's model case).
@@ -63,6 +67,8 @@ pub const BEICHEN: Preset = Preset {
     },
     voters_per_fixed_station: (1_000, 1_500),
     mobile_box_chance: 0.2,
+    mode: Mode::Official,
+    min_ballots_per_batch: pollsync_election::batching::DEFAULT_MIN_BALLOTS_PER_BATCH,
 };
 
 /// A small election of the same shape, for tests and trying things out.
@@ -85,6 +91,10 @@ pub const SMALL: Preset = Preset {
     },
     voters_per_fixed_station: (1_000, 1_500),
     mobile_box_chance: 0.2,
+    // A test election: ballots are sealed as they come, so that tests of the
+    // protocol see each one; grouping has tests of its own.
+    mode: Mode::Test,
+    min_ballots_per_batch: 1,
 };
 
 pub const PRESETS: [&Preset; 2] = [&BEICHEN, &SMALL];
@@ -205,8 +215,8 @@ pub fn generate(preset: &Preset, seed: u64) -> anyhow::Result<ElectionDefinition
             name: preset.election_name.into(),
             date: preset.date.into(),
             rules: "prc-direct".into(),
-            mode: Default::default(),
-            min_ballots_per_batch: pollsync_election::batching::DEFAULT_MIN_BALLOTS_PER_BATCH,
+            mode: preset.mode,
+            min_ballots_per_batch: preset.min_ballots_per_batch,
         },
         units,
         contests,

@@ -252,6 +252,8 @@ pub fn status(dir: &Path) -> Result<serde_json::Value> {
         "center": prov.center_address,
         "events": {"pending": counts.pending_events, "sealed": counts.sealed_events},
         "ballots_sealed": counts.sealed_ballots,
+        "ballots_waiting": counts.ballots_waiting,
+        "min_ballots_per_batch": store.min_ballots_per_batch(),
         "batches": {"sealed": counts.batches_sealed, "acknowledged": counts.batches_acknowledged},
         "head": {"sequence": head.sequence, "hash": head.hash_hex()},
         "last_contact_unix_ms": last_contact,
@@ -268,6 +270,7 @@ pub fn status_text(v: &serde_json::Value) -> String {
     format!(
         "station {} of election {}\n\
          events: {} waiting to be sealed, {} sealed ({} ballots)\n\
+         ballots waiting for their group of {}: {}\n\
          batches: {} sealed, {} acknowledged by the center\n\
          last contact with the center ({}): {}\n\
          closed contests: {}\n{}",
@@ -276,6 +279,8 @@ pub fn status_text(v: &serde_json::Value) -> String {
         v["events"]["pending"],
         v["events"]["sealed"],
         v["ballots_sealed"],
+        v["min_ballots_per_batch"],
+        v["ballots_waiting"],
         v["batches"]["sealed"],
         v["batches"]["acknowledged"],
         v["center"].as_str().unwrap_or("?"),

@@ -52,6 +52,8 @@ pub enum StationError {
     UnknownBallot { ballot: BallotId },
     #[error("ballot {ballot} is already cancelled")]
     AlreadyCancelled { ballot: BallotId },
+    #[error("ballot {ballot} is already recorded at this station")]
+    DuplicateBallot { ballot: BallotId },
     #[error("the event is {bytes} bytes once encoded; at most {max} fit in a batch")]
     EventTooLarge { bytes: usize, max: usize },
     #[error("contest '{contest}' is not collected at this station (it collects: {served})")]

@@ -7,10 +7,13 @@
 //! event is either wholly in the log or not at all. A command reports success only
 //! after its transaction is durable (G1).
 //!
-//! Secret ballot (G6): nothing here holds a time or a voter. Ballots wait in log order
-//! only until they are sealed; sealing shuffles them, deletes the ordered rows (with
-//! `secure_delete` on, so the freed space is zeroed) and then checkpoints and
-//! truncates the WAL, whose frames were appended in recording order.
+//! Secret ballot (G6): nothing here holds a time or a voter. Ballots wait for their
+//! group (`election::batching`: at least K of a contest in a batch) in a table keyed by
+//! their random id, so neither a rowid nor the table's order follows the order they
+//! were recorded in. Sealing releases whole groups, shuffles each batch's ballots,
+//! deletes their rows (with `secure_delete` on, so the freed space is zeroed) and then
+//! checkpoints and truncates the WAL, whose frames were appended in recording order.
+//! The other events (issued, a cancel of a sealed ballot, a close) wait in log order.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{DirBuilder, OpenOptions};
@@ -18,6 +21,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use pollsync_election::batching::{cancel_removes_held, next_group, releasable};
 use pollsync_election::{BallotId, ElectionDefinition, Station, StationEvent, load};
 use pollsync_proto::convert::{event_from_pb, event_to_pb};
 use pollsync_proto::{ChainHead, EnrollmentBundle, GENESIS_HASH, pb};
@@ -38,8 +42,18 @@ pub const MAX_EVENT_BYTES: usize = pollsync_proto::limits::MAX_BATCH_BYTES - BAT
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
--- Events recorded but not yet sealed, in log order (prost-encoded pb.Event).
+-- Events other than ballots recorded but not yet sealed, in log order (prost-encoded pb.Event).
 CREATE TABLE pending (id INTEGER PRIMARY KEY, event BLOB NOT NULL);
+-- Ballots waiting for their group, by their random id (no order of recording):
+-- the encoded pb.Event, and the cancel that travels with it when a cancel could not
+-- remove it (K or fewer of its contest waiting).
+CREATE TABLE waiting (
+    ballot_id BLOB PRIMARY KEY,
+    contest TEXT NOT NULL,
+    ballot BLOB NOT NULL,
+    cancel BLOB
+) WITHOUT ROWID;
+CREATE INDEX waiting_by_contest ON waiting (contest, ballot_id);
 -- Sealed batches: the exact signed bytes (prost-encoded pb.SignedBatch) and their chain hash.
 CREATE TABLE batches (
     sequence INTEGER PRIMARY KEY,
@@ -55,6 +69,8 @@ CREATE TABLE closed (contest TEXT PRIMARY KEY) WITHOUT ROWID;
 
 const META_BUNDLE: &str = "bundle";
 const META_CENTER: &str = "center_address";
+/// K of the election (`min_ballots_per_batch`), as decimal text.
+const META_MIN_BALLOTS: &str = "min_ballots_per_batch";
 /// Why sealing is held (this device's chain is not the center's); absent when not.
 const META_SEAL_HOLD: &str = "seal_hold";
 /// Where this device's chain starts when it replaced another device (the head the
@@ -92,7 +108,10 @@ impl Provisioned {
 /// Figures of `station status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
+    /// Events not yet sealed (waiting ballots and their cancels included).
     pub pending_events: u64,
+    /// Ballots waiting for their group of K.
+    pub ballots_waiting: u64,
     pub sealed_events: u64,
     pub sealed_ballots: u64,
     pub batches_sealed: u64,
@@ -142,6 +161,8 @@ pub struct SealedBatch {
 
 pub struct Store {
     conn: Connection,
+    /// K: a batch carries a contest's ballots only in groups of at least this many.
+    min_ballots_per_batch: u64,
 }
 
 fn db_path(dir: &Path) -> PathBuf {
@@ -225,6 +246,11 @@ impl Store {
             "INSERT INTO meta (key, value) VALUES (?1, ?2)",
             params![META_CENTER, center.as_bytes()],
         )?;
+        let k = definition.election.min_ballots_per_batch;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            params![META_MIN_BALLOTS, k.to_string().as_bytes()],
+        )?;
         let start = bundle.chain_start();
         if start.sequence > 0 {
             let mut value = start.sequence.to_be_bytes().to_vec();
@@ -235,7 +261,10 @@ impl Store {
             )?;
         }
         tx.commit()?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            min_ballots_per_batch: u64::from(k),
+        })
     }
 
     /// Open the station set up in `dir`.
@@ -248,7 +277,31 @@ impl Store {
         }
         let conn = Connection::open(&path)?;
         configure(&conn)?;
-        Ok(Store { conn })
+        let k: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [META_MIN_BALLOTS],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let min_ballots_per_batch = k
+            .and_then(|k| String::from_utf8(k).ok()?.parse::<u64>().ok())
+            .filter(|k| *k >= 1)
+            .ok_or_else(|| StationError::Corrupt {
+                detail: format!(
+                    "{}: the election's min_ballots_per_batch is not recorded (a store set up by an older pollsync); set the station up again",
+                    path.display()
+                ),
+            })?;
+        Ok(Store {
+            conn,
+            min_ballots_per_batch,
+        })
+    }
+
+    /// K of the election this station serves.
+    pub fn min_ballots_per_batch(&self) -> u64 {
+        self.min_ballots_per_batch
     }
 
     pub fn provisioned(&self) -> Result<Provisioned> {
@@ -306,7 +359,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        append_in(&tx, events, progress)?;
+        append_in(&tx, self.min_ballots_per_batch, events, progress)?;
         tx.commit()?;
         Ok(())
     }
@@ -322,7 +375,12 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let event = make(&read_log(&tx)?)?;
-        append_in(&tx, std::slice::from_ref(&event), &mut |_| {})?;
+        append_in(
+            &tx,
+            self.min_ballots_per_batch,
+            std::slice::from_ref(&event),
+            &mut |_| {},
+        )?;
         tx.commit()?;
         Ok(event)
     }
@@ -332,8 +390,10 @@ impl Store {
         read_log(&self.conn)
     }
 
-    /// Seal every pending event into signed batches (several if limits require),
-    /// each in its own durable transaction. Returns the batches made.
+    /// Seal what may leave into signed batches, each in its own durable transaction:
+    /// the groups of waiting ballots `election::batching` releases, then the pending
+    /// events in log order (a close only once its contest's ballots are all sealed).
+    /// Returns the batches made.
     pub fn seal(&mut self, provisioned: &Provisioned) -> Result<Vec<SealedBatch>> {
         if let Some(reason) = self.sealing_hold()? {
             return Err(StationError::SealingHeld { reason });
@@ -346,51 +406,30 @@ impl Store {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let head = chain_head(&tx)?;
-            let mut rows: Vec<(i64, pb::Event)> = Vec::new();
-            let mut bytes = BATCH_HEADER_BYTES;
-            {
-                let mut select =
-                    tx.prepare_cached("SELECT id, event FROM pending ORDER BY id LIMIT ?1")?;
-                let mut query = select.query([pollsync_proto::limits::MAX_BATCH_EVENTS as i64])?;
-                while let Some(row) = query.next()? {
-                    let id: i64 = row.get(0)?;
-                    let blob: Vec<u8> = row.get(1)?;
-                    if !rows.is_empty()
-                        && bytes + blob.len() + EVENT_FRAMING_BYTES
-                            > pollsync_proto::limits::MAX_BATCH_BYTES
-                    {
-                        break;
-                    }
-                    bytes += blob.len() + EVENT_FRAMING_BYTES;
-                    let event =
-                        pb::Event::decode(blob.as_slice()).map_err(|e| StationError::Corrupt {
-                            detail: format!("pending event {id}: {e}"),
-                        })?;
-                    // A close ends its batch, so the contest's last batch is sealed at once.
-                    let is_close = matches!(event.kind, Some(pb::event::Kind::Close(_)));
-                    rows.push((id, event));
-                    if is_close {
-                        break;
-                    }
-                }
-            }
-            let Some(&(last_id, _)) = rows.last() else {
+            let mut room = Room::empty();
+            let (leaving, still_waiting) = take_groups(&tx, self.min_ballots_per_batch, &mut room)?;
+            let (others, last_pending) = take_pending(&tx, &still_waiting, &mut room)?;
+            if leaving.is_empty() && others.is_empty() {
                 break;
-            };
-            let (mut ballots, others): (Vec<pb::Event>, Vec<pb::Event>) = rows
-                .into_iter()
-                .map(|(_, e)| e)
-                .partition(|e| matches!(e.kind, Some(pb::event::Kind::Ballot(_))));
+            }
+            let mut ballots = Vec::with_capacity(leaving.len());
+            let mut cancels = Vec::new();
+            for w in &leaving {
+                ballots.push(w.ballot.clone());
+                cancels.extend(w.cancel.clone());
+            }
             shuffle(&mut ballots)?;
             let ballot_count = ballots.len() as u64;
-            ballots.extend(others);
+            let mut events = ballots;
+            events.extend(cancels);
+            events.extend(others);
             let batch = pb::Batch {
                 election_id: provisioned.bundle.election_id.clone(),
                 station_id: provisioned.bundle.station_id.clone(),
                 sequence: head.next_sequence(),
                 prev_hash: head.hash.to_vec(),
                 definition_sha256: definition_sha256.clone(),
-                events: ballots,
+                events,
             };
             let event_count = batch.events.len() as u64;
             let signed = pollsync_proto::seal_batch(&key, &batch);
@@ -399,7 +438,15 @@ impl Store {
                 "INSERT INTO batches (sequence, hash, signed, events, ballots) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![batch.sequence as i64, hash.to_vec(), signed.encode_to_vec(), event_count as i64, ballot_count as i64],
             )?;
-            tx.execute("DELETE FROM pending WHERE id <= ?1", [last_id])?;
+            {
+                let mut delete = tx.prepare_cached("DELETE FROM waiting WHERE ballot_id = ?1")?;
+                for w in &leaving {
+                    delete.execute([&w.id])?;
+                }
+            }
+            if let Some(last_id) = last_pending {
+                tx.execute("DELETE FROM pending WHERE id <= ?1", [last_id])?;
+            }
             tx.commit()?;
             made.push(SealedBatch {
                 sequence: batch.sequence,
@@ -497,7 +544,16 @@ impl Store {
                 _ => others.push(e.encode_to_vec()),
             }
         }
-        let closed = closed_contests(&tx)?;
+        // Contests the recovered batches close: nothing waiting here may belong to them.
+        let closed: BTreeSet<String> = history
+            .iter()
+            .chain(forward)
+            .flat_map(|b| &b.events)
+            .filter_map(|e| match &e.kind {
+                Some(pb::event::Kind::Close(c)) => Some(c.contest.clone()),
+                _ => None,
+            })
+            .collect();
         let mut matched = 0usize;
         let mut conflicts = Vec::new();
         {
@@ -540,6 +596,23 @@ impl Store {
                     && conflicts.len() < 10
                 {
                     conflicts.push(format!("pending event {id} (contest '{contest}')"));
+                }
+            }
+        }
+        {
+            // Waiting ballots the recovered batches hold were sealed before the loss.
+            let mut delete = tx.prepare_cached("DELETE FROM waiting WHERE ballot_id = ?1")?;
+            for id in &ids {
+                done.pending_dropped += delete.execute([id])? as u64;
+            }
+            let mut left = tx.prepare("SELECT contest, count(*) FROM waiting GROUP BY contest")?;
+            let mut rows = left.query([])?;
+            while let Some(row) = rows.next()? {
+                let contest: String = row.get(0)?;
+                let waiting = row.get::<_, i64>(1)? as u64;
+                done.pending_kept += waiting;
+                if closed.contains(&contest) && conflicts.len() < 10 {
+                    conflicts.push(format!("{waiting} waiting ballots (contest '{contest}')"));
                 }
             }
         }
@@ -714,13 +787,19 @@ impl Store {
         let pending: i64 = self
             .conn
             .query_row("SELECT count(*) FROM pending", [], |r| r.get(0))?;
+        let (waiting, riding): (i64, i64) =
+            self.conn
+                .query_row("SELECT count(*), count(cancel) FROM waiting", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
         let (batches, acked, events, ballots): (i64, i64, i64, i64) = self.conn.query_row(
             "SELECT count(*), coalesce(sum(acknowledged), 0), coalesce(sum(events), 0), coalesce(sum(ballots), 0) FROM batches",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
         Ok(Counts {
-            pending_events: pending as u64,
+            pending_events: (pending + waiting + riding) as u64,
+            ballots_waiting: waiting as u64,
             sealed_events: events as u64,
             sealed_ballots: ballots as u64,
             batches_sealed: batches as u64,
@@ -730,9 +809,12 @@ impl Store {
 }
 
 /// The log-dependent checks and the inserts of [`Store::append`], inside the caller's
-/// transaction.
+/// transaction. A ballot goes to the waiting ballots; a cancel of a waiting ballot
+/// removes it, or rides with it when K or fewer of its contest wait
+/// (`election::batching`); every other event goes to the pending log.
 fn append_in(
     tx: &Connection,
+    k: u64,
     events: &[StationEvent],
     progress: &mut dyn FnMut(u64),
 ) -> Result<()> {
@@ -740,20 +822,38 @@ fn append_in(
     // Ballot id -> (contest, cancelled), built only if a cancel needs it.
     let mut ballots: Option<HashMap<BallotId, (String, bool)>> = None;
     let mut insert_event = tx.prepare_cached("INSERT INTO pending (event) VALUES (?1)")?;
+    let mut insert_ballot = tx.prepare_cached(
+        "INSERT INTO waiting (ballot_id, contest, ballot) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )?;
     let mut insert_closed = tx.prepare_cached("INSERT INTO closed (contest) VALUES (?1)")?;
     for (written, event) in events.iter().enumerate() {
+        let bytes = event_to_pb(event).encode_to_vec();
+        if bytes.len() > MAX_EVENT_BYTES {
+            return Err(StationError::EventTooLarge {
+                bytes: bytes.len(),
+                max: MAX_EVENT_BYTES,
+            });
+        }
         match event {
             StationEvent::Ballot(b) => {
                 refuse_if_closed(&closed, &b.contest)?;
                 if let Some(index) = ballots.as_mut() {
                     index.insert(b.id, (b.contest.clone(), false));
                 }
+                let id = b.id.as_bytes().to_vec();
+                if insert_ballot.execute(params![id, b.contest, bytes])? == 0 {
+                    return Err(StationError::DuplicateBallot { ballot: b.id });
+                }
             }
-            StationEvent::Issued { contest, .. } => refuse_if_closed(&closed, contest)?,
+            StationEvent::Issued { contest, .. } => {
+                refuse_if_closed(&closed, contest)?;
+                insert_event.execute([bytes])?;
+            }
             StationEvent::Close { contest, .. } => {
                 refuse_if_closed(&closed, contest)?;
                 closed.insert(contest.clone());
                 insert_closed.execute([contest])?;
+                insert_event.execute([bytes])?;
             }
             StationEvent::Cancel { ballot_id, .. } => {
                 if ballots.is_none() {
@@ -768,22 +868,223 @@ fn append_in(
                 }
                 refuse_if_closed(&closed, contest)?;
                 *cancelled = true;
+                if !cancel_waiting(tx, k, ballot_id, contest, &bytes)? {
+                    insert_event.execute([bytes])?;
+                }
             }
         }
-        let bytes = event_to_pb(event).encode_to_vec();
-        if bytes.len() > MAX_EVENT_BYTES {
-            return Err(StationError::EventTooLarge {
-                bytes: bytes.len(),
-                max: MAX_EVENT_BYTES,
-            });
-        }
-        insert_event.execute([bytes])?;
         if written % 1024 == 1023 {
             progress(written as u64 + 1);
         }
     }
     progress(events.len() as u64);
     Ok(())
+}
+
+/// A cancel of `ballot` if it still waits for its group: removed when more than K
+/// of its contest wait, else the cancel (`cancel_bytes`) is kept to travel with it.
+/// `false`: the ballot is sealed already, and the cancel goes to the log.
+fn cancel_waiting(
+    tx: &Connection,
+    k: u64,
+    ballot: &BallotId,
+    contest: &str,
+    cancel_bytes: &[u8],
+) -> Result<bool> {
+    let id = ballot.as_bytes().to_vec();
+    let waits: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM waiting WHERE ballot_id = ?1)",
+        [&id],
+        |r| r.get(0),
+    )?;
+    if !waits {
+        return Ok(false);
+    }
+    let of_contest: i64 = tx.query_row(
+        "SELECT count(*) FROM waiting WHERE contest = ?1",
+        [contest],
+        |r| r.get(0),
+    )?;
+    if cancel_removes_held(of_contest as u64, k) {
+        tx.execute("DELETE FROM waiting WHERE ballot_id = ?1", [&id])?;
+    } else {
+        tx.execute(
+            "UPDATE waiting SET cancel = ?2 WHERE ballot_id = ?1",
+            params![id, cancel_bytes],
+        )?;
+    }
+    Ok(true)
+}
+
+/// What is left in the batch being made.
+#[derive(Clone, Copy)]
+struct Room {
+    events: usize,
+    bytes: usize,
+}
+
+impl Room {
+    fn empty() -> Room {
+        Room {
+            events: pollsync_proto::limits::MAX_BATCH_EVENTS,
+            bytes: pollsync_proto::limits::MAX_BATCH_BYTES - BATCH_HEADER_BYTES,
+        }
+    }
+
+    /// Takes room for `events` events of `bytes` encoded bytes if it is there.
+    fn take(&mut self, events: usize, bytes: usize) -> bool {
+        let bytes = bytes + events * EVENT_FRAMING_BYTES;
+        if events > self.events || bytes > self.bytes {
+            return false;
+        }
+        self.events -= events;
+        self.bytes -= bytes;
+        true
+    }
+
+    fn is_untouched(&self) -> bool {
+        self.events == pollsync_proto::limits::MAX_BATCH_EVENTS
+    }
+}
+
+/// A row of `waiting` as stored.
+struct WaitingRow {
+    id: Vec<u8>,
+    ballot: Vec<u8>,
+    cancel: Option<Vec<u8>>,
+}
+
+impl WaitingRow {
+    /// Events it puts in a batch: the ballot, and its cancel if that rides with it.
+    fn events(&self) -> usize {
+        1 + usize::from(self.cancel.is_some())
+    }
+
+    fn bytes(&self) -> usize {
+        self.ballot.len() + self.cancel.as_ref().map_or(0, Vec::len)
+    }
+
+    fn decode(self) -> Result<Leaving> {
+        let decode = |blob: &[u8]| {
+            pb::Event::decode(blob).map_err(|e| StationError::Corrupt {
+                detail: format!("waiting ballot {}: {e}", hex::encode(&self.id)),
+            })
+        };
+        let ballot = decode(&self.ballot)?;
+        let cancel = self.cancel.as_deref().map(decode).transpose()?;
+        Ok(Leaving {
+            id: self.id,
+            ballot,
+            cancel,
+        })
+    }
+}
+
+/// A waiting ballot leaving in the batch being made.
+struct Leaving {
+    id: Vec<u8>,
+    ballot: pb::Event,
+    cancel: Option<pb::Event>,
+}
+
+/// The groups of waiting ballots this batch carries: for each contest, what
+/// `election::batching` releases, as one group that fits in `room`. Also returns how
+/// many of each contest still wait after this batch.
+fn take_groups(
+    tx: &Connection,
+    k: u64,
+    room: &mut Room,
+) -> Result<(Vec<Leaving>, HashMap<String, u64>)> {
+    let closed = closed_contests(tx)?;
+    let mut per_contest: Vec<(String, u64)> = Vec::new();
+    {
+        let mut stmt =
+            tx.prepare_cached("SELECT contest, count(*) FROM waiting GROUP BY contest")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            per_contest.push((row.get(0)?, row.get::<_, i64>(1)? as u64));
+        }
+    }
+    let mut leaving = Vec::new();
+    let mut still_waiting = HashMap::new();
+    let mut select = tx.prepare_cached(
+        "SELECT ballot_id, ballot, cancel FROM waiting WHERE contest = ?1 ORDER BY ballot_id LIMIT ?2",
+    )?;
+    for (contest, waiting) in per_contest {
+        let release = releasable(waiting, closed.contains(&contest), k);
+        let mut taken = 0;
+        if let Some(want) = next_group(release, room.events as u64, k) {
+            // The ballots by id: an order that has nothing to do with recording.
+            let mut rows = select.query(params![contest, want as i64])?;
+            let mut fitting: Vec<WaitingRow> = Vec::new();
+            let mut trial = *room;
+            while let Some(row) = rows.next()? {
+                let w = WaitingRow {
+                    id: row.get(0)?,
+                    ballot: row.get(1)?,
+                    cancel: row.get(2)?,
+                };
+                if !trial.take(w.events(), w.bytes()) {
+                    break;
+                }
+                fitting.push(w);
+            }
+            if let Some(group) = next_group(release, fitting.len() as u64, k) {
+                for w in fitting.into_iter().take(group as usize) {
+                    let fits = room.take(w.events(), w.bytes());
+                    assert!(fits, "a ballot that fit on trial fits");
+                    leaving.push(w.decode()?);
+                }
+                taken = group;
+            }
+        }
+        still_waiting.insert(contest, waiting - taken);
+    }
+    Ok((leaving, still_waiting))
+}
+
+/// The pending events this batch carries: a prefix of the log that fits in `room`,
+/// ending after a close, and before a close whose contest still has ballots waiting.
+/// Returns them and the id of the last one taken.
+fn take_pending(
+    tx: &Connection,
+    still_waiting: &HashMap<String, u64>,
+    room: &mut Room,
+) -> Result<(Vec<pb::Event>, Option<i64>)> {
+    let mut taken = Vec::new();
+    let mut last = None;
+    let mut select = tx.prepare_cached("SELECT id, event FROM pending ORDER BY id LIMIT ?1")?;
+    let mut rows = select.query([room.events as i64])?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let blob: Vec<u8> = row.get(1)?;
+        let event = pb::Event::decode(blob.as_slice()).map_err(|e| StationError::Corrupt {
+            detail: format!("pending event {id}: {e}"),
+        })?;
+        let close = match &event.kind {
+            Some(pb::event::Kind::Close(c)) => Some(c.contest.clone()),
+            _ => None,
+        };
+        if close
+            .as_ref()
+            .is_some_and(|c| still_waiting.get(c).copied().unwrap_or(0) > 0)
+        {
+            break;
+        }
+        // An event always fits in a batch of its own (MAX_EVENT_BYTES).
+        let untouched = room.is_untouched();
+        if !room.take(1, blob.len()) {
+            assert!(!untouched, "pending event {id} fits in an empty batch");
+            break;
+        }
+        taken.push(event);
+        last = Some(id);
+        // A close ends its batch, so the contest's last batch is sealed at once.
+        if close.is_some() {
+            break;
+        }
+    }
+    Ok((taken, last))
 }
 
 /// The definition this process loaded last, by its exact text.
@@ -907,6 +1208,24 @@ fn read_log(conn: &Connection) -> Result<Vec<StationEvent>> {
         events
             .push(event_from_pb(&event).map_err(|e| corrupt(format!("pending event {id}: {e}")))?);
     }
+    // The waiting ballots, then the cancels that ride with them.
+    let mut cancels = Vec::new();
+    let mut waiting = conn.prepare("SELECT ballot_id, ballot, cancel FROM waiting")?;
+    let mut rows = waiting.query([])?;
+    while let Some(row) = rows.next()? {
+        let id: Vec<u8> = row.get(0)?;
+        let what = || format!("waiting ballot {}", hex::encode(&id));
+        for (blob, into) in [
+            (Some(row.get::<_, Vec<u8>>(1)?), &mut events),
+            (row.get::<_, Option<Vec<u8>>>(2)?, &mut cancels),
+        ] {
+            let Some(blob) = blob else { continue };
+            let event = pb::Event::decode(blob.as_slice())
+                .map_err(|e| corrupt(format!("{}: {e}", what())))?;
+            into.push(event_from_pb(&event).map_err(|e| corrupt(format!("{}: {e}", what())))?);
+        }
+    }
+    events.extend(cancels);
     Ok(events)
 }
 

@@ -83,6 +83,9 @@ fn a_worker_records_issues_cancels_and_closes() {
     let status = s.status();
     assert_eq!(status["closed"], serde_json::json!(["D-001"]));
     assert_eq!(status["events"]["pending"], 7 + 1);
+    // Of them, the five ballots wait for their seal (the cancel rides with the
+    // ballot it withdraws).
+    assert_eq!(status["ballots_waiting"], 5);
 }
 
 #[test]

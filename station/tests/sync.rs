@@ -494,7 +494,7 @@ fn sync_pushes_everything_and_status_shows_it_acknowledged() {
     record(&s, 3);
     let status = s.status();
     assert_eq!(status["batches"]["sealed"], 1);
-    assert_eq!(status["events"]["pending"], 3);
+    assert_eq!(status["ballots_waiting"], 3);
     assert!(status["last_contact_unix_ms"].is_null());
 
     let summary = sync_json(&s, 30);
@@ -649,7 +649,7 @@ fn sync_gives_up_on_an_unreachable_center_within_its_timeout_naming_the_address(
     // Nothing is lost: the ballot is still there, unsealed (sync seals only after
     // learning where the center stands).
     let status = s.status();
-    assert_eq!(status["events"]["pending"], 1);
+    assert_eq!(status["ballots_waiting"], 1);
 }
 
 #[test]
@@ -701,7 +701,7 @@ fn a_device_that_lost_sealed_batches_stops_and_seals_nothing() {
         status["batches"]["sealed"], 0,
         "no batch sealed that would fork"
     );
-    assert_eq!(status["events"]["pending"], 2, "recorded ballots are kept");
+    assert_eq!(status["ballots_waiting"], 2, "recorded ballots are kept");
     // The hold outlives the sync: another process cannot seal over it either.
     let held = restored.fails(&["seal"]);
     assert!(held.contains("sealing is held"), "{held}");
@@ -919,6 +919,6 @@ fn the_station_speaks_only_tls_1_3() {
         0,
         "no TLS 1.2 session"
     );
-    assert_eq!(s.status()["events"]["pending"], 1, "nothing lost");
+    assert_eq!(s.status()["ballots_waiting"], 1, "nothing lost");
     runtime.shutdown_timeout(Duration::from_secs(1));
 }

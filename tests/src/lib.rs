@@ -430,6 +430,7 @@ impl Station {
     pub fn caught_up(&self, ballots: u64) -> bool {
         let s = self.status();
         s["events"]["pending"] == 0
+            && s["ballots_waiting"] == 0
             && s["ballots_sealed"] == ballots
             && s["batches"]["sealed"] == s["batches"]["acknowledged"]
     }
