@@ -5,9 +5,9 @@
 //! A batch carries a contest's ballots only in groups of at least K. While a contest
 //! is open the station keeps at least K of its ballots back, so that even the group
 //! sealed with its close holds K; a contest with fewer than K ballots at a station
-//! goes in one group at its close. Which ballots wait is not "the most recent": the
-//! station stores waiting ballots without any order (that is the point), so a group
-//! is any of them.
+//! goes in one group at its close. The station holds the most recent back as far as
+//! it knows them: it keeps of a waiting ballot only which batch was the last when it
+//! was recorded, so ballots recorded between two seals are indistinguishable.
 //!
 //! The rule is counted here, once, for the station's store (which seals) and for the
 //! tests of both ends; nothing here knows about storage or bytes on a wire beyond the

@@ -9,8 +9,10 @@
 //!
 //! Secret ballot (G6): nothing here holds a time or a voter. Ballots wait for their
 //! group (`election::batching`: at least K of a contest in a batch) in a table keyed by
-//! their random id, so neither a rowid nor the table's order follows the order they
-//! were recorded in. Sealing releases whole groups, shuffles each batch's ballots,
+//! the chain head when they were recorded (their generation: the most recent are held
+//! back, and nothing finer than the batches is known) and then their random id, so no
+//! rowid or table order follows the order they were recorded in within a generation.
+//! Sealing releases whole groups, oldest generations first, shuffles each batch's ballots,
 //! deletes their rows (with `secure_delete` on, so the freed space is zeroed) and then
 //! checkpoints and truncates the WAL, whose frames were appended in recording order.
 //! The other events (issued, a cancel of a sealed ballot, a close) wait in log order.
@@ -44,16 +46,18 @@ const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 -- Events other than ballots recorded but not yet sealed, in log order (prost-encoded pb.Event).
 CREATE TABLE pending (id INTEGER PRIMARY KEY, event BLOB NOT NULL);
--- Ballots waiting for their group, by their random id (no order of recording):
--- the encoded pb.Event, and the cancel that travels with it when a cancel could not
--- remove it (K or fewer of its contest waiting).
+-- Ballots waiting for their group: per contest, by the chain head when they were
+-- recorded (no finer than the batches) and then by their random id (no order of
+-- recording within it); the encoded pb.Event, and the cancel that travels with it
+-- when a cancel could not remove it (K or fewer of its contest waiting).
 CREATE TABLE waiting (
-    ballot_id BLOB PRIMARY KEY,
     contest TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    ballot_id BLOB NOT NULL,
     ballot BLOB NOT NULL,
-    cancel BLOB
+    cancel BLOB,
+    PRIMARY KEY (contest, generation, ballot_id)
 ) WITHOUT ROWID;
-CREATE INDEX waiting_by_contest ON waiting (contest, ballot_id);
 -- Sealed batches: the exact signed bytes (prost-encoded pb.SignedBatch) and their chain hash.
 CREATE TABLE batches (
     sequence INTEGER PRIMARY KEY,
@@ -181,6 +185,7 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.pragma_update(None, "cache_size", -16_384)?;
     Ok(())
 }
 
@@ -439,9 +444,10 @@ impl Store {
                 params![batch.sequence as i64, hash.to_vec(), signed.encode_to_vec(), event_count as i64, ballot_count as i64],
             )?;
             {
-                let mut delete = tx.prepare_cached("DELETE FROM waiting WHERE ballot_id = ?1")?;
+                let mut delete =
+                    tx.prepare_cached("DELETE FROM waiting WHERE contest = ?1 AND ballot_id = ?2")?;
                 for w in &leaving {
-                    delete.execute([&w.id])?;
+                    delete.execute(params![w.contest, w.id])?;
                 }
             }
             if let Some(last_id) = last_pending {
@@ -534,12 +540,12 @@ impl Store {
         done.history_batches = history.len() as u64;
         done.forward_batches = forward.len() as u64;
         // Events the forward batches hold: ballots by id, the others in order.
-        let mut ids: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut ids: BTreeSet<(String, Vec<u8>)> = BTreeSet::new();
         let mut others: Vec<Vec<u8>> = Vec::new();
         for e in forward.iter().flat_map(|b| &b.events) {
             match &e.kind {
                 Some(pb::event::Kind::Ballot(b)) => {
-                    ids.insert(b.id.clone());
+                    ids.insert((b.contest.clone(), b.id.clone()));
                 }
                 _ => others.push(e.encode_to_vec()),
             }
@@ -568,7 +574,9 @@ impl Store {
                         detail: format!("pending event {id}: {e}"),
                     })?;
                 let duplicate = match &event.kind {
-                    Some(pb::event::Kind::Ballot(b)) => ids.contains(&b.id),
+                    Some(pb::event::Kind::Ballot(b)) => {
+                        ids.contains(&(b.contest.clone(), b.id.clone()))
+                    }
                     _ => {
                         let same = others.get(matched) == Some(&blob);
                         if same {
@@ -601,9 +609,10 @@ impl Store {
         }
         {
             // Waiting ballots the recovered batches hold were sealed before the loss.
-            let mut delete = tx.prepare_cached("DELETE FROM waiting WHERE ballot_id = ?1")?;
-            for id in &ids {
-                done.pending_dropped += delete.execute([id])? as u64;
+            let mut delete =
+                tx.prepare_cached("DELETE FROM waiting WHERE contest = ?1 AND ballot_id = ?2")?;
+            for (contest, id) in &ids {
+                done.pending_dropped += delete.execute(params![contest, id])? as u64;
             }
             let mut left = tx.prepare("SELECT contest, count(*) FROM waiting GROUP BY contest")?;
             let mut rows = left.query([])?;
@@ -823,9 +832,12 @@ fn append_in(
     let mut ballots: Option<HashMap<BallotId, (String, bool)>> = None;
     let mut insert_event = tx.prepare_cached("INSERT INTO pending (event) VALUES (?1)")?;
     let mut insert_ballot = tx.prepare_cached(
-        "INSERT INTO waiting (ballot_id, contest, ballot) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        "INSERT INTO waiting (contest, generation, ballot_id, ballot) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
     )?;
     let mut insert_closed = tx.prepare_cached("INSERT INTO closed (contest) VALUES (?1)")?;
+    // Ballots recorded since the last batch share one generation: the oldest leave
+    // first, and nothing finer than the batches themselves is kept.
+    let generation = chain_head(tx)?.sequence as i64;
     for (written, event) in events.iter().enumerate() {
         let bytes = event_to_pb(event).encode_to_vec();
         if bytes.len() > MAX_EVENT_BYTES {
@@ -841,7 +853,7 @@ fn append_in(
                     index.insert(b.id, (b.contest.clone(), false));
                 }
                 let id = b.id.as_bytes().to_vec();
-                if insert_ballot.execute(params![id, b.contest, bytes])? == 0 {
+                if insert_ballot.execute(params![b.contest, generation, id, bytes])? == 0 {
                     return Err(StationError::DuplicateBallot { ballot: b.id });
                 }
             }
@@ -893,8 +905,8 @@ fn cancel_waiting(
 ) -> Result<bool> {
     let id = ballot.as_bytes().to_vec();
     let waits: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM waiting WHERE ballot_id = ?1)",
-        [&id],
+        "SELECT EXISTS (SELECT 1 FROM waiting WHERE contest = ?1 AND ballot_id = ?2)",
+        params![contest, id],
         |r| r.get(0),
     )?;
     if !waits {
@@ -906,11 +918,14 @@ fn cancel_waiting(
         |r| r.get(0),
     )?;
     if cancel_removes_held(of_contest as u64, k) {
-        tx.execute("DELETE FROM waiting WHERE ballot_id = ?1", [&id])?;
+        tx.execute(
+            "DELETE FROM waiting WHERE contest = ?1 AND ballot_id = ?2",
+            params![contest, id],
+        )?;
     } else {
         tx.execute(
-            "UPDATE waiting SET cancel = ?2 WHERE ballot_id = ?1",
-            params![id, cancel_bytes],
+            "UPDATE waiting SET cancel = ?3 WHERE contest = ?1 AND ballot_id = ?2",
+            params![contest, id, cancel_bytes],
         )?;
     }
     Ok(true)
@@ -949,6 +964,7 @@ impl Room {
 
 /// A row of `waiting` as stored.
 struct WaitingRow {
+    contest: String,
     id: Vec<u8>,
     ballot: Vec<u8>,
     cancel: Option<Vec<u8>>,
@@ -973,6 +989,7 @@ impl WaitingRow {
         let ballot = decode(&self.ballot)?;
         let cancel = self.cancel.as_deref().map(decode).transpose()?;
         Ok(Leaving {
+            contest: self.contest,
             id: self.id,
             ballot,
             cancel,
@@ -982,6 +999,7 @@ impl WaitingRow {
 
 /// A waiting ballot leaving in the batch being made.
 struct Leaving {
+    contest: String,
     id: Vec<u8>,
     ballot: pb::Event,
     cancel: Option<pb::Event>,
@@ -1008,18 +1026,19 @@ fn take_groups(
     let mut leaving = Vec::new();
     let mut still_waiting = HashMap::new();
     let mut select = tx.prepare_cached(
-        "SELECT ballot_id, ballot, cancel FROM waiting WHERE contest = ?1 ORDER BY ballot_id LIMIT ?2",
+        "SELECT ballot_id, ballot, cancel FROM waiting WHERE contest = ?1 ORDER BY generation, ballot_id LIMIT ?2",
     )?;
     for (contest, waiting) in per_contest {
         let release = releasable(waiting, closed.contains(&contest), k);
         let mut taken = 0;
         if let Some(want) = next_group(release, room.events as u64, k) {
-            // The ballots by id: an order that has nothing to do with recording.
+            // The oldest generations first; within one, by random id.
             let mut rows = select.query(params![contest, want as i64])?;
             let mut fitting: Vec<WaitingRow> = Vec::new();
             let mut trial = *room;
             while let Some(row) = rows.next()? {
                 let w = WaitingRow {
+                    contest: contest.clone(),
                     id: row.get(0)?,
                     ballot: row.get(1)?,
                     cancel: row.get(2)?,

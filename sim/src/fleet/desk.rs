@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use pollsync_election::{
-    BallotChoices, ElectionDefinition, EventError, Station, StationEvent, TallySheet,
+    BallotChoices, BallotId, ElectionDefinition, EventError, Station, StationEvent, TallySheet,
 };
 use pollsync_station::StationError;
 use pollsync_station::store::{Counts, Store, new_ballot_id};
@@ -65,18 +65,26 @@ impl Desk {
     /// nothing), each issue and ballot through the station's door checks first.
     /// Returns the ballots written.
     pub fn record(&mut self, parts: &[Part<'_>]) -> Result<u64> {
+        Ok(self.record_ids(parts)?.len() as u64)
+    }
+
+    /// [`Desk::record`], returning the ids of the ballots written.
+    pub fn record_ids(&mut self, parts: &[Part<'_>]) -> Result<Vec<BallotId>> {
         let events = self.events_of(parts).map_err(|e| self.fail(e))?;
         if events.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let ballots = events
+        let ids = events
             .iter()
-            .filter(|e| matches!(e, StationEvent::Ballot(_)))
-            .count() as u64;
+            .filter_map(|e| match e {
+                StationEvent::Ballot(b) => Some(b.id),
+                _ => None,
+            })
+            .collect();
         self.store
             .append(&events, &mut |_| {})
             .map_err(|e| self.fail(e))?;
-        Ok(ballots)
+        Ok(ids)
     }
 
     fn events_of(&self, parts: &[Part<'_>]) -> Result<Vec<StationEvent>, StationError> {
