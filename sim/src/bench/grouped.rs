@@ -123,7 +123,7 @@ pub(super) async fn p2_grouped(dir: &Path, seed: u64, workers: usize) -> anyhow:
     }
     // Acceptances as they happen, while the stations record; then until every
     // recorded ballot is counted.
-    let mut recording = tokio::spawn(futures_join(tasks));
+    let mut recording = tokio::spawn(join_recordings(tasks));
     let index: HashMap<String, usize> = chosen
         .iter()
         .enumerate()
@@ -238,12 +238,12 @@ pub(super) async fn p2_grouped(dir: &Path, seed: u64, workers: usize) -> anyhow:
     })
 }
 
+/// One station's recording: its ballots with where and when each was recorded.
+type Recording =
+    tokio::task::JoinHandle<Result<Vec<(BallotId, Recorded)>, crate::fleet::FleetError>>;
+
 /// Every recording task's ballots, in task order.
-async fn futures_join(
-    tasks: Vec<
-        tokio::task::JoinHandle<Result<Vec<(BallotId, Recorded)>, crate::fleet::FleetError>>,
-    >,
-) -> anyhow::Result<Vec<(BallotId, Recorded)>> {
+async fn join_recordings(tasks: Vec<Recording>) -> anyhow::Result<Vec<(BallotId, Recorded)>> {
     let mut all = Vec::new();
     for t in tasks {
         all.extend(t.await??);
