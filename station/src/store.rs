@@ -539,7 +539,14 @@ impl Store {
         }
         done.history_batches = history.len() as u64;
         done.forward_batches = forward.len() as u64;
-        // Events the forward batches hold: ballots by id, the others in order.
+        // Events the forward batches hold: ballots by id, the others in order, but
+        // for the cancels that ride with a ballot waiting here (they are dropped with
+        // it, never in the log).
+        let riding: BTreeSet<Vec<u8>> = {
+            let mut stmt = tx.prepare("SELECT ballot_id FROM waiting WHERE cancel IS NOT NULL")?;
+            let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
         let mut ids: BTreeSet<(String, Vec<u8>)> = BTreeSet::new();
         let mut others: Vec<Vec<u8>> = Vec::new();
         for e in forward.iter().flat_map(|b| &b.events) {
@@ -547,6 +554,7 @@ impl Store {
                 Some(pb::event::Kind::Ballot(b)) => {
                     ids.insert((b.contest.clone(), b.id.clone()));
                 }
+                Some(pb::event::Kind::Cancel(c)) if riding.contains(&c.ballot_id) => {}
                 _ => others.push(e.encode_to_vec()),
             }
         }
