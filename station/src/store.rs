@@ -539,23 +539,29 @@ impl Store {
         }
         done.history_batches = history.len() as u64;
         done.forward_batches = forward.len() as u64;
-        // Events the forward batches hold: ballots by id, the others in order, but
-        // for the cancels that ride with a ballot waiting here (they are dropped with
-        // it, never in the log).
-        let riding: BTreeSet<Vec<u8>> = {
-            let mut stmt = tx.prepare("SELECT ballot_id FROM waiting WHERE cancel IS NOT NULL")?;
-            let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
+        // Events the forward batches hold: ballots by id, the others in order, but for
+        // the cancels that rode with their ballot in the same batch (they never were
+        // in a pending log: they are dropped with the ballot).
         let mut ids: BTreeSet<(String, Vec<u8>)> = BTreeSet::new();
         let mut others: Vec<Vec<u8>> = Vec::new();
-        for e in forward.iter().flat_map(|b| &b.events) {
-            match &e.kind {
-                Some(pb::event::Kind::Ballot(b)) => {
-                    ids.insert((b.contest.clone(), b.id.clone()));
+        for b in forward {
+            let in_batch: BTreeSet<&[u8]> = b
+                .events
+                .iter()
+                .filter_map(|e| match &e.kind {
+                    Some(pb::event::Kind::Ballot(ballot)) => Some(ballot.id.as_slice()),
+                    _ => None,
+                })
+                .collect();
+            for e in &b.events {
+                match &e.kind {
+                    Some(pb::event::Kind::Ballot(ballot)) => {
+                        ids.insert((ballot.contest.clone(), ballot.id.clone()));
+                    }
+                    Some(pb::event::Kind::Cancel(c))
+                        if in_batch.contains(c.ballot_id.as_slice()) => {}
+                    _ => others.push(e.encode_to_vec()),
                 }
-                Some(pb::event::Kind::Cancel(c)) if riding.contains(&c.ballot_id) => {}
-                _ => others.push(e.encode_to_vec()),
             }
         }
         // Contests the recovered batches close: nothing waiting here may belong to them.
