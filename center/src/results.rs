@@ -20,16 +20,29 @@ pub struct Results {
     pub totals: Totals,
 }
 
-/// A station has sent everything it said it sealed, and is not cut off. A station the
-/// center has never heard from (no contact, no batch) is not synced: what it holds is
-/// unknown.
-fn synced(row: Option<&StationRow>) -> bool {
+/// Whether the center holds everything a station sealed for a contest, and the station
+/// is not cut off (quarantined or revoked). Once the station's close of the contest is
+/// at the center (`closed_at_center`) that is so: batches are applied in chain order,
+/// so everything sealed before the close is there, and nothing of the contest comes
+/// after it; the station may still be sending its other contests. Before the close,
+/// it is so when the center holds everything the station said it sealed. A station
+/// the center has never heard from (no contact, no batch) is not synced: what it
+/// holds is unknown.
+pub fn synced_for_contest(row: Option<&StationRow>, closed_at_center: bool) -> bool {
     row.is_some_and(|r| {
-        (r.last_seen_unix_ms > 0 || r.head_sequence > 0)
-            && r.head_sequence >= r.local_head_sequence
-            && !r.quarantined
+        !r.quarantined
             && !r.revoked
+            && (closed_at_center
+                || ((r.last_seen_unix_ms > 0 || r.head_sequence > 0)
+                    && r.head_sequence >= r.local_head_sequence))
     })
+}
+
+/// The one rule of "reporting" (SPEC §7, the results, the status, the API and the
+/// dashboard): a station reports for a contest once the contest is closed at it and
+/// the center holds everything it sealed up to that close.
+pub fn reporting(row: Option<&StationRow>, closed_at_center: bool) -> bool {
+    closed_at_center && synced_for_contest(row, closed_at_center)
 }
 
 /// Decide every contest (or only `only`) from the store as it stands.
@@ -68,10 +81,11 @@ pub fn compute(store: &Store, only: Option<&str>) -> Result<Results> {
             .stations_of(&contest.id)
             .map(|s| {
                 let t = tallies.get(&(s.id.clone(), contest.id.clone()));
+                let closed = t.is_some_and(|t| t.closed);
                 StationReport {
                     station_id: s.id.clone(),
-                    closed: t.is_some_and(|t| t.closed),
-                    synced: synced(stations.get(&s.id)),
+                    closed,
+                    synced: synced_for_contest(stations.get(&s.id), closed),
                     sheet: t.and_then(|t| t.sheet.clone()),
                     computed: t
                         .map_or_else(|| TallySheet::for_contest(contest), |t| t.computed.clone()),

@@ -28,7 +28,7 @@ pub struct StationStatus {
     pub lagging_batches: u64,
     /// Every contest it collects is closed at the center.
     pub closed: bool,
-    /// Closed, and the center holds everything it sealed.
+    /// Reporting for every contest it collects (`results::reporting`).
     pub fully_synced: bool,
 }
 
@@ -61,21 +61,22 @@ pub fn compute(store: &Store) -> Result<Value> {
                 _ => "offline",
             };
             let lagging = row.map_or(0, |r| r.local_head_sequence.saturating_sub(r.head_sequence));
-            let all_closed = s.contests.iter().all(|c| {
+            let closed_here = |c: &String| {
                 closed
                     .get(&(s.id.clone(), c.clone()))
                     .copied()
                     .unwrap_or(false)
-            });
+            };
             StationStatus {
                 station: s.id.clone(),
                 connection,
                 last_seen_unix_ms: (seen > 0).then_some(seen),
                 lagging_batches: lagging,
-                closed: all_closed,
-                fully_synced: all_closed
-                    && lagging == 0
-                    && matches!(connection, "online" | "offline"),
+                closed: s.contests.iter().all(closed_here),
+                fully_synced: s
+                    .contests
+                    .iter()
+                    .all(|c| results::reporting(row, closed_here(c))),
             }
         })
         .collect();
@@ -85,7 +86,13 @@ pub fn compute(store: &Store) -> Result<Value> {
         .map(|o| {
             let missing: Vec<&str> = def
                 .stations_of(&o.contest)
-                .filter(|s| !stations.iter().any(|st| st.station == s.id && st.fully_synced))
+                .filter(|s| {
+                    let closed_here = closed
+                        .get(&(s.id.clone(), o.contest.clone()))
+                        .copied()
+                        .unwrap_or(false);
+                    !results::reporting(rows.get(&s.id), closed_here)
+                })
                 .map(|s| s.id.as_str())
                 .collect();
             json!({

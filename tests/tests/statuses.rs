@@ -497,3 +497,80 @@ fn assert_status_agrees(
         assert_eq!(c["not_yet_in"], waiting, "{c}");
     }
 }
+
+/// Issue 13, item 1: both levels are counted separately at a station that serves
+/// two, so it closes them at different times. Once its first contest is closed and
+/// synced, that contest shows the station as reporting, everywhere alike (`center
+/// status`, `center results`), while the second still waits for it; once the second
+/// is closed, the station is fully in.
+#[test]
+fn a_station_closing_its_two_contests_at_different_times_reports_each_when_closed() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (file, def) = small_election(root.path(), SEED);
+    let s = def
+        .stations
+        .iter()
+        .find(|s| s.contests.len() == 2)
+        .expect("a station with two contests");
+    let (first, second) = (s.contests[0].clone(), s.contests[1].clone());
+    let drawn = pollsync_sim::ballots::draw(&def, SEED, &USUAL);
+    let mine: Vec<_> = drawn.into_iter().filter(|sc| sc.station == s.id).collect();
+
+    let mut center = Center::init(root.path(), &file);
+    center.serve();
+    let station = Station::init(root.path(), &center, &s.id, center.address());
+    record_ballots(&station, &mine, root.path());
+    station.ok(&["close", "--contest", &first, "--from-records"]);
+    station.ok(&["sync", "--timeout-s", "60"]);
+
+    let in_status = |status: &Value, contest: &str| -> bool {
+        let c = status["contests"]["list"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["id"] == contest))
+            .unwrap_or_else(|| panic!("no contest {contest} in the status"));
+        let missing: Vec<&str> = c["not_yet_in"]
+            .as_array()
+            .expect("not_yet_in")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        !missing.contains(&s.id.as_str())
+    };
+    let in_results = |results: &Value, contest: &str| -> (u64, u64) {
+        let r = contest_result(results, contest);
+        (
+            r["stations"]["closed"].as_u64().expect("closed"),
+            r["stations"]["synced"].as_u64().expect("synced"),
+        )
+    };
+    let station_of = |status: &Value| -> Value {
+        status["stations"]["list"]
+            .as_array()
+            .and_then(|a| a.iter().find(|st| st["station"] == s.id.as_str()))
+            .cloned()
+            .unwrap_or_else(|| panic!("no station {} in the status", s.id))
+    };
+
+    let status = center.json(&["status", "--json"]);
+    let results = center.json(&["results", "--format", "json"]);
+    assert!(
+        in_status(&status, &first),
+        "{first}: the station reports: {status}"
+    );
+    assert!(!in_status(&status, &second), "{second}: not yet: {status}");
+    assert_eq!(in_results(&results, &first), (1, 1), "{first}");
+    assert_eq!(in_results(&results, &second).0, 0, "{second}");
+    let st = station_of(&status);
+    assert_eq!(st["fully_synced"], false, "{st}");
+
+    station.ok(&["close", "--contest", &second, "--from-records"]);
+    station.ok(&["sync", "--timeout-s", "60"]);
+    let status = center.json(&["status", "--json"]);
+    let results = center.json(&["results", "--format", "json"]);
+    for contest in [&first, &second] {
+        assert!(in_status(&status, contest), "{contest}: {status}");
+        assert_eq!(in_results(&results, contest), (1, 1), "{contest}");
+    }
+    let st = station_of(&status);
+    assert_eq!(st["fully_synced"], true, "{st}");
+}

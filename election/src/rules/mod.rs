@@ -57,7 +57,8 @@ pub struct StationReport {
     pub station_id: String,
     /// The station has closed the contest (its close event has reached the center).
     pub closed: bool,
-    /// Everything the station sealed has reached the center.
+    /// Everything the station sealed for this contest has reached the center (up to
+    /// its close once it closed), and the station is not cut off.
     pub synced: bool,
     /// The station's own count, from its close.
     pub sheet: Option<TallySheet>,
