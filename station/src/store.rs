@@ -282,14 +282,7 @@ impl Store {
         }
         let conn = Connection::open(&path)?;
         configure(&conn)?;
-        let k: Option<Vec<u8>> = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = ?1",
-                [META_MIN_BALLOTS],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let min_ballots_per_batch = k
+        let min_ballots_per_batch = meta_of(&conn, META_MIN_BALLOTS)?
             .and_then(|k| String::from_utf8(k).ok()?.parse::<u64>().ok())
             .filter(|k| *k >= 1)
             .ok_or_else(|| StationError::Corrupt {
@@ -337,10 +330,7 @@ impl Store {
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
+        meta_of(&self.conn, key)
     }
 
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
@@ -1169,15 +1159,15 @@ fn closed_contests(conn: &Connection) -> Result<BTreeSet<String>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// One `meta` value by its key.
+fn meta_of(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
 fn chain_start(conn: &Connection) -> Result<ChainHead> {
-    let value: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = ?1",
-            [META_CHAIN_START],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(value) = value else {
+    let Some(value) = meta_of(conn, META_CHAIN_START)? else {
         return Ok(ChainHead {
             sequence: 0,
             hash: GENESIS_HASH,

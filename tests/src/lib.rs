@@ -233,6 +233,17 @@ impl Station {
     }
 }
 
+/// The first station of `def` that collects two contests (a district-level and a
+/// town-level one, counted separately).
+pub fn station_with_two_contests(
+    def: &pollsync_election::ElectionDefinition,
+) -> &pollsync_election::Station {
+    def.stations
+        .iter()
+        .find(|s| s.contests.len() == 2)
+        .expect("a station with two contests")
+}
+
 /// A small generated election written to `root/election.toml`, with its definition.
 pub fn small_election(root: &Path, seed: u64) -> (PathBuf, pollsync_election::ElectionDefinition) {
     let path = root.join("election.toml");

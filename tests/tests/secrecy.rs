@@ -168,11 +168,7 @@ fn a_live_day_sends_ballots_only_in_groups_of_k_and_counts_exactly() {
     .expect("definition");
     let mut center = Center::init(root.path(), &file);
     center.serve();
-    let s = def
-        .stations
-        .iter()
-        .find(|s| s.contests.len() == 2)
-        .expect("a station with two contests");
+    let s = station_with_two_contests(&def);
     let (big, small) = (s.contests[0].clone(), s.contests[1].clone());
     let first_candidate = |contest: &str| {
         def.contest(contest).expect("contest").candidates[0]

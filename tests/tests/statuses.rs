@@ -10,7 +10,7 @@ use std::path::Path;
 
 use pollsync_election::{ContestOutcome, ElectionDefinition, TallySheet};
 use pollsync_sim::ballots::{Day, Outcome, Scenario, USUAL, draw_with};
-use pollsync_tests::{Center, Station, record_ballots, small_election};
+use pollsync_tests::{Center, Station, record_ballots, small_election, station_with_two_contests};
 use serde_json::{Value, json};
 
 const SEED: u64 = 21;
@@ -507,11 +507,7 @@ fn assert_status_agrees(
 fn a_station_closing_its_two_contests_at_different_times_reports_each_when_closed() {
     let root = tempfile::tempdir().expect("tempdir");
     let (file, def) = small_election(root.path(), SEED);
-    let s = def
-        .stations
-        .iter()
-        .find(|s| s.contests.len() == 2)
-        .expect("a station with two contests");
+    let s = station_with_two_contests(&def);
     let (first, second) = (s.contests[0].clone(), s.contests[1].clone());
     let drawn = pollsync_sim::ballots::draw(&def, SEED, &USUAL);
     let mine: Vec<_> = drawn.into_iter().filter(|sc| sc.station == s.id).collect();
