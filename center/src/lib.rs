@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod listen;
 pub mod results;
 pub mod serve;
+pub mod serve_config;
 pub mod status;
 pub mod store;
 pub mod validate;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pollsync_center::commands::{alerts, enroll, import, init, revoke};
+use pollsync_center::serve_config::ServeOptions;
 use pollsync_center::store::DEFAULT_DATA_DIR;
 use pollsync_center::validate::{self, Verdict};
 use pollsync_proto::output::emit;
@@ -109,15 +110,19 @@ enum Command {
     /// and apply each exactly once; serve the operators' dashboard, JSON API, live
     /// events and metrics over HTTP. Stops cleanly on Ctrl-C or SIGTERM.
     Serve {
+        /// Read these options from a TOML file (keys: the long options' names with
+        /// `_`; see deploy/center.toml). An option given here wins over the file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Address to listen on for stations (port 0 picks a free one; the address
-        /// is printed as `gRPC listening on ADDR`).
-        #[arg(long, default_value = "127.0.0.1:7443", value_name = "HOST:PORT")]
-        grpc: String,
+        /// is printed as `gRPC listening on ADDR`). Default 127.0.0.1:7443.
+        #[arg(long, value_name = "HOST:PORT")]
+        grpc: Option<String>,
         /// Address of the operators' dashboard and API (printed as `HTTP listening
         /// on ADDR`). Beyond loopback an access token is required: set
-        /// POLLSYNC_HTTP_TOKEN or pass --http-token-file.
-        #[arg(long, default_value = "127.0.0.1:7480", value_name = "HOST:PORT")]
-        http: String,
+        /// POLLSYNC_HTTP_TOKEN or pass --http-token-file. Default 127.0.0.1:7480.
+        #[arg(long, value_name = "HOST:PORT")]
+        http: Option<String>,
         /// File holding the operators' bearer token (at least 16 characters).
         #[arg(long, value_name = "FILE")]
         http_token_file: Option<PathBuf>,
@@ -328,6 +333,7 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         },
         Command::Serve {
+            config,
             grpc,
             http,
             http_token_file,
@@ -335,20 +341,32 @@ fn main() -> ExitCode {
             max_handshakes,
             http_host,
         } => {
+            let given = ServeOptions {
+                grpc,
+                http,
+                http_token_file,
+                max_connections,
+                max_handshakes,
+                http_host,
+            };
+            let options = match config.as_deref().map(ServeOptions::read).transpose() {
+                Ok(file) => given.over(file.unwrap_or_default()),
+                Err(e) => return fail(e),
+            };
             let mut limits = pollsync_center::listen::Limits::from_process();
-            if let Some(n) = max_connections {
+            if let Some(n) = options.max_connections {
                 limits.max_connections = n.max(1);
             }
-            if let Some(n) = max_handshakes {
+            if let Some(n) = options.max_handshakes {
                 limits.max_handshakes = n.max(1);
             }
             match serve(
                 &data,
-                &grpc,
-                &http,
-                http_token_file.as_deref(),
+                options.grpc(),
+                options.http(),
+                options.http_token_file.as_deref(),
                 limits,
-                &http_host,
+                &options.http_host,
             ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(format!("{e:#}")),

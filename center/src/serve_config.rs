@@ -1,0 +1,160 @@
+//! `center serve --config FILE`: the serve options read from a TOML file (the keys
+//! are the long options' names with `_` for `-`; `deploy/center.toml` is a commented
+//! example). An option given on the command line wins over the file; what neither
+//! gives takes the built-in default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Largest configuration file read.
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+/// Where stations connect when neither the command line nor the file says.
+pub const DEFAULT_GRPC: &str = "127.0.0.1:7443";
+/// Where operators connect when neither the command line nor the file says.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:7480";
+
+/// The options of `center serve`, each absent when not given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeOptions {
+    pub grpc: Option<String>,
+    pub http: Option<String>,
+    pub http_token_file: Option<PathBuf>,
+    pub max_connections: Option<usize>,
+    pub max_handshakes: Option<usize>,
+    #[serde(default)]
+    pub http_host: Vec<String>,
+}
+
+/// Why a configuration file was not used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {bytes} bytes; a serve configuration is at most {max} bytes")]
+    TooLarge { file: PathBuf, bytes: u64, max: u64 },
+    #[error("{file}: {reason}")]
+    Invalid { file: PathBuf, reason: String },
+}
+
+impl ServeOptions {
+    /// Reads `file` (bounded in size; unknown keys and wrong types are refused,
+    /// naming the key).
+    pub fn read(file: &Path) -> Result<ServeOptions, ConfigError> {
+        let read = |source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        };
+        let bytes = std::fs::metadata(file).map_err(read)?.len();
+        if bytes > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                file: file.to_path_buf(),
+                bytes,
+                max: MAX_CONFIG_BYTES,
+            });
+        }
+        let text = std::fs::read_to_string(file).map_err(read)?;
+        toml::from_str(&text).map_err(|e| {
+            let line = e.span().map_or(0, |span| {
+                1 + text.as_bytes()[..span.start.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+            });
+            ConfigError::Invalid {
+                file: file.to_path_buf(),
+                reason: format!(
+                    "line {line}: {}",
+                    pollsync_proto::limits::escape_text(
+                        e.message(),
+                        pollsync_proto::limits::MAX_DETAIL_CHARS
+                    )
+                ),
+            }
+        })
+    }
+
+    /// These options over `file`'s: each given here wins; host names add up.
+    pub fn over(self, file: ServeOptions) -> ServeOptions {
+        let mut http_host = file.http_host;
+        http_host.extend(self.http_host);
+        ServeOptions {
+            grpc: self.grpc.or(file.grpc),
+            http: self.http.or(file.http),
+            http_token_file: self.http_token_file.or(file.http_token_file),
+            max_connections: self.max_connections.or(file.max_connections),
+            max_handshakes: self.max_handshakes.or(file.max_handshakes),
+            http_host,
+        }
+    }
+
+    /// The gRPC address to listen on.
+    pub fn grpc(&self) -> &str {
+        self.grpc.as_deref().unwrap_or(DEFAULT_GRPC)
+    }
+
+    /// The operators' HTTP address to listen on.
+    pub fn http(&self) -> &str {
+        self.http.as_deref().unwrap_or(DEFAULT_HTTP)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("center.toml");
+        std::fs::write(&path, text).expect("write");
+        (dir, path)
+    }
+
+    #[test]
+    fn the_example_in_deploy_reads_and_the_command_line_wins() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/center.toml");
+        let file = ServeOptions::read(Path::new(example)).expect("the example reads");
+        assert_eq!(file.grpc(), "0.0.0.0:7443");
+        assert!(file.http_token_file.is_some());
+        let cli = ServeOptions {
+            grpc: Some("127.0.0.1:9000".into()),
+            http_host: vec!["wall.example".into()],
+            ..Default::default()
+        };
+        let both = cli.over(file.clone());
+        assert_eq!(both.grpc(), "127.0.0.1:9000");
+        assert_eq!(both.http(), file.http());
+        assert_eq!(both.http_token_file, file.http_token_file);
+        assert_eq!(
+            both.http_host.last().map(String::as_str),
+            Some("wall.example")
+        );
+        assert_eq!(ServeOptions::default().grpc(), DEFAULT_GRPC);
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_naming_the_key() {
+        let (_d, path) = write("grpc = \"0.0.0.0:7443\"\nmax_conections = 10\n");
+        let e = ServeOptions::read(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("center.toml") && e.contains("max_conections"),
+            "{e}"
+        );
+        let (_d, path) = write("max_connections = \"many\"\n");
+        let e = ServeOptions::read(&path).unwrap_err().to_string();
+        assert!(e.contains("center.toml"), "{e}");
+        let (_d, path) = write(&"#".repeat(MAX_CONFIG_BYTES as usize + 1));
+        assert!(matches!(
+            ServeOptions::read(&path),
+            Err(ConfigError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            ServeOptions::read(Path::new("/nonexistent/center.toml")),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}
