@@ -292,18 +292,92 @@ async fn events_report_each_durable_decision_and_metrics_count_them() {
 
     let (code, metrics) = get(served.addr, "/metrics", None).await;
     assert_eq!(code, 200);
-    for line in [
-        "pollsync_batches_accepted_total 2",
-        "pollsync_ballots_counted_total 4",
-        "pollsync_batches_duplicate_total 1",
-        "pollsync_batches_rejected_total{reason=\"BAD_SIGNATURE\"} 1",
-        "pollsync_stations{state=\"all\"} 3",
-        "pollsync_batches_held 2",
+    // A Prometheus text-format parser reads the whole exposition.
+    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_owned())))
+        .expect("the exposition parses");
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        let s = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .unwrap_or_else(|| panic!("no {name} {label:?} in:\n{metrics}"));
+        match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("{name} is not a single value"),
+        }
+    };
+    let histogram = |name: &str| -> Vec<(f64, f64)> {
+        let s = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .unwrap_or_else(|| panic!("no histogram {name} in:\n{metrics}"));
+        let prometheus_parse::Value::Histogram(buckets) = &s.value else {
+            panic!("{name} is not a histogram");
+        };
+        buckets.iter().map(|b| (b.less_than, b.count)).collect()
+    };
+    assert_eq!(value("pollsync_batches_accepted_total", None), 2.0);
+    assert_eq!(value("pollsync_ballots_counted_total", None), 4.0);
+    assert_eq!(value("pollsync_batches_duplicate_total", None), 1.0);
+    assert_eq!(
+        value(
+            "pollsync_batches_rejected_total",
+            Some(("reason", "BAD_SIGNATURE"))
+        ),
+        1.0
+    );
+    assert_eq!(value("pollsync_stations", Some(("state", "all"))), 3.0);
+    assert_eq!(value("pollsync_batches_held", None), 2.0);
+    // Histograms: every acknowledged batch timed, every accepted one sized.
+    for (name, at_least) in [
+        ("pollsync_ingest_seconds", 4.0),
+        ("pollsync_batch_ballots", 2.0),
+        ("pollsync_group_commit_seconds", 1.0),
     ] {
+        let buckets = histogram(name);
         assert!(
-            metrics.lines().any(|l| l == line),
-            "missing {line:?} in:\n{metrics}"
+            buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+            "{name}: {buckets:?}"
         );
+        let all = buckets.last().expect("a +Inf bucket");
+        assert!(
+            all.0.is_infinite() && all.1 >= at_least,
+            "{name}: {buckets:?}"
+        );
+    }
+    let ballots = histogram("pollsync_batch_ballots");
+    assert_eq!(
+        ballots.last().map(|b| b.1),
+        Some(2.0),
+        "two accepted batches"
+    );
+    // From the store: every contest by status, every alert by kind.
+    let contests: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "pollsync_contests")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    let definition = Store::open(&served.center.data)
+        .expect("store")
+        .meta()
+        .expect("meta")
+        .definition()
+        .expect("definition");
+    assert_eq!(contests, definition.contests.len() as f64, "{metrics}");
+    let stored_alerts = Store::open(&served.center.data)
+        .expect("store")
+        .alerts()
+        .expect("alerts");
+    for kind in stored_alerts.iter().map(|a| a.kind.as_str()) {
+        let n = stored_alerts.iter().filter(|a| a.kind == kind).count();
+        assert_eq!(value("pollsync_alerts", Some(("kind", kind))), n as f64);
     }
     // Stopping the center ends the open event stream (or shutdown would hang).
     served.stop().await;

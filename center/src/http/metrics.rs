@@ -1,151 +1,223 @@
-//! `/metrics`: the ingest's counters and the stations' live state in the
-//! Prometheus text format (version 0.0.4), written by hand: a handful of series
-//! does not need a metrics crate.
+//! `/metrics`: the ingest's counters and histograms, the stations by state, the
+//! contests by status and the alerts by kind, in the OpenMetrics text format that
+//! Prometheus scrapes, encoded by `prometheus-client`.
+//!
+//! Counters and histograms live with the ingest (`ingest::events::Metrics`); the
+//! per-scrape figures (stations, contests, alerts) are read at the scrape, the
+//! contests and alerts from the store under the same bound as the JSON views.
 
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
-use super::AppState;
+use super::{AppState, VIEW_TIMEOUT_MS};
 use crate::ingest::IngestHandle;
+use crate::store::Store;
 
-pub(super) async fn render(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text(&state.ingest),
-    )
+/// The exposition's content type.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// One label and its value.
+type Labels = Vec<(String, String)>;
+
+/// What the store says at a scrape: contests by status, alerts by kind.
+#[derive(Debug, Default)]
+pub struct StoreFigures {
+    pub contests_by_status: BTreeMap<String, u64>,
+    pub alerts_by_kind: BTreeMap<String, u64>,
 }
 
-/// One metric family: its help, type and samples (`labels` may be empty).
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        let _ = writeln!(out, "{name}{labels} {value}");
+impl StoreFigures {
+    /// Reads them (a full results computation: bounded like the JSON views).
+    pub fn read(store: &Store) -> crate::error::Result<StoreFigures> {
+        let results = crate::results::compute(store, None)?;
+        let mut alerts_by_kind = BTreeMap::new();
+        for a in store.alerts()? {
+            *alerts_by_kind.entry(a.kind).or_default() += 1;
+        }
+        Ok(StoreFigures {
+            contests_by_status: results
+                .totals
+                .overall
+                .contests_by_status
+                .iter()
+                .map(|(status, n)| (status.to_string(), *n))
+                .collect(),
+            alerts_by_kind,
+        })
     }
 }
 
-fn one(value: u64) -> Vec<(String, f64)> {
-    vec![(String::new(), value as f64)]
+pub(super) async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    let work = async {
+        let _permit = state.views.acquire().await.ok()?;
+        let dir = state.data_dir.clone();
+        tokio::task::spawn_blocking(move || Store::open(&dir).and_then(|s| StoreFigures::read(&s)))
+            .await
+            .ok()?
+            .ok()
+    };
+    // Without the store's figures (busy, or failing) the ingest's are still served.
+    let figures = tokio::time::timeout(Duration::from_millis(VIEW_TIMEOUT_MS), work)
+        .await
+        .ok()
+        .flatten();
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        text(&state.ingest, figures.as_ref()),
+    )
 }
 
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    registry.register(name, help, ConstCounter::new(value));
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
+    let g: Gauge = Gauge::default();
+    g.set(value);
+    registry.register(name, help, g);
+}
+
+/// A family of counters or gauges, one per label value.
+fn labelled<M, I>(registry: &mut Registry, name: &str, help: &str, label: &str, values: I)
+where
+    M: prometheus_client::registry::Metric + prometheus_client::metrics::TypedMetric,
+    M: Clone + Default + Settable,
+    I: IntoIterator<Item = (String, u64)>,
+{
+    let family: Family<Labels, M> = Family::default();
+    for (value, n) in values {
+        family
+            .get_or_create(&vec![(label.to_string(), value)])
+            .set_to(n);
+    }
+    registry.register(name, help, family);
+}
+
+/// A metric a scrape sets to a value read elsewhere.
+trait Settable {
+    fn set_to(&self, n: u64);
+}
+
+impl Settable for Gauge {
+    fn set_to(&self, n: u64) {
+        self.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+}
+
+impl Settable for prometheus_client::metrics::counter::Counter {
+    fn set_to(&self, n: u64) {
+        self.inc_by(n);
+    }
+}
+
+type Counter = prometheus_client::metrics::counter::Counter;
+
 /// The whole exposition.
-pub fn text(ingest: &IngestHandle) -> String {
+pub fn text(ingest: &IngestHandle, store: Option<&StoreFigures>) -> String {
     let m = ingest.metrics();
-    let mut out = String::new();
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    family(
-        &mut out,
-        "pollsync_batches_accepted_total",
-        "counter",
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let mut r = Registry::default();
+    counter(
+        &mut r,
+        "pollsync_batches_accepted",
         "Batches applied (durable) since this center process started.",
-        &one(load(&m.batches_accepted)),
+        load(&m.batches_accepted),
     );
-    family(
-        &mut out,
-        "pollsync_ballots_counted_total",
-        "counter",
+    counter(
+        &mut r,
+        "pollsync_ballots_counted",
         "Ballots in the batches applied since this center process started.",
-        &one(load(&m.ballots_counted)),
+        load(&m.ballots_counted),
     );
-    family(
-        &mut out,
-        "pollsync_batches_duplicate_total",
-        "counter",
+    counter(
+        &mut r,
+        "pollsync_batches_duplicate",
         "Batches received again that the center already held (counted once).",
-        &one(load(&m.batches_duplicate)),
+        load(&m.batches_duplicate),
     );
-    let rejected: Vec<(String, f64)> = m
-        .rejected()
-        .into_iter()
-        .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), n as f64))
-        .collect();
-    family(
-        &mut out,
-        "pollsync_batches_rejected_total",
-        "counter",
+    labelled::<Counter, _>(
+        &mut r,
+        "pollsync_batches_rejected",
         "Batches refused, by reason.",
-        &rejected,
+        "reason",
+        m.rejected().into_iter().map(|(k, n)| (k.to_string(), n)),
     );
     let l = &m.listen;
-    family(
-        &mut out,
-        "pollsync_connections_turned_away_total",
-        "counter",
+    labelled::<Counter, _>(
+        &mut r,
+        "pollsync_connections_turned_away",
         "Connections to the gRPC port closed before any RPC, by why.",
-        &[
-            (
-                "{why=\"over_cap\"}".to_owned(),
-                load(&l.refused_over_cap) as f64,
-            ),
-            (
-                "{why=\"handshake_timeout\"}".to_owned(),
-                load(&l.handshake_timeouts) as f64,
-            ),
-            (
-                "{why=\"handshake_failed\"}".to_owned(),
-                load(&l.handshake_failures) as f64,
-            ),
-            (
-                "{why=\"accept_error\"}".to_owned(),
-                load(&l.accept_errors) as f64,
-            ),
-        ],
+        "why",
+        [
+            ("over_cap", load(&l.refused_over_cap)),
+            ("handshake_timeout", load(&l.handshake_timeouts)),
+            ("handshake_failed", load(&l.handshake_failures)),
+            ("accept_error", load(&l.accept_errors)),
+        ]
+        .map(|(k, n)| (k.to_string(), n)),
     );
-    family(
-        &mut out,
-        "pollsync_alerts_suppressed_total",
-        "counter",
+    counter(
+        &mut r,
+        "pollsync_alerts_suppressed",
         "Alerts counted but not stored because their station reached its limit.",
-        &one(load(&m.alerts_suppressed)),
+        load(&m.alerts_suppressed),
     );
-    family(
-        &mut out,
-        "pollsync_group_commits_total",
-        "counter",
+    counter(
+        &mut r,
+        "pollsync_group_commits",
         "Group transactions committed by the ingest writer.",
-        &one(load(&m.groups_committed)),
+        load(&m.groups_committed),
     );
-    family(
-        &mut out,
-        "pollsync_group_commits_failed_total",
-        "counter",
+    counter(
+        &mut r,
+        "pollsync_group_commits_failed",
         "Group transactions that failed (nothing of them was acknowledged).",
-        &one(load(&m.groups_failed)),
+        load(&m.groups_failed),
     );
-    family(
-        &mut out,
-        "pollsync_commit_seconds_total",
-        "counter",
-        "Time spent committing group transactions (fsync included).",
-        &[(String::new(), load(&m.commit_us_total) as f64 / 1e6)],
+    let h = &m.histograms;
+    r.register(
+        "pollsync_ingest_seconds",
+        "Seconds from a batch's receipt to its durable acknowledgement.",
+        h.ingest_seconds.clone(),
+    );
+    r.register(
+        "pollsync_group_commit_seconds",
+        "Seconds a group transaction took to commit (fsync included).",
+        h.commit_seconds.clone(),
+    );
+    r.register(
+        "pollsync_batch_ballots",
+        "Ballots per accepted batch.",
+        h.batch_ballots.clone(),
     );
 
     let stations = ingest.live_stations();
     let count = |f: &dyn Fn(&crate::ingest::LiveStation) -> bool| {
-        stations.iter().filter(|s| f(s)).count() as f64
+        stations.iter().filter(|s| f(s)).count() as u64
     };
-    family(
-        &mut out,
+    labelled::<Gauge, _>(
+        &mut r,
         "pollsync_stations",
-        "gauge",
         "Stations of the election, by state.",
-        &[
-            ("{state=\"all\"}".into(), stations.len() as f64),
-            ("{state=\"enrolled\"}".into(), count(&|s| s.enrolled)),
-            (
-                "{state=\"connected\"}".into(),
-                count(&|s| s.presence.connections > 0),
-            ),
-            ("{state=\"revoked\"}".into(), count(&|s| s.revoked)),
-            ("{state=\"quarantined\"}".into(), count(&|s| s.quarantined)),
-        ],
+        "state",
+        [
+            ("all", stations.len() as u64),
+            ("enrolled", count(&|s| s.enrolled)),
+            ("connected", count(&|s| s.presence.connections > 0)),
+            ("revoked", count(&|s| s.revoked)),
+            ("quarantined", count(&|s| s.quarantined)),
+        ]
+        .map(|(k, n)| (k.to_string(), n)),
     );
     let held: u64 = stations.iter().map(|s| s.head.sequence).sum();
     let behind: u64 = stations
@@ -156,19 +228,36 @@ pub fn text(ingest: &IngestHandle) -> String {
                 .saturating_sub(s.head.sequence)
         })
         .sum();
-    family(
-        &mut out,
+    gauge(
+        &mut r,
         "pollsync_batches_held",
-        "gauge",
         "Batches the center holds, all stations together.",
-        &one(held),
+        i64::try_from(held).unwrap_or(i64::MAX),
     );
-    family(
-        &mut out,
+    gauge(
+        &mut r,
         "pollsync_batches_behind",
-        "gauge",
         "Batches stations reported sealed that the center does not hold yet.",
-        &one(behind),
+        i64::try_from(behind).unwrap_or(i64::MAX),
     );
+    if let Some(f) = store {
+        labelled::<Gauge, _>(
+            &mut r,
+            "pollsync_contests",
+            "Contests by status (pending, elected, runoff, ...).",
+            "status",
+            f.contests_by_status.clone(),
+        );
+        labelled::<Gauge, _>(
+            &mut r,
+            "pollsync_alerts",
+            "Alerts stored, by kind.",
+            "kind",
+            f.alerts_by_kind.clone(),
+        );
+    }
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &r);
     out
 }

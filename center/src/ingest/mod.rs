@@ -556,6 +556,7 @@ impl IngestHandle {
                         peer_key,
                         prepared: prepared_rx,
                         reply,
+                        received: std::time::Instant::now(),
                     })
                     .is_ok(),
                 None => false,

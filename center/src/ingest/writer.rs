@@ -26,6 +26,10 @@ use crate::store::apply::{self, Presence};
 use crate::store::{EvidenceBatch, ForkEvidence, Store, now_unix_ms};
 
 /// One entry of the writer's queue.
+/// A batch's answer to send once its group is durable (`None`: none, the caller
+/// learns from the dropped sender), and when the batch was received.
+type Reply = (oneshot::Sender<pb::Ack>, Option<pb::Ack>, Instant);
+
 pub(super) enum Job {
     /// A batch pushed (over a connection whose certificate has `peer_key`) or
     /// imported (`peer_key` `None`) as station `peer`.
@@ -34,6 +38,8 @@ pub(super) enum Job {
         peer_key: Option<[u8; 32]>,
         prepared: mpsc::Receiver<Prepared>,
         reply: oneshot::Sender<pb::Ack>,
+        /// When the batch was handed to the ingest (for the latency histogram).
+        received: Instant,
     },
     /// An alert about a station that no batch carries (a refused stale key).
     Alert {
@@ -243,7 +249,7 @@ impl Writer {
             } else {
                 None
             };
-            let mut replies: Vec<(oneshot::Sender<pb::Ack>, Option<pb::Ack>)> = Vec::new();
+            let mut replies: Vec<Reply> = Vec::new();
             let mut touched = BTreeSet::new();
             let mut stop = false;
             let result = self.apply_group(
@@ -271,18 +277,22 @@ impl Writer {
                     metrics
                         .alerts_suppressed
                         .fetch_add(self.books.alerts.take_suppressed(), Ordering::Relaxed);
-                    metrics.commit_us_total.fetch_add(
-                        u64::try_from(self.timings[2].as_micros()).unwrap_or(u64::MAX),
-                        Ordering::Relaxed,
-                    );
                     self.shared
                         .publisher
                         .committed(std::mem::take(&mut self.group_events));
                     if presence.is_some() {
                         self.last_presence_flush = Instant::now();
                     }
-                    for (reply, ack) in replies {
+                    metrics
+                        .histograms
+                        .commit_seconds
+                        .observe(self.timings[2].as_secs_f64());
+                    for (reply, ack, received) in replies {
                         if let Some(ack) = ack {
+                            metrics
+                                .histograms
+                                .ingest_seconds
+                                .observe(received.elapsed().as_secs_f64());
                             let _ = reply.send(ack);
                         }
                     }
@@ -329,7 +339,7 @@ impl Writer {
         &mut self,
         jobs: &mut std::iter::Peekable<std::vec::IntoIter<Job>>,
         presence: Option<&HashMap<String, Presence>>,
-        replies: &mut Vec<(oneshot::Sender<pb::Ack>, Option<pb::Ack>)>,
+        replies: &mut Vec<Reply>,
         touched: &mut BTreeSet<String>,
         stop: &mut bool,
     ) -> Result<()> {
@@ -377,7 +387,8 @@ impl Writer {
                     peer_key,
                     prepared,
                     reply,
-                } => (peer, peer_key, prepared, reply),
+                    received,
+                } => (peer, peer_key, prepared, (reply, received)),
             };
             // A dropped sender (a panic in the pool) leaves the reply unanswered:
             // the caller sees that the center failed.
@@ -413,7 +424,7 @@ impl Writer {
                 }
                 let verdict = Verdict::Reject(rejection);
                 self.group_events.push(event_of(&peer, &verdict));
-                replies.push((reply, Some(verdict.ack())));
+                replies.push((reply.0, Some(verdict.ack()), reply.1));
                 continue;
             }
             let sp = tx.savepoint()?;
@@ -438,7 +449,7 @@ impl Writer {
                         self.states.insert(peer.clone(), state);
                         touched.insert(peer);
                     }
-                    replies.push((reply, Some(verdict.ack())));
+                    replies.push((reply.0, Some(verdict.ack()), reply.1));
                 }
                 Err(e) => {
                     // Rolled back as `sp` drops; this batch goes unanswered.
@@ -447,7 +458,7 @@ impl Writer {
                         "center ingest: batch {} of station {peer} not applied: {e}",
                         prepared.sequence()
                     );
-                    replies.push((reply, None));
+                    replies.push((reply.0, None, reply.1));
                 }
             }
             self.timings[1] += applying.elapsed();
