@@ -114,31 +114,8 @@ enum Command {
         /// `_`; see deploy/center.toml). An option given here wins over the file.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Address to listen on for stations (port 0 picks a free one; the address
-        /// is printed as `gRPC listening on ADDR`). Default 127.0.0.1:7443.
-        #[arg(long, value_name = "HOST:PORT")]
-        grpc: Option<String>,
-        /// Address of the operators' dashboard and API (printed as `HTTP listening
-        /// on ADDR`). Beyond loopback an access token is required: set
-        /// POLLSYNC_HTTP_TOKEN or pass --http-token-file. Default 127.0.0.1:7480.
-        #[arg(long, value_name = "HOST:PORT")]
-        http: Option<String>,
-        /// File holding the operators' bearer token (at least 16 characters).
-        #[arg(long, value_name = "FILE")]
-        http_token_file: Option<PathBuf>,
-        /// Most connections to the gRPC port at once (default: sized from the
-        /// descriptor limit, which the center raises at start where it can).
-        #[arg(long, value_name = "N")]
-        max_connections: Option<usize>,
-        /// Most connections still in their TLS handshake at once (default: sized
-        /// from the descriptor limit).
-        #[arg(long, value_name = "N")]
-        max_handshakes: Option<usize>,
-        /// A host name operators use to reach the dashboard (repeatable), beside
-        /// the advertised hosts, the bound address and loopback names; requests
-        /// naming any other Host are refused (DNS rebinding).
-        #[arg(long, value_name = "NAME")]
-        http_host: Vec<String>,
+        #[command(flatten)]
+        options: ServeOptions,
     },
     /// Stations by state (never seen, online, offline, lagging, closed, fully synced),
     /// contests by status with the stations not yet in, and the alert count.
@@ -334,21 +311,8 @@ fn main() -> ExitCode {
         },
         Command::Serve {
             config,
-            grpc,
-            http,
-            http_token_file,
-            max_connections,
-            max_handshakes,
-            http_host,
+            options: given,
         } => {
-            let given = ServeOptions {
-                grpc,
-                http,
-                http_token_file,
-                max_connections,
-                max_handshakes,
-                http_host,
-            };
             let options = match config.as_deref().map(ServeOptions::read).transpose() {
                 Ok(file) => given.over(file.unwrap_or_default()),
                 Err(e) => return fail(e),

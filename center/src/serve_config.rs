@@ -14,15 +14,35 @@ pub const DEFAULT_GRPC: &str = "127.0.0.1:7443";
 /// Where operators connect when neither the command line nor the file says.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:7480";
 
-/// The options of `center serve`, each absent when not given.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// The options of `center serve`, each absent when not given: on the command line
+/// (their help is these comments) and in the configuration file alike.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct ServeOptions {
+    /// Address to listen on for stations (port 0 picks a free one; the address
+    /// is printed as `gRPC listening on ADDR`). Default 127.0.0.1:7443.
+    #[arg(long, value_name = "HOST:PORT")]
     pub grpc: Option<String>,
+    /// Address of the operators' dashboard and API (printed as `HTTP listening
+    /// on ADDR`). Beyond loopback an access token is required: set
+    /// POLLSYNC_HTTP_TOKEN or pass --http-token-file. Default 127.0.0.1:7480.
+    #[arg(long, value_name = "HOST:PORT")]
     pub http: Option<String>,
+    /// File holding the operators' bearer token (at least 16 characters).
+    #[arg(long, value_name = "FILE")]
     pub http_token_file: Option<PathBuf>,
+    /// Most connections to the gRPC port at once (default: sized from the
+    /// descriptor limit, which the center raises at start where it can).
+    #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Most connections still in their TLS handshake at once (default: sized
+    /// from the descriptor limit).
+    #[arg(long, value_name = "N")]
     pub max_handshakes: Option<usize>,
+    /// A host name operators use to reach the dashboard (repeatable), beside
+    /// the advertised hosts, the bound address and loopback names; requests
+    /// naming any other Host are refused (DNS rebinding).
+    #[arg(long, value_name = "NAME")]
     #[serde(default)]
     pub http_host: Vec<String>,
 }
