@@ -409,9 +409,11 @@ impl Store {
             }
             let mut ballots = Vec::with_capacity(leaving.len());
             let mut cancels = Vec::new();
-            for w in &leaving {
-                ballots.push(w.ballot.clone());
-                cancels.extend(w.cancel.clone());
+            let mut sealed_rows = Vec::with_capacity(leaving.len());
+            for w in leaving {
+                ballots.push(w.ballot);
+                cancels.extend(w.cancel);
+                sealed_rows.push(w.key);
             }
             shuffle(&mut ballots)?;
             let ballot_count = ballots.len() as u64;
@@ -434,10 +436,12 @@ impl Store {
                 params![batch.sequence as i64, hash.to_vec(), signed.encode_to_vec(), event_count as i64, ballot_count as i64],
             )?;
             {
-                let mut delete =
-                    tx.prepare_cached("DELETE FROM waiting WHERE contest = ?1 AND ballot_id = ?2")?;
-                for w in &leaving {
-                    delete.execute(params![w.contest, w.id])?;
+                // By the whole key: one B-tree seek a row.
+                let mut delete = tx.prepare_cached(
+                    "DELETE FROM waiting WHERE contest = ?1 AND generation = ?2 AND ballot_id = ?3",
+                )?;
+                for (contest, generation, id) in &sealed_rows {
+                    delete.execute(params![contest, generation, id])?;
                 }
             }
             if let Some(last_id) = last_pending {
@@ -459,7 +463,8 @@ impl Store {
     /// After a seal (G6): the WAL, whose frames were appended as events were
     /// recorded, is copied into the database and truncated to nothing, so no file
     /// of the store keeps the sealed ballots in recording order. The deleted
-    /// `pending` rows were already overwritten with zeros (`secure_delete`). If a
+    /// `waiting` and `pending` rows were already overwritten with zeros
+    /// (`secure_delete`). If a
     /// reader keeps the WAL from being truncated now, the next seal does it.
     pub fn forget_recording_order(&self) -> Result<()> {
         self.conn
@@ -966,10 +971,12 @@ impl Room {
     }
 }
 
+/// The key of a `waiting` row: contest, generation, ballot id.
+type WaitingKey = (String, i64, Vec<u8>);
+
 /// A row of `waiting` as stored.
 struct WaitingRow {
-    contest: String,
-    id: Vec<u8>,
+    key: WaitingKey,
     ballot: Vec<u8>,
     cancel: Option<Vec<u8>>,
 }
@@ -987,14 +994,13 @@ impl WaitingRow {
     fn decode(self) -> Result<Leaving> {
         let decode = |blob: &[u8]| {
             pb::Event::decode(blob).map_err(|e| StationError::Corrupt {
-                detail: format!("waiting ballot {}: {e}", hex::encode(&self.id)),
+                detail: format!("waiting ballot {}: {e}", hex::encode(&self.key.2)),
             })
         };
         let ballot = decode(&self.ballot)?;
         let cancel = self.cancel.as_deref().map(decode).transpose()?;
         Ok(Leaving {
-            contest: self.contest,
-            id: self.id,
+            key: self.key,
             ballot,
             cancel,
         })
@@ -1003,8 +1009,7 @@ impl WaitingRow {
 
 /// A waiting ballot leaving in the batch being made.
 struct Leaving {
-    contest: String,
-    id: Vec<u8>,
+    key: WaitingKey,
     ballot: pb::Event,
     cancel: Option<pb::Event>,
 }
@@ -1030,7 +1035,7 @@ fn take_groups(
     let mut leaving = Vec::new();
     let mut still_waiting = HashMap::new();
     let mut select = tx.prepare_cached(
-        "SELECT ballot_id, ballot, cancel FROM waiting WHERE contest = ?1 ORDER BY generation, ballot_id LIMIT ?2",
+        "SELECT generation, ballot_id, ballot, cancel FROM waiting WHERE contest = ?1 ORDER BY generation, ballot_id LIMIT ?2",
     )?;
     for (contest, waiting) in per_contest {
         let release = releasable(waiting, closed.contains(&contest), k);
@@ -1042,10 +1047,9 @@ fn take_groups(
             let mut trial = *room;
             while let Some(row) = rows.next()? {
                 let w = WaitingRow {
-                    contest: contest.clone(),
-                    id: row.get(0)?,
-                    ballot: row.get(1)?,
-                    cancel: row.get(2)?,
+                    key: (contest.clone(), row.get(0)?, row.get(1)?),
+                    ballot: row.get(2)?,
+                    cancel: row.get(3)?,
                 };
                 if !trial.take(w.events(), w.bytes()) {
                     break;
