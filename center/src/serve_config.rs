@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use pollsync_proto::fsutil::{BoundedReadError, read_at_most};
 use serde::Deserialize;
 
 /// Largest configuration file read.
@@ -65,19 +66,21 @@ impl ServeOptions {
     /// Reads `file` (bounded in size; unknown keys and wrong types are refused,
     /// naming the key).
     pub fn read(file: &Path) -> Result<ServeOptions, ConfigError> {
-        let read = |source| ConfigError::Read {
-            file: file.to_path_buf(),
-            source,
-        };
-        let bytes = std::fs::metadata(file).map_err(read)?.len();
-        if bytes > MAX_CONFIG_BYTES {
-            return Err(ConfigError::TooLarge {
+        let raw = read_at_most(file, MAX_CONFIG_BYTES).map_err(|e| match e {
+            BoundedReadError::Io(source) => ConfigError::Read {
+                file: file.to_path_buf(),
+                source,
+            },
+            BoundedReadError::TooLarge { bytes } => ConfigError::TooLarge {
                 file: file.to_path_buf(),
                 bytes,
                 max: MAX_CONFIG_BYTES,
-            });
-        }
-        let text = std::fs::read_to_string(file).map_err(read)?;
+            },
+        })?;
+        let text = String::from_utf8(raw).map_err(|_| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            reason: "not UTF-8 text".into(),
+        })?;
         toml::from_str(&text).map_err(|e| {
             let line = e.span().map_or(0, |span| {
                 1 + text.as_bytes()[..span.start.min(text.len())]

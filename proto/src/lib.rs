@@ -18,7 +18,7 @@ pub mod bundle;
 pub mod convert;
 pub mod envelope;
 pub mod export;
-mod fsutil;
+pub mod fsutil;
 pub mod identity;
 pub mod limits;
 mod messages;

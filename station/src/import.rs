@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use pollsync_election::{BallotChoices, EventError, StationEvent};
+use pollsync_proto::fsutil::{BoundedReadError, read_at_most};
 
 use crate::error::StationError;
 use crate::store::{Provisioned, Store, new_ballot_id};
@@ -62,19 +63,17 @@ fn bad_lines_text(file: &Path, lines: &[(usize, String)], total: usize) -> Strin
 pub type Imported = BTreeMap<String, u64>;
 
 pub fn import(store: &mut Store, prov: &Provisioned, file: &Path) -> Result<Imported, ImportError> {
-    let read_error = |source| ImportError::Read {
-        file: file.to_path_buf(),
-        source,
-    };
-    let bytes = std::fs::metadata(file).map_err(read_error)?.len();
-    if bytes > MAX_IMPORT_BYTES {
-        return Err(ImportError::TooLarge {
+    let raw = read_at_most(file, MAX_IMPORT_BYTES).map_err(|e| match e {
+        BoundedReadError::Io(source) => ImportError::Read {
+            file: file.to_path_buf(),
+            source,
+        },
+        BoundedReadError::TooLarge { bytes } => ImportError::TooLarge {
             file: file.to_path_buf(),
             bytes,
             max: MAX_IMPORT_BYTES,
-        });
-    }
-    let raw = std::fs::read(file).map_err(read_error)?;
+        },
+    })?;
     let station = prov.station()?;
     let closed = store.closed_contests()?;
 
