@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod listen;
+pub mod logging;
 pub mod results;
 pub mod serve;
 pub mod serve_config;

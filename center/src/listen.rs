@@ -14,6 +14,10 @@
 //!
 //! What passes is an [`Admitted`] stream that carries tonic's connection info (the
 //! peer's certificates) and holds its connection slot until tonic drops it.
+//!
+//! What is turned away is counted (`ListenStats`) and logged at warn (accept errors
+//! at error), at most [`TURNED_AWAY_LOGS_PER_WINDOW`] a minute: anyone who reaches
+//! the port can provoke these.
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,6 +37,7 @@ use tokio_stream::{Stream, StreamExt as _};
 use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 
 use crate::ingest::IngestHandle;
+use crate::logging::{Throttle, text};
 
 /// How long a client may take to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
@@ -49,6 +54,21 @@ pub const RESERVED_DESCRIPTORS: u64 = 256;
 pub const WANTED_DESCRIPTORS: u64 = 1 << 16;
 /// Handshakes in progress at most, whatever the descriptor limit.
 pub const MAX_HANDSHAKES_CEILING: usize = 1_024;
+/// Connections turned away that are logged per minute at most (the rest are
+/// counted in the metrics, and their number is told with the next one logged).
+pub const TURNED_AWAY_LOGS_PER_WINDOW: u64 = 30;
+static TURNED_AWAY_LOGS: Throttle = Throttle::new(TURNED_AWAY_LOGS_PER_WINDOW, 60_000);
+
+/// Which door: the stations' gRPC port counts in the ingest's metrics, the
+/// operators' HTTPS port does not.
+fn door(ingest: Option<&IngestHandle>) -> &'static str {
+    if ingest.is_some() {
+        "stations"
+    } else {
+        "operators"
+    }
+}
+
 /// Admitted streams waiting for tonic to pick them up.
 const ADMITTED_QUEUE: usize = 64;
 
@@ -212,8 +232,17 @@ async fn accept_loop(
                 backoff_ms = ACCEPT_BACKOFF_MIN_MS;
                 accepted
             }
-            Err(_) => {
+            Err(e) => {
                 count(ingest.as_ref(), |s| &s.accept_errors);
+                if let Some(suppressed) = TURNED_AWAY_LOGS.admit() {
+                    tracing::error!(
+                        door = door(ingest.as_ref()),
+                        error = %e,
+                        retry_in_ms = backoff_ms,
+                        suppressed,
+                        "accept failed"
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
                 backoff_ms = (backoff_ms * 2).min(ACCEPT_BACKOFF_MAX_MS);
                 continue;
@@ -224,6 +253,16 @@ async fn accept_loop(
             Arc::clone(&handshakes).try_acquire_owned(),
         ) else {
             count(ingest.as_ref(), |s| &s.refused_over_cap);
+            if let Some(suppressed) = TURNED_AWAY_LOGS.admit() {
+                tracing::warn!(
+                    door = door(ingest.as_ref()),
+                    peer = %peer,
+                    max_connections = limits.max_connections,
+                    max_handshakes = limits.max_handshakes,
+                    suppressed,
+                    "connection refused: a connection cap is reached"
+                );
+            }
             drop(tcp);
             continue;
         };
@@ -242,8 +281,30 @@ async fn accept_loop(
                     drop(handshaking);
                     let _ = tx.send((Admitted { io, _slot: slot }, peer)).await;
                 }
-                Ok(Err(_)) => count(ingest.as_ref(), |s| &s.handshake_failures),
-                Err(_) => count(ingest.as_ref(), |s| &s.handshake_timeouts),
+                Ok(Err(e)) => {
+                    count(ingest.as_ref(), |s| &s.handshake_failures);
+                    if let Some(suppressed) = TURNED_AWAY_LOGS.admit() {
+                        tracing::warn!(
+                            door = door(ingest.as_ref()),
+                            peer = %peer,
+                            reason = text(&e.to_string()),
+                            suppressed,
+                            "connection refused at the TLS handshake"
+                        );
+                    }
+                }
+                Err(_) => {
+                    count(ingest.as_ref(), |s| &s.handshake_timeouts);
+                    if let Some(suppressed) = TURNED_AWAY_LOGS.admit() {
+                        tracing::warn!(
+                            door = door(ingest.as_ref()),
+                            peer = %peer,
+                            timeout_ms = HANDSHAKE_TIMEOUT_MS,
+                            suppressed,
+                            "connection refused: the TLS handshake took too long"
+                        );
+                    }
+                }
             }
         });
     }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pollsync_center::commands::{alerts, enroll, import, init, revoke};
+use pollsync_center::logging::{self, LogFormat};
 use pollsync_center::serve_config::ServeOptions;
 use pollsync_center::store::DEFAULT_DATA_DIR;
 use pollsync_center::validate::{self, Verdict};
@@ -176,6 +177,10 @@ fn fail(error: impl std::fmt::Display) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let data = cli.data;
+    // `serve` sets its logging up once its options (and config file) are read.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        logging::init_for_command();
+    }
     match cli.command {
         Command::Validate { election, json } => run_validate(election, json),
         Command::Init {
@@ -317,6 +322,10 @@ fn main() -> ExitCode {
                 Ok(file) => given.over(file.unwrap_or_default()),
                 Err(e) => return fail(e),
             };
+            let log_format = options.log_format();
+            if let Err(e) = logging::init(log_format, logging::SERVE_FILTER) {
+                return fail(e);
+            }
             let mut limits = pollsync_center::listen::Limits::from_process();
             if let Some(n) = options.max_connections {
                 limits.max_connections = n.max(1);
@@ -333,6 +342,11 @@ fn main() -> ExitCode {
                 &options.http_host,
             ) {
                 Ok(()) => ExitCode::SUCCESS,
+                // Stderr holds JSON lines only: the reason is an event too.
+                Err(e) if log_format == LogFormat::Json => {
+                    tracing::error!(error = %format!("{e:#}"), "center serve failed");
+                    ExitCode::FAILURE
+                }
                 Err(e) => fail(format!("{e:#}")),
             }
         }
@@ -514,20 +528,28 @@ fn serve(
             config,
             stopped(stop_rx.clone()),
         ));
-        outln!(
-            "gRPC listening on {}",
-            grpc_listener
-                .local_addr()
-                .context("gRPC listening address")?
-        );
+        let grpc_bound = grpc_listener
+            .local_addr()
+            .context("gRPC listening address")?;
+        outln!("gRPC listening on {grpc_bound}");
         outln!("HTTP listening on {http_bound} (dashboard {scheme}://{http_bound}/)");
         outln!(
             "election {}; stations reach this center at {}",
             meta.election_id,
             meta.center_address()
         );
+        tracing::info!(
+            grpc = %grpc_bound,
+            http = %http_bound,
+            dashboard = %format!("{scheme}://{http_bound}/"),
+            data = %data.display(),
+            election = %meta.election_id,
+            advertised = %meta.center_address(),
+            "center serving"
+        );
         tokio::spawn(async move {
             stop_signal().await;
+            tracing::info!("stop signal received: finishing what is in flight");
             let _ = stop_tx.send(true);
         });
         let served = pollsync_center::serve::serve_grpc_with(
@@ -539,14 +561,17 @@ fn serve(
         )
         .await;
         ingest.shutdown();
-        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        match tokio::task::spawn_blocking(move || writer.join()).await {
+            Ok(Ok(())) => {}
+            _ => tracing::error!("the ingest writer panicked"),
+        }
         match http_server.await {
-            Ok(Err(e)) => eprintln!("center: the operators' HTTP server failed: {e}"),
-            Err(e) => eprintln!("center: the operators' HTTP server panicked: {e}"),
+            Ok(Err(e)) => tracing::error!(error = %e, "the operators' HTTP server failed"),
+            Err(e) => tracing::error!(error = %e, "the operators' HTTP server panicked"),
             Ok(Ok(())) => {}
         }
         served?;
-        eprintln!("center: stopped");
+        tracing::info!("center stopped");
         anyhow::Ok(())
     })
 }

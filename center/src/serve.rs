@@ -18,8 +18,14 @@
 //!
 //! Every RPC (Hello, Push, Fetch) admits a peer only if its certificate's key is the
 //! station's current enrolled key (`IngestHandle::check_peer`).
+//!
+//! Logged: each Hello accepted (info: station, key, peer address) and each call
+//! refused (warn, at most [`REFUSAL_LOGS_PER_WINDOW`] a minute: station if known,
+//! reason, detail); a push stream cut because its station is refused (warn), or
+//! ended on an error (warn); push streams opening and closing (debug).
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,6 +44,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::ingest::{HelloRefusal, IngestHandle, Peer, RefusalCode};
 use crate::listen::{self, Limits};
+use crate::logging::{Throttle, text};
 
 /// Push streams one station may hold open at once; a newer one ends the oldest.
 pub const MAX_CONNECTIONS_PER_STATION: usize = 2;
@@ -67,6 +74,71 @@ pub const HTTP2_KEEPALIVE_INTERVAL_MS: u64 = 10_000;
 pub const HTTP2_KEEPALIVE_TIMEOUT_MS: u64 = 10_000;
 /// How often an open stream checks whether its station was revoked or quarantined.
 pub const REFUSAL_CHECK_INTERVAL_MS: u64 = 500;
+
+/// Refused calls logged per minute at most (the rest are counted, and the count
+/// is told with the next one logged): a refused device may retry all day.
+pub const REFUSAL_LOGS_PER_WINDOW: u64 = 30;
+/// The window of [`REFUSAL_LOGS_PER_WINDOW`].
+const REFUSAL_LOG_WINDOW_MS: u64 = 60_000;
+static REFUSAL_LOGS: Throttle = Throttle::new(REFUSAL_LOGS_PER_WINDOW, REFUSAL_LOG_WINDOW_MS);
+
+/// Logs a station RPC refused before anything else happened on it.
+fn log_refused(
+    rpc: &'static str,
+    station: Option<&str>,
+    addr: Option<SocketAddr>,
+    reason: &str,
+    detail: &str,
+) {
+    let Some(suppressed) = REFUSAL_LOGS.admit() else {
+        return;
+    };
+    let peer = addr.map(|a| a.to_string()).unwrap_or_default();
+    match station {
+        Some(station) => tracing::warn!(
+            rpc,
+            station = text(station),
+            peer = %peer,
+            reason,
+            detail = text(detail),
+            suppressed,
+            "station refused"
+        ),
+        None => tracing::warn!(
+            rpc,
+            peer = %peer,
+            reason,
+            detail = text(detail),
+            suppressed,
+            "connection refused: no usable client certificate"
+        ),
+    }
+}
+
+/// Logs `refusal` of `rpc` from `peer`, and turns it into the status to answer.
+fn refused(
+    rpc: &'static str,
+    peer: &Peer,
+    addr: Option<SocketAddr>,
+    refusal: HelloRefusal,
+) -> Status {
+    let station = (!peer.station.is_empty()).then_some(peer.station.as_str());
+    log_refused(rpc, station, addr, refusal.code.name(), &refusal.detail);
+    refusal_status(refusal)
+}
+
+/// The peer its client certificate proves, or the refusal (logged).
+fn authenticated<T>(rpc: &'static str, request: &Request<T>) -> Result<Peer, Status> {
+    peer_of(request).inspect_err(|status| {
+        log_refused(
+            rpc,
+            None,
+            request.remote_addr(),
+            "UNAUTHENTICATED",
+            status.message(),
+        );
+    })
+}
 
 /// The PEM material the gRPC server presents and trusts.
 pub struct TlsPems {
@@ -236,12 +308,33 @@ type FetchStream = Pin<Box<dyn Stream<Item = Result<FetchedBatch, Status>> + Sen
 #[tonic::async_trait]
 impl StationSync for SyncService {
     async fn hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-        let peer = peer_of(&request)?;
+        let peer = authenticated("hello", &request)?;
+        let addr = request.remote_addr();
+        let hello = request.into_inner();
+        let local_head = hello.local_head_sequence;
         let reply = self
             .ingest
-            .hello(&peer, request.into_inner())
+            .hello(&peer, hello)
             .await
-            .map_err(refusal_status)?;
+            .map_err(|r| refused("hello", &peer, addr, r))?;
+        let station = text(&peer.station);
+        let key_no = self.ingest.key_no(&peer.station).unwrap_or_default();
+        let peer_addr = addr.map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(
+            station = station.as_str(),
+            key_no,
+            peer = %peer_addr,
+            local_head,
+            center_head = reply.center_head_sequence,
+            "station connected"
+        );
+        if reply.evidence_sequence > 0 {
+            tracing::warn!(
+                station = station.as_str(),
+                sequence = reply.evidence_sequence,
+                "the station's head differs from the center's batch: its signed batch is asked for (a fork is declared only if it verifies and differs)"
+            );
+        }
         Ok(Response::new(reply))
     }
 
@@ -251,8 +344,11 @@ impl StationSync for SyncService {
         &self,
         request: Request<Streaming<PushMessage>>,
     ) -> Result<Response<AckStream>, Status> {
-        let peer = peer_of(&request)?;
-        self.ingest.check_peer(&peer).map_err(refusal_status)?;
+        let peer = authenticated("push", &request)?;
+        let addr = request.remote_addr();
+        self.ingest
+            .check_peer(&peer)
+            .map_err(|r| refused("push", &peer, addr, r))?;
         let (slot, replaced) = StreamSlot::take(&self.streams, &peer.station);
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
@@ -271,7 +367,8 @@ impl StationSync for SyncService {
     type FetchStream = FetchStream;
 
     async fn fetch(&self, request: Request<FetchRequest>) -> Result<Response<FetchStream>, Status> {
-        let peer = peer_of(&request)?;
+        let peer = authenticated("fetch", &request)?;
+        let addr = request.remote_addr();
         let want = request.into_inner();
         if want.from_sequence == 0 || want.to_sequence < want.from_sequence {
             return Err(Status::invalid_argument(format!(
@@ -280,12 +377,19 @@ impl StationSync for SyncService {
             )));
         }
         let ingest = self.ingest.clone();
+        let fetching = peer.clone();
         let batches = tokio::task::spawn_blocking(move || {
-            ingest.fetch(&peer, want.from_sequence, want.to_sequence)
+            ingest.fetch(&fetching, want.from_sequence, want.to_sequence)
         })
         .await
         .map_err(|_| Status::internal("the fetch task failed"))?
-        .map_err(refusal_status)?;
+        .map_err(|r| refused("fetch", &peer, addr, r))?;
+        tracing::info!(
+            station = text(&peer.station),
+            from = want.from_sequence,
+            batches = batches.len(),
+            "station fetched its stored batches (recovery)"
+        );
         Ok(Response::new(Box::pin(tokio_stream::iter(
             batches.into_iter().map(Ok),
         ))))
@@ -299,7 +403,7 @@ async fn pump(
     peer: Peer,
     mut inbound: Streaming<PushMessage>,
     tx: mpsc::Sender<Result<Ack, Status>>,
-    _slot: StreamSlot,
+    slot: StreamSlot,
     mut replaced: oneshot::Receiver<()>,
     budget: Arc<Semaphore>,
 ) {
@@ -311,6 +415,11 @@ async fn pump(
     let idle_after = Duration::from_millis(PUSH_IDLE_TIMEOUT_MS);
     let mut heard = tokio::time::Instant::now();
     ingest.connection(&station, true);
+    tracing::debug!(
+        station = text(&station),
+        stream = slot.id,
+        "push stream opened"
+    );
     // Each batch's acknowledgement to come, with the budget its bytes hold.
     let mut waiting: VecDeque<(oneshot::Receiver<Ack>, OwnedSemaphorePermit)> = VecDeque::new();
     let mut check = tokio::time::interval(Duration::from_millis(REFUSAL_CHECK_INTERVAL_MS));
@@ -361,15 +470,22 @@ async fn pump(
                 }
             },
             _ = &mut replaced => {
+                tracing::debug!(station = text(&station), stream = slot.id, "push stream replaced by a newer one of the station");
                 let _ = tx.send(Err(Status::aborted(format!("a newer push stream of station {station} replaced this one")))).await;
                 break;
             }
             _ = tokio::time::sleep_until(heard + idle_after), if reading && waiting.is_empty() && unhanded.is_none() => {
+                tracing::debug!(station = text(&station), stream = slot.id, "push stream idle: ended");
                 let _ = tx.send(Err(Status::deadline_exceeded(format!("nothing received for {} s on this push stream", PUSH_IDLE_TIMEOUT_MS / 1_000)))).await;
                 break;
             }
             _ = check.tick() => {
                 if let Some(reason) = ingest.refused(&peer) {
+                    tracing::warn!(
+                        station = text(&station),
+                        reason = crate::ingest::judge::reason_name(reason),
+                        "push stream cut: the station is refused from now on"
+                    );
                     let _ = tx.send(Err(Status::permission_denied(format!("station {station} is refused: {}", reason.as_str_name())))).await;
                     break;
                 }
@@ -377,10 +493,21 @@ async fn pump(
         }
         if !reading && waiting.is_empty() && unhanded.is_none() {
             if let Some(status) = failure.take() {
+                tracing::warn!(
+                    station = text(&station),
+                    code = ?status.code(),
+                    error = text(status.message()),
+                    "push stream ended on an error from the station's side"
+                );
                 let _ = tx.send(Err(status)).await;
             }
             break;
         }
     }
     ingest.connection(&station, false);
+    tracing::debug!(
+        station = text(&station),
+        stream = slot.id,
+        "push stream closed"
+    );
 }

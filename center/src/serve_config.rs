@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use pollsync_proto::fsutil::{BoundedReadError, read_at_most};
 use serde::Deserialize;
 
+use crate::logging::LogFormat;
+
 /// Largest configuration file read.
 pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
 /// Where stations connect when neither the command line nor the file says.
@@ -46,6 +48,11 @@ pub struct ServeOptions {
     #[arg(long, value_name = "NAME")]
     #[serde(default)]
     pub http_host: Vec<String>,
+    /// How log events are written to stderr: `human` (one line per event, the
+    /// default) or `json` (one object per line). `RUST_LOG` chooses what is
+    /// logged (default `info`).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
 }
 
 /// Why a configuration file was not used.
@@ -112,7 +119,13 @@ impl ServeOptions {
             max_connections: self.max_connections.or(file.max_connections),
             max_handshakes: self.max_handshakes.or(file.max_handshakes),
             http_host,
+            log_format: self.log_format.or(file.log_format),
         }
+    }
+
+    /// The log format (human unless given).
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format.unwrap_or_default()
     }
 
     /// The gRPC address to listen on.
@@ -157,6 +170,51 @@ mod tests {
             Some("wall.example")
         );
         assert_eq!(ServeOptions::default().grpc(), DEFAULT_GRPC);
+        assert_eq!(file.log_format(), LogFormat::Human, "commented out there");
+    }
+
+    #[test]
+    fn logs_are_for_people_unless_json_is_asked_for() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            options: ServeOptions,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+                .map(|c| c.options)
+        };
+        let none = parse(&[]).expect("no options");
+        assert_eq!(none.log_format, None);
+        assert_eq!(none.log_format(), LogFormat::Human);
+        let json = parse(&["--log-format", "json"]).expect("json");
+        assert_eq!(json.log_format(), LogFormat::Json);
+        assert_eq!(
+            parse(&["--log-format", "human"])
+                .expect("human")
+                .log_format(),
+            LogFormat::Human
+        );
+        assert!(parse(&["--log-format", "xml"]).is_err());
+        let (_d, path) = write("log_format = \"json\"\n");
+        let file = ServeOptions::read(&path).expect("reads");
+        assert_eq!(file.log_format(), LogFormat::Json);
+        assert_eq!(
+            ServeOptions::default().over(file.clone()).log_format(),
+            LogFormat::Json
+        );
+        assert_eq!(json.over(file).log_format(), LogFormat::Json);
+        let human = parse(&["--log-format", "human"]).expect("human");
+        let (_d, path) = write("log_format = \"json\"\n");
+        let file = ServeOptions::read(&path).expect("reads");
+        assert_eq!(
+            human.over(file).log_format(),
+            LogFormat::Human,
+            "the command line wins"
+        );
+        let (_d, path) = write("log_format = \"xml\"\n");
+        assert!(ServeOptions::read(&path).is_err());
     }
 
     #[test]

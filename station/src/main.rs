@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use pollsync_proto::{out, outln};
 use pollsync_station::commands::{self, SheetSource};
 use pollsync_station::import;
+use pollsync_station::logging::{self, LogFormat};
 use pollsync_station::store::Store;
 use pollsync_station::sync::client::{DEFAULT_SEAL_INTERVAL_MS, DEFAULT_SYNC_TIMEOUT_S, Log};
 use pollsync_station::sync::{self, Note, RunOptions, SyncOptions};
@@ -134,6 +135,11 @@ enum Command {
         /// How often newly recorded ballots are sealed into batches, in milliseconds.
         #[arg(long, value_name = "MS", default_value_t = DEFAULT_SEAL_INTERVAL_MS)]
         seal_interval_ms: u64,
+        /// How what happens is written to stderr: `human` (sentences, the default)
+        /// or `json` (one object per line with the station and the numbers, for a
+        /// log collector; RUST_LOG filters it, default info).
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
         #[command(flatten)]
         json: Json,
     },
@@ -178,8 +184,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json_logs = matches!(
+        cli.command,
+        Command::Run {
+            log_format: LogFormat::Json,
+            ..
+        }
+    );
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // Stderr holds JSON lines only: the reason is an event too.
+        Err(e) if json_logs && tracing::dispatcher::has_been_set() => {
+            tracing::error!(error = %format!("{e:#}"), "station run failed");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -289,8 +307,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run {
             seal_interval_ms,
+            log_format,
             json,
-        } => run_agent(dir, seal_interval_ms, json.json)?,
+        } => run_agent(dir, seal_interval_ms, log_format, json.json)?,
         Command::Sync { timeout_s, json } => sync_now(dir, timeout_s, json.json)?,
         Command::Recover(json) => {
             let rt = runtime()?;
@@ -350,24 +369,45 @@ fn stderr_log() -> Log {
     Arc::new(|note: &Note| eprintln!("{note}"))
 }
 
-fn run_agent(dir: &std::path::Path, seal_interval_ms: u64, json: bool) -> anyhow::Result<()> {
+fn run_agent(
+    dir: &std::path::Path,
+    seal_interval_ms: u64,
+    log_format: LogFormat,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (log, station) = match log_format {
+        LogFormat::Human => (stderr_log(), None),
+        LogFormat::Json => {
+            let station = Store::open(dir)?.provisioned()?.station_id().to_owned();
+            logging::init_json()?;
+            (logging::event_log(station.clone()), Some(station))
+        }
+    };
+    let station: Arc<Option<String>> = Arc::new(station);
+    let say = move |text: &str| match station.as_deref() {
+        None => eprintln!("{text}"),
+        Some(station) => tracing::info!(station, event = "agent", "{text}"),
+    };
     let rt = runtime()?;
     let summary = rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .context("cannot listen for SIGTERM")?;
+        let say_at_stop = say.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = terminate.recv() => {}
             }
-            eprintln!("stopping: waiting briefly for answers to batches in flight");
+            say_at_stop("stopping: waiting briefly for answers to batches in flight");
             let _ = stop_tx.send(true);
         });
-        eprintln!("station run: sealing every {seal_interval_ms} ms and sending to the center; stop with Ctrl-C");
+        say(&format!(
+            "station run: sealing every {seal_interval_ms} ms and sending to the center; stop with Ctrl-C"
+        ));
         let options = RunOptions { seal_interval_ms };
-        anyhow::Ok(sync::run(dir, options, stop_rx, stderr_log()).await?)
+        anyhow::Ok(sync::run(dir, options, stop_rx, log).await?)
     })?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&summary)?);

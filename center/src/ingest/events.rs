@@ -26,6 +26,9 @@ pub enum IngestEvent {
         station: String,
         sequence: u64,
         ballots: u64,
+        /// What it changed in the ballots counted: its ballots less those its
+        /// cancels withdrew, over every contest it carries.
+        counted: i64,
         /// Contests this batch closed.
         closed: Vec<String>,
     },
@@ -41,6 +44,46 @@ pub enum IngestEvent {
         detail: String,
         alert: bool,
     },
+}
+
+/// Width of one step of the pace.
+pub const PACE_STEP_MS: u64 = 10_000;
+/// Steps of pace kept (two days): older steps are dropped.
+pub const MAX_PACE_STEPS: usize = 2 * 24 * 360;
+
+/// Ballots counted per ten seconds since this center process started: the pace
+/// the dashboard draws. Kept only in memory and only summed over every station,
+/// so it says no more than the `pollsync_ballots_counted` counter does to a
+/// scraper; a restarted center draws its pace from the restart on. Bounded by
+/// [`MAX_PACE_STEPS`].
+#[derive(Debug, Default)]
+pub struct Pace {
+    /// (step start, Unix ms; ballots counted in it), oldest first, steps
+    /// strictly increasing.
+    steps: std::collections::VecDeque<(u64, i64)>,
+}
+
+impl Pace {
+    /// Adds `counted` ballots at `now_unix_ms`. A clock that steps back adds to
+    /// the newest step, so the series stays ordered.
+    pub fn add(&mut self, now_unix_ms: u64, counted: i64) {
+        let step = now_unix_ms - now_unix_ms % PACE_STEP_MS;
+        match self.steps.back_mut() {
+            Some((last, n)) if *last >= step => *n += counted,
+            _ => {
+                if self.steps.len() == MAX_PACE_STEPS {
+                    self.steps.pop_front();
+                }
+                self.steps.push_back((step, counted));
+            }
+        }
+        debug_assert!(self.steps.len() <= MAX_PACE_STEPS);
+    }
+
+    /// The steps, oldest first.
+    pub fn steps(&self) -> Vec<(u64, i64)> {
+        self.steps.iter().copied().collect()
+    }
 }
 
 /// Running counters since this center process started.
@@ -61,6 +104,8 @@ pub struct Metrics {
     pub listen: crate::listen::ListenStats,
     /// Distributions: see [`Histograms`].
     pub histograms: Histograms,
+    /// Ballots counted per step of [`PACE_STEP_MS`].
+    pace: Mutex<Pace>,
 }
 
 /// The ingest's distributions since this center process started.
@@ -87,12 +132,19 @@ impl Default for Histograms {
 }
 
 impl Metrics {
-    pub fn count(&self, event: &IngestEvent) {
+    /// Counts one durable decision, made at `now_unix_ms`.
+    pub fn count(&self, event: &IngestEvent, now_unix_ms: u64) {
         match event {
-            IngestEvent::Accepted { ballots, .. } => {
+            IngestEvent::Accepted {
+                ballots, counted, ..
+            } => {
                 self.batches_accepted.fetch_add(1, Ordering::Relaxed);
                 self.ballots_counted.fetch_add(*ballots, Ordering::Relaxed);
                 self.histograms.batch_ballots.observe(*ballots as f64);
+                self.pace
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .add(now_unix_ms, *counted);
             }
             IngestEvent::Duplicate { .. } => {
                 self.batches_duplicate.fetch_add(1, Ordering::Relaxed);
@@ -102,6 +154,11 @@ impl Metrics {
                 *rejected.entry(reason).or_default() += 1;
             }
         }
+    }
+
+    /// Ballots counted per step since the process started, oldest first.
+    pub fn pace(&self) -> Vec<(u64, i64)> {
+        self.pace.lock().unwrap_or_else(|p| p.into_inner()).steps()
     }
 
     /// Rejected batches by reason, in reason order.
@@ -128,10 +185,10 @@ impl Publisher {
         }
     }
 
-    /// Publish what a committed group decided, in order.
-    pub(crate) fn committed(&self, events: Vec<IngestEvent>) {
+    /// Publish what a committed group decided, in order, durable at `now_unix_ms`.
+    pub(crate) fn committed(&self, events: Vec<IngestEvent>, now_unix_ms: u64) {
         for event in events {
-            self.metrics.count(&event);
+            self.metrics.count(&event, now_unix_ms);
             // No subscriber is fine: nobody is watching.
             let _ = self.events.send(event);
         }
@@ -146,33 +203,38 @@ mod tests {
     fn counts_follow_the_events_and_subscribers_get_them_in_order() {
         let p = Publisher::new();
         let mut rx = p.events.subscribe();
-        p.committed(vec![
-            IngestEvent::Accepted {
-                station: "S-1".into(),
-                sequence: 1,
-                ballots: 40,
-                closed: vec![],
-            },
-            IngestEvent::Duplicate {
-                station: "S-1".into(),
-                sequence: 1,
-            },
-            IngestEvent::Rejected {
-                station: "S-2".into(),
-                sequence: 3,
-                reason: "bad_signature",
-                detail: "x".into(),
-                alert: true,
-            },
-            IngestEvent::Rejected {
-                station: "S-2".into(),
-                sequence: 4,
-                reason: "bad_signature",
-                detail: "y".into(),
-                alert: true,
-            },
-        ]);
+        p.committed(
+            vec![
+                IngestEvent::Accepted {
+                    station: "S-1".into(),
+                    sequence: 1,
+                    ballots: 40,
+                    counted: 39,
+                    closed: vec![],
+                },
+                IngestEvent::Duplicate {
+                    station: "S-1".into(),
+                    sequence: 1,
+                },
+                IngestEvent::Rejected {
+                    station: "S-2".into(),
+                    sequence: 3,
+                    reason: "bad_signature",
+                    detail: "x".into(),
+                    alert: true,
+                },
+                IngestEvent::Rejected {
+                    station: "S-2".into(),
+                    sequence: 4,
+                    reason: "bad_signature",
+                    detail: "y".into(),
+                    alert: true,
+                },
+            ],
+            120_500,
+        );
         assert_eq!(p.metrics.batches_accepted.load(Ordering::Relaxed), 1);
+        assert_eq!(p.metrics.pace(), vec![(120_000, 39)]);
         assert_eq!(p.metrics.ballots_counted.load(Ordering::Relaxed), 40);
         assert_eq!(p.metrics.batches_duplicate.load(Ordering::Relaxed), 1);
         assert_eq!(p.metrics.rejected().get("bad_signature"), Some(&2));
@@ -181,5 +243,27 @@ mod tests {
         let json = serde_json::to_value(&first).expect("json");
         assert_eq!(json["kind"], "accepted");
         assert_eq!(json["ballots"], 40);
+    }
+
+    #[test]
+    fn pace_sums_by_step_stays_ordered_and_bounded() {
+        let mut pace = Pace::default();
+        pace.add(10_000, 5);
+        pace.add(19_999, 2);
+        pace.add(30_000, 4);
+        // A clock stepping back adds to the newest step.
+        pace.add(11_000, -1);
+        assert_eq!(pace.steps(), vec![(10_000, 7), (30_000, 3)]);
+        let first = 40_000;
+        for step in 0..(MAX_PACE_STEPS as u64 + 10) {
+            pace.add(first + step * PACE_STEP_MS, 1);
+        }
+        let steps = pace.steps();
+        assert_eq!(steps.len(), MAX_PACE_STEPS);
+        assert!(steps.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(
+            steps.last().map(|s| s.0),
+            Some(first + (MAX_PACE_STEPS as u64 + 9) * PACE_STEP_MS)
+        );
     }
 }

@@ -17,7 +17,10 @@
 //! process (`center revoke`, `center enroll`, `center import`) committed, checked at
 //! every group and at least every [`REFRESH_INTERVAL_MS`] when idle. WAL
 //! checkpoints run when the writer is idle, not inside a burst's commits. With
-//! [`TRACE_ENV`] set, the writer prints each group's timings to stderr.
+//! [`TRACE_ENV`] set, the writer logs each group's timings. Every decision is
+//! logged once it is durable (`logging::ingest_decision`), and so is an
+//! operator's change made by another process once the writer notices it
+//! (revoked, released, replaced).
 
 pub mod alerts;
 pub mod events;
@@ -81,6 +84,17 @@ pub enum RefusalCode {
     PermissionDenied,
     /// Other election, other definition digest, or quarantined.
     FailedPrecondition,
+}
+
+impl RefusalCode {
+    /// The gRPC code's name, as logs show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RefusalCode::Unauthenticated => "UNAUTHENTICATED",
+            RefusalCode::PermissionDenied => "PERMISSION_DENIED",
+            RefusalCode::FailedPrecondition => "FAILED_PRECONDITION",
+        }
+    }
 }
 
 /// Why a Hello is refused.
@@ -211,6 +225,12 @@ impl Shared {
 
     fn publish(&self, states: &HashMap<String, StationState>, keys: &HashMap<String, StationKey>) {
         let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        for (id, s) in states {
+            let now = view_of(s, keys.get(id));
+            if let Some(before) = view.get(id) {
+                log_operator_change(id, before, &now);
+            }
+        }
         view.clear();
         for (id, s) in states {
             view.insert(id.clone(), view_of(s, keys.get(id)));
@@ -243,6 +263,41 @@ impl Shared {
     }
 }
 
+/// Logs what an operator's command in another process (`center revoke`,
+/// `release`, `enroll --replace`) changed about `station`, as the writer re-reads
+/// it: the published view `before`, the store's state `now`.
+fn log_operator_change(station: &str, before: &ViewStation, now: &ViewStation) {
+    let station = crate::logging::text(station);
+    if now.revoked && !before.revoked {
+        tracing::info!(
+            station = station.as_str(),
+            "station revoked by the operator: refused from now on"
+        );
+    }
+    if before.quarantined && !now.quarantined {
+        tracing::info!(
+            station = station.as_str(),
+            retired_key = now.retired.is_some(),
+            reason = crate::logging::text(now.retired.as_deref().unwrap_or("")),
+            "station released from quarantine by the operator"
+        );
+    }
+    match (before.key.map(|k| k.key_no), now.key.map(|k| k.key_no)) {
+        (Some(old), Some(new)) if old != new => tracing::info!(
+            station = station.as_str(),
+            key_no = new,
+            previous_key_no = old,
+            "station's device replaced by the operator: its earlier keys are refused"
+        ),
+        (None, Some(new)) => tracing::info!(
+            station = station.as_str(),
+            key_no = new,
+            "station enrolled by the operator"
+        ),
+        _ => {}
+    }
+}
+
 fn view_of(s: &StationState, key: Option<&StationKey>) -> ViewStation {
     ViewStation {
         head: s.head,
@@ -271,6 +326,14 @@ fn key_refusal(peer: &Peer, station: &ViewStation) -> Option<String> {
 }
 
 impl IngestHandle {
+    /// The number of `station`'s usable key, as the writer last published it (for
+    /// the logs of a Hello).
+    pub fn key_no(&self, station: &str) -> Option<judge::KeyNo> {
+        self.published(station)
+            .and_then(|s| s.key)
+            .map(|k| k.key_no)
+    }
+
     /// The election this center counts.
     pub fn context(&self) -> &Context {
         &self.shared.ctx
@@ -349,7 +412,11 @@ impl IngestHandle {
         match crate::store::apply::station_now(reader.connection(), station) {
             Ok(found) => found.map(|(state, key)| view_of(&state, key.as_ref())),
             Err(e) => {
-                eprintln!("center: cannot read station {station} from the store: {e}");
+                tracing::error!(
+                    station = crate::logging::text(station),
+                    error = %e,
+                    "cannot read the station from the store"
+                );
                 None
             }
         }
@@ -408,7 +475,12 @@ impl IngestHandle {
         match crate::store::apply::stored_hash(reader.connection(), station, sequence) {
             Ok(hash) => hash,
             Err(e) => {
-                eprintln!("center: cannot read batch {sequence} of station {station}: {e}");
+                tracing::error!(
+                    station = crate::logging::text(station),
+                    sequence,
+                    error = %e,
+                    "cannot read the station's stored batch"
+                );
                 None
             }
         }

@@ -62,7 +62,7 @@ pub(super) struct Writer {
     data_version: i64,
     last_refresh: Instant,
     last_presence_flush: Instant,
-    /// Print per-group timings to stderr ([`TRACE_ENV`] set).
+    /// Log per-group timings ([`TRACE_ENV`] set).
     trace: bool,
     /// When the current group began (for the trace).
     group_started: Instant,
@@ -98,7 +98,7 @@ impl Books {
 /// Station → ballot id → sequence of the batch holding it.
 type BallotIndex = HashMap<String, HashMap<judge::BallotKey, u64>>;
 
-/// Environment variable that makes the writer print per-group timings.
+/// Environment variable that makes the writer log per-group timings (at info).
 pub const TRACE_ENV: &str = "POLLSYNC_INGEST_TRACE";
 
 impl Writer {
@@ -179,11 +179,11 @@ impl Writer {
         match apply::data_version(&self.conn) {
             Ok(v) if v != self.data_version => {
                 if let Err(e) = self.reload() {
-                    eprintln!("center ingest: cannot re-read the store: {e}");
+                    tracing::error!(error = %e, "cannot re-read the store");
                 }
             }
             Ok(_) => {}
-            Err(e) => eprintln!("center ingest: cannot read the store's version: {e}"),
+            Err(e) => tracing::error!(error = %e, "cannot read the store's version"),
         }
         if self.presence_due() {
             self.flush_presence_now();
@@ -200,7 +200,7 @@ impl Writer {
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         {
             Ok(()) => self.uncheckpointed_bytes = 0,
-            Err(e) => eprintln!("center ingest: WAL checkpoint failed: {e}"),
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
         }
     }
 
@@ -232,7 +232,7 @@ impl Writer {
             Ok(())
         })();
         if let Err(e) = result {
-            eprintln!("center ingest: cannot record station presence: {e}");
+            tracing::warn!(error = %e, "cannot record station presence");
         }
         // Our own commit does not change our data_version; nothing to reload.
     }
@@ -262,14 +262,17 @@ impl Writer {
             match result {
                 Ok(()) => {
                     if self.trace && !replies.is_empty() {
-                        eprintln!(
-                            "center ingest: group of {} batch(es) applied and committed after {:.1?} (waiting for the pool {:.1?}, applying {:.1?}, committing {:.1?})",
-                            replies.len(),
-                            self.group_started.elapsed(),
-                            self.timings[0],
-                            self.timings[1],
-                            self.timings[2],
+                        tracing::info!(
+                            batches = replies.len(),
+                            total_ms = self.group_started.elapsed().as_secs_f64() * 1e3,
+                            pool_ms = self.timings[0].as_secs_f64() * 1e3,
+                            apply_ms = self.timings[1].as_secs_f64() * 1e3,
+                            commit_ms = self.timings[2].as_secs_f64() * 1e3,
+                            "group applied and committed"
                         );
+                    }
+                    for event in &self.group_events {
+                        crate::logging::ingest_decision(event);
                     }
                     self.shared.publish_some(&touched, &self.states, &self.keys);
                     let metrics = &self.shared.publisher.metrics;
@@ -279,7 +282,7 @@ impl Writer {
                         .fetch_add(self.books.alerts.take_suppressed(), Ordering::Relaxed);
                     self.shared
                         .publisher
-                        .committed(std::mem::take(&mut self.group_events));
+                        .committed(std::mem::take(&mut self.group_events), now_unix_ms());
                     if presence.is_some() {
                         self.last_presence_flush = Instant::now();
                     }
@@ -298,9 +301,10 @@ impl Writer {
                     }
                 }
                 Err(e) => {
-                    eprintln!(
-                        "center ingest: a group of {} batch(es) was not applied, nothing of it is acknowledged: {e}",
-                        replies.len()
+                    tracing::error!(
+                        batches = replies.len(),
+                        error = %e,
+                        "group commit failed: none of its batches is acknowledged"
                     );
                     self.group_events.clear();
                     self.books.forget();
@@ -314,7 +318,7 @@ impl Writer {
                         lock(&self.shared.presence).dirty = true;
                     }
                     if let Err(e) = self.reload() {
-                        eprintln!("center ingest: cannot re-read the store: {e}");
+                        tracing::error!(error = %e, "cannot re-read the store");
                     }
                     // Dropping the replies tells every caller the batch was not applied.
                     drop(replies);
@@ -454,9 +458,11 @@ impl Writer {
                 Err(e) => {
                     // Rolled back as `sp` drops; this batch goes unanswered.
                     drop(sp);
-                    eprintln!(
-                        "center ingest: batch {} of station {peer} not applied: {e}",
-                        prepared.sequence()
+                    tracing::error!(
+                        station = crate::logging::text(&peer),
+                        sequence = prepared.sequence(),
+                        error = %e,
+                        "batch not applied: it goes unanswered"
                     );
                     replies.push((reply.0, None, reply.1));
                 }
@@ -482,6 +488,7 @@ fn event_of(peer: &str, verdict: &Verdict) -> IngestEvent {
             station,
             sequence: e.sequence,
             ballots: e.ballots,
+            counted: e.deltas.values().map(|d| d.returned).sum(),
             closed: e
                 .closes
                 .iter()

@@ -1,0 +1,237 @@
+//! `station run --log-format json`: the agent's notes as structured `tracing`
+//! events, one JSON object per line on stderr, for a machine that collects logs.
+//! By default (`human`) the agent keeps writing its notes as plain sentences for
+//! the election workers, exactly as before. `RUST_LOG` filters the JSON events
+//! (default `info`).
+//!
+//! Every event carries `station` (this device's station id), `event` (what kind of
+//! note it is) and the note's numbers as fields (`sequence`, `local_head`,
+//! `center_head`, …); its message is the sentence a worker would have read.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tracing_subscriber::EnvFilter;
+
+use crate::sync::Note;
+use crate::sync::client::Log;
+
+/// What the agent logs when `RUST_LOG` is not set.
+pub const DEFAULT_FILTER: &str = "info";
+/// The environment variable holding the filter.
+pub const FILTER_ENV: &str = "RUST_LOG";
+
+/// How `station run` writes what it does to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Plain sentences, one per line, for the election workers.
+    #[default]
+    Human,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`).
+    Json,
+}
+
+/// Why JSON logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// `RUST_LOG` does not parse as a filter.
+    #[error("{FILTER_ENV}={value:?} is not a log filter: {source}")]
+    BadFilter {
+        value: String,
+        source: tracing_subscriber::filter::ParseError,
+    },
+    /// A global subscriber was installed already.
+    #[error("logging is set up already: {0}")]
+    Installed(String),
+}
+
+/// Installs JSON logging to stderr, filtered by `RUST_LOG` or else
+/// [`DEFAULT_FILTER`].
+pub fn init_json() -> Result<(), LogError> {
+    let filter = match std::env::var(FILTER_ENV) {
+        Ok(value) if !value.trim().is_empty() => {
+            EnvFilter::try_new(&value).map_err(|source| LogError::BadFilter { value, source })?
+        }
+        _ => EnvFilter::new(DEFAULT_FILTER),
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .json()
+        .with_current_span(false)
+        .with_span_list(false)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|e| LogError::Installed(e.to_string()))
+}
+
+/// A [`Log`] that turns each note into a `tracing` event of station `station`.
+pub fn event_log(station: String) -> Log {
+    Arc::new(move |note: &Note| note_event(&station, note))
+}
+
+/// `note` as one `tracing` event: warnings for a lost or unreachable center or a
+/// center that went back, errors when sending or sealing stopped, a fork, or a
+/// store problem; the rest at info.
+pub fn note_event(station: &str, note: &Note) {
+    let message = note.to_string();
+    let message = message.as_str();
+    match note {
+        Note::Connected {
+            center,
+            center_head,
+            local_head,
+            window,
+        } => tracing::info!(
+            station,
+            event = "connected",
+            center = center.as_str(),
+            center_head,
+            local_head,
+            window,
+            "{message}"
+        ),
+        Note::Progress {
+            acknowledged_through,
+            local_head,
+            this_connection,
+        } => tracing::info!(
+            station,
+            event = "progress",
+            acknowledged_through,
+            local_head,
+            this_connection,
+            "{message}"
+        ),
+        Note::Resending { from } => {
+            tracing::info!(station, event = "resending", sequence = from, "{message}")
+        }
+        Note::CenterRegressed {
+            acknowledged_before,
+            center_head,
+        } => tracing::warn!(
+            station,
+            event = "center_regressed",
+            acknowledged_before,
+            center_head,
+            "{message}"
+        ),
+        Note::Unreachable {
+            center,
+            error,
+            retry_in_ms,
+        } => tracing::warn!(
+            station,
+            event = "unreachable",
+            center = center.as_str(),
+            error = error.as_str(),
+            retry_in_ms,
+            "{message}"
+        ),
+        Note::ConnectionLost {
+            center,
+            error,
+            retry_in_ms,
+        } => tracing::warn!(
+            station,
+            event = "connection_lost",
+            center = center.as_str(),
+            error = error.as_str(),
+            retry_in_ms,
+            "{message}"
+        ),
+        Note::Stopped { message: reason } => tracing::error!(
+            station,
+            event = "sending_stopped",
+            reason = reason.as_str(),
+            "{message}"
+        ),
+        Note::SealingStopped => {
+            tracing::error!(station, event = "sealing_stopped", "{message}")
+        }
+        Note::Sealed { batches, ballots } => {
+            tracing::info!(station, event = "sealed", batches, ballots, "{message}")
+        }
+        Note::LocalProblem { error } => tracing::error!(
+            station,
+            event = "local_problem",
+            error = error.as_str(),
+            "{message}"
+        ),
+        Note::ForkEvidence { sequence } => {
+            tracing::error!(station, event = "fork_evidence", sequence, "{message}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> MakeWriter<'w> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'w self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn human_is_the_default() {
+        assert_eq!(LogFormat::default(), LogFormat::Human);
+    }
+
+    #[test]
+    fn a_note_is_one_json_object_with_the_station_and_its_numbers() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new("info"))
+            .with_writer(buffer.clone())
+            .json()
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let log = event_log("S-0007".into());
+            log(&Note::ForkEvidence { sequence: 12 });
+            log(&Note::Sealed {
+                batches: 2,
+                ballots: 80,
+            });
+        });
+        let text = String::from_utf8_lossy(&buffer.0.lock().expect("buffer")).into_owned();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["level"], "ERROR");
+        assert_eq!(lines[0]["fields"]["station"], "S-0007");
+        assert_eq!(lines[0]["fields"]["event"], "fork_evidence");
+        assert_eq!(lines[0]["fields"]["sequence"], 12);
+        assert!(
+            lines[0]["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("batch 12 differs")),
+            "{text}"
+        );
+        assert_eq!(lines[1]["level"], "INFO");
+        assert_eq!(lines[1]["fields"]["ballots"], 80);
+    }
+}
