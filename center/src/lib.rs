@@ -10,6 +10,7 @@ pub mod http;
 pub mod ingest;
 pub mod listen;
 pub mod logging;
+pub mod overview;
 pub mod results;
 pub mod serve;
 pub mod serve_config;

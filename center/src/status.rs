@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use pollsync_election::rules::{ContestStatus, StationProgress};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::error::Result;
 use crate::results;
@@ -26,14 +27,67 @@ pub struct StationStatus {
     pub last_seen_unix_ms: Option<u64>,
     /// Batches the station reported sealed that the center does not hold yet.
     pub lagging_batches: u64,
+    /// Batches the center holds of it (its chain head's sequence).
+    pub batches: u64,
     /// Every contest it collects is closed at the center.
     pub closed: bool,
     /// Reporting for every contest it collects (`results::reporting`).
     pub fully_synced: bool,
 }
 
+/// One contest's progress: its status, "X of Y stations reporting", and who is
+/// not yet in (`results::reporting`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ContestProgress {
+    pub id: String,
+    pub status: ContestStatus,
+    /// "X of Y stations reporting".
+    pub reporting: String,
+    pub stations: StationProgress,
+    /// Stations not reporting for it yet, in definition order.
+    pub not_yet_in: Vec<String>,
+}
+
+/// The stations' side of the status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stations {
+    pub total: usize,
+    /// Stations per connection state.
+    pub by_connection: BTreeMap<&'static str, u64>,
+    /// Stations with every contest closed at the center.
+    pub closed: usize,
+    /// Stations reporting for every contest they collect.
+    pub fully_synced: usize,
+    pub list: Vec<StationStatus>,
+}
+
+/// The contests' side of the status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contests {
+    pub by_status: BTreeMap<ContestStatus, u64>,
+    pub list: Vec<ContestProgress>,
+}
+
+/// What `center status` shows (and `/api/status` serves).
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub election: String,
+    pub stations: Stations,
+    pub contests: Contests,
+    /// Alerts raised.
+    pub alerts: usize,
+}
+
+/// The status as JSON (`center status --json`, `/api/status`).
 pub fn compute(store: &Store) -> Result<Value> {
     let results = results::compute(store, None)?;
+    let status = of(store, &results)?;
+    // Every map key is a string or a unit enum: serializing cannot fail.
+    Ok(serde_json::to_value(status).expect("the status serializes to JSON"))
+}
+
+/// The status beside `results`, computed from the same store.
+pub fn of(store: &Store, results: &results::Results) -> Result<Status> {
     let def = &results.definition;
     let now = now_unix_ms();
     let mut closed: BTreeMap<(String, String), bool> = BTreeMap::new();
@@ -72,6 +126,7 @@ pub fn compute(store: &Store) -> Result<Value> {
                 connection,
                 last_seen_unix_ms: (seen > 0).then_some(seen),
                 lagging_batches: lagging,
+                batches: head,
                 closed: s.contests.iter().all(closed_here),
                 fully_synced: s
                     .contests
@@ -80,11 +135,11 @@ pub fn compute(store: &Store) -> Result<Value> {
             }
         })
         .collect();
-    let contests: Vec<Value> = results
+    let contests: Vec<ContestProgress> = results
         .outcomes
         .iter()
         .map(|o| {
-            let missing: Vec<&str> = def
+            let not_yet_in: Vec<String> = def
                 .stations_of(&o.contest)
                 .filter(|s| {
                     let closed_here = closed
@@ -93,37 +148,41 @@ pub fn compute(store: &Store) -> Result<Value> {
                         .unwrap_or(false);
                     !results::reporting(rows.get(&s.id), closed_here)
                 })
-                .map(|s| s.id.as_str())
+                .map(|s| s.id.clone())
                 .collect();
-            json!({
-                "id": o.contest,
-                "status": o.status,
-                "reporting": format!("{} of {} stations reporting", o.stations.expected - missing.len() as u64, o.stations.expected),
-                "stations": o.stations,
-                "not_yet_in": missing,
-            })
+            ContestProgress {
+                id: o.contest.clone(),
+                status: o.status,
+                reporting: format!(
+                    "{} of {} stations reporting",
+                    o.stations.expected - not_yet_in.len() as u64,
+                    o.stations.expected
+                ),
+                stations: o.stations,
+                not_yet_in,
+            }
         })
         .collect();
-    let mut by_connection: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut by_connection: BTreeMap<&'static str, u64> = BTreeMap::new();
     for s in &stations {
         *by_connection.entry(s.connection).or_default() += 1;
     }
     let alerts = store.alerts()?;
-    Ok(json!({
-        "election": def.election.id,
-        "stations": {
-            "total": stations.len(),
-            "by_connection": by_connection,
-            "closed": stations.iter().filter(|s| s.closed).count(),
-            "fully_synced": stations.iter().filter(|s| s.fully_synced).count(),
-            "list": stations,
+    Ok(Status {
+        election: def.election.id.clone(),
+        stations: Stations {
+            total: stations.len(),
+            by_connection,
+            closed: stations.iter().filter(|s| s.closed).count(),
+            fully_synced: stations.iter().filter(|s| s.fully_synced).count(),
+            list: stations,
         },
-        "contests": {
-            "by_status": results.totals.overall.contests_by_status,
-            "list": contests,
+        contests: Contests {
+            by_status: results.totals.overall.contests_by_status.clone(),
+            list: contests,
         },
-        "alerts": alerts.len(),
-    }))
+        alerts: alerts.len(),
+    })
 }
 
 /// The status as lines a person reads.

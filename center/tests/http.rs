@@ -242,9 +242,61 @@ async fn the_api_says_what_the_commands_say() {
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("NOPE"), "{body}");
 
+    // The dashboard's one view says the same: its summary is the results' totals,
+    // each contest row the contest's figures and status.
+    let o = get_json(served.addr, "/api/overview").await;
+    let counted: u64 = results_now["contests"]
+        .as_array()
+        .expect("contests")
+        .iter()
+        .map(|c| c["ballots"]["returned"].as_u64().expect("returned"))
+        .sum();
+    assert_eq!(o["summary"]["ballots"]["counted"], counted, "{o}");
+    assert_eq!(
+        o["summary"]["ballots"]["issued"],
+        results_now["totals"]["issued"]
+    );
+    assert_eq!(
+        o["summary"]["seats"]["total"],
+        results_now["totals"]["seats"]
+    );
+    assert_eq!(
+        o["summary"]["seats"]["decided"],
+        results_now["totals"]["elected"]
+    );
+    assert_eq!(
+        o["summary"]["contests"]["by_status"],
+        results_now["totals"]["contests_by_status"]
+    );
+    assert_eq!(o["summary"]["alerts"], 1);
+    assert_eq!(o["alerts"], api_alerts);
+    for (row, c) in o["contests"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .zip(results_now["contests"].as_array().expect("contests"))
+    {
+        assert_eq!(row["id"], c["id"]);
+        assert_eq!(row["status"], c["status"]);
+        assert_eq!(row["counted"], c["ballots"]["returned"]);
+        assert_eq!(row["stations"], c["stations"]);
+    }
+    assert_eq!(
+        o["stations"][0]["batches"], 1,
+        "S-0001's accepted batch: {}",
+        o["stations"][0]
+    );
+    // The pace ends at the ballots counted.
+    let points = o["pace"]["points"].as_array().expect("pace");
+    assert_eq!(
+        points.last().map(|p| p[1].clone()),
+        Some(counted.into()),
+        "{points:?}"
+    );
+
     let (code, page) = get(served.addr, "/", None).await;
     assert_eq!(code, 200);
-    assert!(page.contains("/api/events") && page.contains("/api/status"));
+    assert!(page.contains("/api/events") && page.contains("/api/overview"));
     served.stop().await;
 }
 

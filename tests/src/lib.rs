@@ -83,6 +83,8 @@ pub struct Center {
     pub data: PathBuf,
     pub bundles: PathBuf,
     pub grpc: Option<String>,
+    /// The operators' HTTP address while serving.
+    pub http: Option<String>,
     process: Option<Child>,
 }
 
@@ -105,6 +107,7 @@ impl Center {
             data,
             bundles,
             grpc: None,
+            http: None,
             process: None,
         }
     }
@@ -115,6 +118,7 @@ impl Center {
             data,
             bundles,
             grpc: None,
+            http: None,
             process: None,
         }
     }
@@ -156,18 +160,22 @@ impl Center {
             .expect("center serve starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let listening = loop {
+        let (mut grpc, mut http) = (None, None);
+        while grpc.is_none() || http.is_none() {
             let line = lines
                 .next()
-                .expect("center serve printed its address")
+                .expect("center serve printed its addresses")
                 .expect("stdout line");
             if let Some(addr) = line.strip_prefix("gRPC listening on ") {
-                break addr.trim().to_string();
+                grpc = Some(addr.trim().to_string());
+            } else if let Some(rest) = line.strip_prefix("HTTP listening on ") {
+                http = rest.split_whitespace().next().map(str::to_string);
             }
-        };
+        }
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        self.grpc = Some(listening);
+        self.grpc = grpc;
+        self.http = http;
         self.process = Some(child);
     }
 

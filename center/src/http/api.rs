@@ -14,13 +14,74 @@ use serde_json::{Value, json};
 use super::{AppState, VIEW_TIMEOUT_MS};
 use crate::error::CenterError;
 use crate::store::Store;
-use crate::{commands, results, status};
+use crate::{commands, overview, results, status};
 
 /// The dashboard: one static page that reads the API and the event stream.
 const DASHBOARD_HTML: &str = include_str!("dashboard.html");
+/// Where the page learns the language the browser asked for.
+const LANG_SLOT: &str = "{{LANG}}";
+const _: () = assert!(konst_contains(
+    DASHBOARD_HTML.as_bytes(),
+    LANG_SLOT.as_bytes()
+));
 
-pub(super) async fn dashboard() -> Html<&'static str> {
-    Html(DASHBOARD_HTML)
+pub(super) async fn dashboard(headers: axum::http::HeaderMap) -> Html<String> {
+    let accept = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    Html(DASHBOARD_HTML.replacen(LANG_SLOT, page_language(accept), 1))
+}
+
+/// The page's language from an `Accept-Language` header: `zh` when Chinese is
+/// preferred to English (by quality, then order), `en` otherwise.
+pub(super) fn page_language(accept: &str) -> &'static str {
+    let mut best: Option<(&'static str, f32)> = None;
+    for item in accept.split(',').take(32) {
+        let mut parts = item.split(';');
+        let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let lang = match tag.split('-').next() {
+            Some("zh") => "zh",
+            Some("en") => "en",
+            _ => continue,
+        };
+        if quality > 0.0 && best.is_none_or(|(_, q)| quality > q) {
+            best = Some((lang, quality));
+        }
+    }
+    best.map_or("en", |(lang, _)| lang)
+}
+
+/// `needle` occurs in `hay` (at compile time).
+const fn konst_contains(hay: &[u8], needle: &[u8]) -> bool {
+    let mut i = 0;
+    while i + needle.len() <= hay.len() {
+        let mut j = 0;
+        while j < needle.len() && hay[i + j] == needle[j] {
+            j += 1;
+        }
+        if j == needle.len() {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The dashboard's one view: the summary, the pace, every contest and station,
+/// the newest alerts (`overview`).
+pub(super) async fn overview(State(state): State<AppState>) -> Response {
+    let pace = state.ingest.metrics().pace();
+    view(&state, move |store| {
+        overview::compute(store, &pace)
+            // Every map key is a string or a unit enum: serializing cannot fail.
+            .map(|o| serde_json::to_value(o).expect("the overview serializes to JSON"))
+    })
+    .await
 }
 
 pub(super) async fn status(State(state): State<AppState>) -> Response {
@@ -87,5 +148,21 @@ async fn view(
             Json(json!({"error": format!("the view took longer than {VIEW_TIMEOUT_MS} ms; try again")})),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_language;
+
+    #[test]
+    fn the_page_speaks_the_language_the_browser_prefers() {
+        assert_eq!(page_language(""), "en");
+        assert_eq!(page_language("zh-CN,zh;q=0.9,en;q=0.8"), "zh");
+        assert_eq!(page_language("en-US,en;q=0.9,zh-CN;q=0.8"), "en");
+        assert_eq!(page_language("fr-FR, zh-TW;q=0.5"), "zh");
+        assert_eq!(page_language("en;q=0.4, ZH;q=0.6"), "zh");
+        assert_eq!(page_language("zh;q=0, de"), "en");
+        assert_eq!(page_language("de, fr"), "en");
     }
 }

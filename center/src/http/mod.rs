@@ -91,6 +91,7 @@ pub enum HttpError {
 /// set, allowed only on loopback: see [`check_token`]).
 fn router(state: AppState) -> Router {
     let protected = Router::new()
+        .route("/api/overview", get(api::overview))
         .route("/api/status", get(api::status))
         .route("/api/results", get(api::results))
         .route("/api/alerts", get(api::alerts))
