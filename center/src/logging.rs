@@ -18,15 +18,14 @@
 //! can provoke at will (TLS handshakes, refused calls).
 
 use std::borrow::Cow;
-use std::io::IsTerminal as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use pollsync_proto::logging::{filter_from_env, install};
 use pollsync_proto::pb::RejectReason;
-use serde::Deserialize;
-use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+
+pub use pollsync_proto::logging::{FILTER_ENV, LogError, LogFormat};
 
 use crate::ingest::events::IngestEvent;
 use crate::ingest::judge::reason_name;
@@ -36,77 +35,8 @@ pub const SERVE_FILTER: &str = "info";
 /// What the one-shot commands (`import`, `status`, …) log when `RUST_LOG` is not
 /// set: failures only, their report on stdout says the rest.
 pub const COMMAND_FILTER: &str = "error";
-/// The environment variable holding the filter.
-pub const FILTER_ENV: &str = "RUST_LOG";
 /// Longest text field (an id, a detail) in a log event, in characters.
 pub const MAX_FIELD_CHARS: usize = pollsync_proto::limits::MAX_DETAIL_CHARS;
-
-/// How log events are written to stderr.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// One compact line per event, for people.
-    #[default]
-    Human,
-    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`).
-    Json,
-}
-
-/// Why logging could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum LogError {
-    /// `RUST_LOG` does not parse as a filter.
-    #[error("{FILTER_ENV}={value:?} is not a log filter: {source}")]
-    BadFilter {
-        value: String,
-        source: tracing_subscriber::filter::ParseError,
-    },
-    /// A global subscriber was installed already.
-    #[error("logging is set up already: {0}")]
-    Installed(String),
-}
-
-/// The filter: `RUST_LOG` if it is set and not blank, else `default`.
-pub fn filter_from_env(default: &str) -> Result<EnvFilter, LogError> {
-    match std::env::var(FILTER_ENV) {
-        Ok(value) if !value.trim().is_empty() => {
-            EnvFilter::try_new(&value).map_err(|source| LogError::BadFilter { value, source })
-        }
-        _ => Ok(EnvFilter::new(default)),
-    }
-}
-
-/// A subscriber writing `format` through `writer`, keeping what `filter` lets
-/// through; `ansi` colours human lines.
-pub fn subscriber<W>(
-    format: LogFormat,
-    filter: EnvFilter,
-    writer: W,
-    ansi: bool,
-) -> Box<dyn Subscriber + Send + Sync>
-where
-    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
-{
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    match format {
-        LogFormat::Human => Box::new(
-            builder
-                .compact()
-                .with_target(false)
-                .with_ansi(ansi)
-                .finish(),
-        ),
-        LogFormat::Json => Box::new(
-            builder
-                .json()
-                .with_current_span(false)
-                .with_span_list(false)
-                .finish(),
-        ),
-    }
-}
 
 /// Installs the process's logger: `format` to stderr, filtered by `RUST_LOG` or
 /// else `default_filter`. Human lines are coloured only on a terminal (and not
@@ -121,12 +51,6 @@ pub fn init_for_command() {
     let filter = filter_from_env(COMMAND_FILTER).unwrap_or_else(|_| EnvFilter::new(COMMAND_FILTER));
     // Installed already (a second call): the first logger stays, which is fine.
     let _ = install(LogFormat::Human, filter);
-}
-
-fn install(format: LogFormat, filter: EnvFilter) -> Result<(), LogError> {
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing::subscriber::set_global_default(subscriber(format, filter, std::io::stderr, ansi))
-        .map_err(|e| LogError::Installed(e.to_string()))
 }
 
 /// Text from outside (a station id from a certificate or a file, a refusal's
@@ -324,40 +248,10 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-
-    /// A writer into a shared buffer.
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'w> MakeWriter<'w> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'w self) -> Buffer {
-            self.clone()
-        }
-    }
-
-    impl Buffer {
-        fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-        }
-    }
+    use pollsync_proto::logging::{CapturedLog, subscriber};
 
     fn logged(format: LogFormat, filter: &str) -> String {
-        let buffer = Buffer::default();
+        let buffer = CapturedLog::default();
         let sub = subscriber(format, EnvFilter::new(filter), buffer.clone(), false);
         tracing::subscriber::with_default(sub, || {
             tracing::warn!(
@@ -369,11 +263,6 @@ mod tests {
             tracing::debug!(station = "S-0001", sequence = 8u64, "batch accepted");
         });
         buffer.text()
-    }
-
-    #[test]
-    fn human_is_the_default_format() {
-        assert_eq!(LogFormat::default(), LogFormat::Human);
     }
 
     #[test]
@@ -425,7 +314,7 @@ mod tests {
 
     #[test]
     fn ingest_decisions_are_logged_at_their_level_without_ballot_content() {
-        let buffer = Buffer::default();
+        let buffer = CapturedLog::default();
         let sub = subscriber(
             LogFormat::Json,
             EnvFilter::new("info"),
@@ -490,15 +379,5 @@ mod tests {
         assert_eq!(t.admit_at(t0 + Duration::from_millis(999)), None);
         assert_eq!(t.admit_at(t0 + Duration::from_millis(1_000)), Some(2));
         assert_eq!(t.admit_at(t0 + Duration::from_millis(1_001)), Some(0));
-    }
-
-    #[test]
-    fn a_bad_filter_is_an_error_naming_the_variable() {
-        let e = EnvFilter::try_new("pollsync=notalevel[").map_err(|source| LogError::BadFilter {
-            value: "pollsync=notalevel[".into(),
-            source,
-        });
-        let e = e.expect_err("does not parse");
-        assert!(e.to_string().contains(FILTER_ENV), "{e}");
     }
 }

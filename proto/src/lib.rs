@@ -21,6 +21,7 @@ pub mod export;
 pub mod fsutil;
 pub mod identity;
 pub mod limits;
+pub mod logging;
 mod messages;
 pub mod output;
 pub mod shape;

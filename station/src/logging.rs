@@ -10,60 +10,20 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-use tracing_subscriber::EnvFilter;
+use pollsync_proto::logging::{filter_from_env, install};
+
+pub use pollsync_proto::logging::{FILTER_ENV, LogError, LogFormat};
 
 use crate::sync::Note;
 use crate::sync::client::Log;
 
 /// What the agent logs when `RUST_LOG` is not set.
 pub const DEFAULT_FILTER: &str = "info";
-/// The environment variable holding the filter.
-pub const FILTER_ENV: &str = "RUST_LOG";
-
-/// How `station run` writes what it does to stderr.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Plain sentences, one per line, for the election workers.
-    #[default]
-    Human,
-    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`).
-    Json,
-}
-
-/// Why JSON logging could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum LogError {
-    /// `RUST_LOG` does not parse as a filter.
-    #[error("{FILTER_ENV}={value:?} is not a log filter: {source}")]
-    BadFilter {
-        value: String,
-        source: tracing_subscriber::filter::ParseError,
-    },
-    /// A global subscriber was installed already.
-    #[error("logging is set up already: {0}")]
-    Installed(String),
-}
 
 /// Installs JSON logging to stderr, filtered by `RUST_LOG` or else
 /// [`DEFAULT_FILTER`].
 pub fn init_json() -> Result<(), LogError> {
-    let filter = match std::env::var(FILTER_ENV) {
-        Ok(value) if !value.trim().is_empty() => {
-            EnvFilter::try_new(&value).map_err(|source| LogError::BadFilter { value, source })?
-        }
-        _ => EnvFilter::new(DEFAULT_FILTER),
-    };
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .json()
-        .with_current_span(false)
-        .with_span_list(false)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber)
-        .map_err(|e| LogError::Installed(e.to_string()))
+    install(LogFormat::Json, filter_from_env(DEFAULT_FILTER)?)
 }
 
 /// A [`Log`] that turns each note into a `tracing` event of station `station`.
@@ -168,45 +128,18 @@ pub fn note_event(station: &str, note: &Note) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-    use tracing_subscriber::fmt::MakeWriter;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'w> MakeWriter<'w> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'w self) -> Buffer {
-            self.clone()
-        }
-    }
-
-    #[test]
-    fn human_is_the_default() {
-        assert_eq!(LogFormat::default(), LogFormat::Human);
-    }
+    use pollsync_proto::logging::{CapturedLog, subscriber};
+    use tracing_subscriber::EnvFilter;
 
     #[test]
     fn a_note_is_one_json_object_with_the_station_and_its_numbers() {
-        let buffer = Buffer::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(EnvFilter::new("info"))
-            .with_writer(buffer.clone())
-            .json()
-            .finish();
+        let buffer = CapturedLog::default();
+        let subscriber = subscriber(
+            LogFormat::Json,
+            EnvFilter::new("info"),
+            buffer.clone(),
+            false,
+        );
         tracing::subscriber::with_default(subscriber, || {
             let log = event_log("S-0007".into());
             log(&Note::ForkEvidence { sequence: 12 });
@@ -215,7 +148,7 @@ mod tests {
                 ballots: 80,
             });
         });
-        let text = String::from_utf8_lossy(&buffer.0.lock().expect("buffer")).into_owned();
+        let text = buffer.text();
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).expect("a JSON line"))
