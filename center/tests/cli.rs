@@ -261,7 +261,7 @@ fn a_rejected_import_exits_non_zero_and_its_alert_is_listed() {
     let (data, bundles) = setup(tmp.path());
     // S-0001's batch, signed with S-0002's key.
     let mut chain = StationChain::from_bundle(&bundle(&bundles, "S-0001"));
-    chain.key = bundle(&bundles, "S-0002").signing_key().unwrap();
+    chain.set_key(bundle(&bundles, "S-0002").signing_key().unwrap());
     let file = tmp.path().join("forged.psync");
     write_export(
         &file,

@@ -24,13 +24,7 @@ async fn push_as(h: &IngestHandle, peer: &Peer, batch: pb::SignedBatch) -> pb::A
 }
 
 fn hello_at(chain: &StationChain, head: u64, hash: [u8; 32]) -> pb::HelloRequest {
-    pb::HelloRequest {
-        election_id: chain.election.clone(),
-        station_id: chain.station.clone(),
-        definition_sha256: chain.definition.to_vec(),
-        local_head_sequence: head,
-        local_head_hash: hash.to_vec(),
-    }
+    chain.hello_at(head, hash)
 }
 
 fn kinds(center: &Center) -> Vec<String> {
@@ -85,8 +79,7 @@ fn rand_suffix() -> u64 {
 fn continuing(bundle: &EnrollmentBundle) -> StationChain {
     let mut chain = StationChain::from_bundle(bundle);
     let start = bundle.chain_start();
-    chain.next = start.sequence + 1;
-    chain.prev = start.hash;
+    chain.resume(start.sequence + 1, start.hash);
     chain
 }
 
@@ -109,7 +102,7 @@ async fn a_replaced_key_is_refused_everywhere_with_one_alert_and_the_new_device_
     }
     let head = ChainHead {
         sequence: 2,
-        hash: old.prev,
+        hash: old.prev(),
     };
 
     let bundle = replace(&center, "S-0001", "screen broken");
@@ -145,8 +138,7 @@ async fn a_replaced_key_is_refused_everywhere_with_one_alert_and_the_new_device_
     .await;
     // Its batches (even one that would be a fork at sequence 2) are STALE_KEY.
     let mut forked = old.clone();
-    forked.next = 2;
-    forked.prev = center_hash_of_first(&center);
+    forked.resume(2, center_hash_of_first(&center));
     let ack = push_as(&h, &old_peer, forked.batch(&[d(9)])).await;
     assert_eq!((ack.kind(), ack.reason()), (AckKind::Rejected, R::StaleKey));
     let ack = push_as(&h, &old_peer, old.batch(&[d(3)])).await;
@@ -309,7 +301,10 @@ async fn release_retires_the_forked_key_and_a_replacement_syncs_again() {
     assert_eq!(released.retired_key_no, Some(1));
     until("the release", || h.refused(&peer) == Some(R::StaleKey)).await;
     // The forked key (the original's too: they share it) stays refused.
-    let refusal = h.hello(&peer, hello_at(&s1, 1, s1.prev)).await.unwrap_err();
+    let refusal = h
+        .hello(&peer, hello_at(&s1, 1, s1.prev()))
+        .await
+        .unwrap_err();
     assert!(
         refusal.detail.contains("retired after a fork"),
         "{}",
@@ -319,13 +314,14 @@ async fn release_retires_the_forked_key_and_a_replacement_syncs_again() {
     let bundle = replace(&center, "S-0001", "after the fork");
     let mut new = continuing(&bundle);
     assert_eq!(
-        new.next, 2,
+        new.next(),
+        2,
         "the replacement continues after the center's batch 1"
     );
     until("the replacement", || h.check_peer(&new.peer()).is_ok()).await;
     let ack = push_as(&h, &new.peer(), new.batch(&[d(3)])).await;
     assert_eq!((ack.kind(), ack.sequence), (AckKind::Accepted, 2));
-    assert!(h.hello(&peer, hello_at(&s1, 1, s1.prev)).await.is_err());
+    assert!(h.hello(&peer, hello_at(&s1, 1, s1.prev())).await.is_err());
     h.shutdown();
     writer.join().unwrap();
     // The STALE_KEY alert is written by the serving ingest, the others by the

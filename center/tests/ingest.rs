@@ -32,13 +32,7 @@ fn alerts(center: &Center) -> Vec<(String, String, u64)> {
 }
 
 fn hello_for(chain: &StationChain, head: u64) -> pb::HelloRequest {
-    pb::HelloRequest {
-        election_id: chain.election.clone(),
-        station_id: chain.station.clone(),
-        definition_sha256: chain.definition.to_vec(),
-        local_head_sequence: head,
-        local_head_hash: chain.prev.to_vec(),
-    }
+    chain.hello_at(head, chain.prev())
 }
 
 fn s1_events() -> (Vec<StationEvent>, Vec<StationEvent>) {
@@ -112,7 +106,7 @@ async fn honest_chains_of_two_stations_give_exact_tallies() {
         .unwrap();
     assert_eq!(stored.len(), 2);
     pollsync_proto::envelope::verify_batch(
-        &s1.key.verifying_key(),
+        &s1.key().verifying_key(),
         &pb::SignedBatch {
             batch: stored[1].batch.clone(),
             signature: stored[1].signature.clone(),
@@ -148,7 +142,7 @@ async fn a_replay_is_duplicate_and_counted_once_also_after_a_restart() {
     let (h, writer) = ingest::start(&center.data).unwrap();
     let reply = h.hello(&s1.peer(), hello_for(&s1, 2)).await.unwrap();
     assert_eq!(reply.center_head_sequence, 2);
-    assert_eq!(reply.center_head_hash, s1.prev.to_vec());
+    assert_eq!(reply.center_head_hash, s1.prev().to_vec());
     for b in [b2, b1] {
         assert_eq!(push(&h, "S-0001", b).await.kind(), AckKind::Duplicate);
     }
@@ -345,7 +339,7 @@ async fn a_batch_signed_by_another_stations_key_is_bad_signature() {
     let (h, writer) = ingest::start(&center.data).unwrap();
     // S-0001's batch signed with S-0002's key, pushed on S-0001's connection.
     let mut forged = center.chain("S-0001");
-    forged.key = center.bundle("S-0002").signing_key().unwrap();
+    forged.set_key(center.bundle("S-0002").signing_key().unwrap());
     let ack = push(
         &h,
         "S-0001",
@@ -358,7 +352,7 @@ async fn a_batch_signed_by_another_stations_key_is_bad_signature() {
     );
     // S-0002 pushing a batch that names S-0001 (signed by S-0002): WRONG_STATION.
     let mut s2_as_s1 = center.chain("S-0001");
-    s2_as_s1.key = center.bundle("S-0002").signing_key().unwrap();
+    s2_as_s1.set_key(center.bundle("S-0002").signing_key().unwrap());
     let ack = push(&h, "S-0002", s2_as_s1.batch(&[])).await;
     assert_eq!(ack.reason(), R::WrongStation);
     // A station outside the election.
@@ -481,18 +475,19 @@ async fn after_any_rejection_the_tallies_are_those_of_the_honest_batches() {
     let (a1, a2) = s1_events();
     let c1 = vec![ballot(101, "D-001", &[N, F, F], &[]), issued("D-001", 1)];
     let mut bad_key = s1.clone();
-    bad_key.key = center.bundle("S-0003").signing_key().unwrap();
+    bad_key.set_key(center.bundle("S-0003").signing_key().unwrap());
     let mut wrong_def = s1.clone();
-    wrong_def.definition = [9; 32];
+    let mut wrong_def_batch = wrong_def.raw(&a1);
+    wrong_def_batch.definition_sha256 = vec![9; 32];
     let mut broken = s1.clone();
-    broken.prev = [1; 32];
+    broken.resume(broken.next(), [1; 32]);
     let honest_1 = s1.batch(&a1);
     let gap = s1.clone().batch(&a2);
     let mut far = s1.clone();
-    far.next = 5;
+    far.resume(5, far.prev());
     let rx = vec![
         h.submit("S-0001", bad_key.batch(&a1)),
-        h.submit("S-0001", wrong_def.batch(&a1)),
+        h.submit("S-0001", wrong_def.seal(&wrong_def_batch)),
         h.submit("S-0001", broken.batch(&a1)),
         h.submit("S-0001", honest_1),
         h.submit("S-0001", far.batch(&a2)),
@@ -658,7 +653,7 @@ async fn a_reenrolled_station_signs_with_its_new_key_and_old_keys_stay() {
     .unwrap();
     let bundle = pollsync_proto::EnrollmentBundle::read(&out.join("S-0001.bundle")).unwrap();
     let mut new = old.clone();
-    new.key = bundle.signing_key().unwrap();
+    new.set_key(bundle.signing_key().unwrap());
     // The next group re-reads the keys: the old key no longer verifies new batches.
     let ack = push(
         &h,

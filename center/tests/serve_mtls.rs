@@ -19,20 +19,20 @@
 
 mod support;
 
+use support::StationChain as Chain;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
 use pollsync_center::ingest::{self, IngestHandle};
 use pollsync_center::serve::{ServeError, TlsPems, serve_grpc};
 use pollsync_center::store::{StationRow, Store};
 use pollsync_election::{Ballot, BallotId, ElectionDefinition, Mark, StationEvent, TallySheet};
-use pollsync_proto::convert::event_to_pb;
 use pollsync_proto::limits::MAX_MESSAGE_BYTES;
 use pollsync_proto::pb::station_sync_client::StationSyncClient;
 use pollsync_proto::pb::{self, AckKind, RejectReason};
-use pollsync_proto::{ElectionCa, EnrollmentBundle, GENESIS_HASH, chain_hash, seal_batch, tls};
+use pollsync_proto::{ElectionCa, EnrollmentBundle, tls};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -246,70 +246,11 @@ impl Center {
 // ---------------------------------------------------------------------------
 // A station's side: sealing signed, chained batches and pushing them.
 
-/// Seals a station's batches in sequence, as the station's store would.
-#[derive(Clone)]
-struct Chain {
-    election: String,
-    station: String,
-    key: SigningKey,
-    definition: [u8; 32],
-    prev: [u8; 32],
-    next: u64,
-}
-
-impl Chain {
-    fn from_bundle(bundle: &EnrollmentBundle) -> Chain {
-        Chain {
-            election: bundle.election_id.clone(),
-            station: bundle.station_id.clone(),
-            key: bundle.signing_key().unwrap(),
-            definition: bundle.definition_sha256(),
-            prev: GENESIS_HASH,
-            next: 1,
-        }
-    }
-
-    fn raw(&self, events: &[StationEvent]) -> pb::Batch {
-        pb::Batch {
-            election_id: self.election.clone(),
-            station_id: self.station.clone(),
-            sequence: self.next,
-            prev_hash: self.prev.to_vec(),
-            definition_sha256: self.definition.to_vec(),
-            events: events.iter().map(event_to_pb).collect(),
-        }
-    }
-
-    /// Seals `batch` with this chain's key and advances the chain past it.
-    fn seal(&mut self, batch: &pb::Batch) -> pb::SignedBatch {
-        let signed = seal_batch(&self.key, batch);
-        self.prev = chain_hash(&signed.batch);
-        self.next = batch.sequence + 1;
-        signed
-    }
-
-    fn batch(&mut self, events: &[StationEvent]) -> pb::SignedBatch {
-        let b = self.raw(events);
-        self.seal(&b)
-    }
-
-    /// The Hello of a station whose local head is this chain's last batch.
-    fn hello(&self) -> pb::HelloRequest {
-        pb::HelloRequest {
-            election_id: self.election.clone(),
-            station_id: self.station.clone(),
-            definition_sha256: self.definition.to_vec(),
-            local_head_sequence: self.next - 1,
-            local_head_hash: self.prev.to_vec(),
-        }
-    }
-}
-
 /// Says Hello and checks the center's head for this station.
 async fn hello(client: &mut StationSyncClient<Channel>, chain: &Chain, center_head: u64) {
     let reply = within("hello", client.hello(chain.hello()))
         .await
-        .unwrap_or_else(|s| panic!("{} refused at hello: {s:?}", chain.station))
+        .unwrap_or_else(|s| panic!("{} refused at hello: {s:?}", chain.writer.station_id()))
         .into_inner();
     assert_eq!(reply.center_head_sequence, center_head);
     assert_eq!(reply.max_in_flight, 32);
@@ -530,7 +471,7 @@ async fn one_stream_sees_every_acknowledgement_and_only_honest_batches_count() {
     let b1 = a.batch(&e1);
     let honest_2 = a.raw(&e2);
     let mut forged = a.clone();
-    forged.key = b_key;
+    forged.set_key(b_key);
     let forged_2 = forged.seal(&honest_2);
     let b2 = a.seal(&honest_2);
     // Two different batches 3 on top of it: one sent too early, one after close.
@@ -667,7 +608,7 @@ async fn a_batch_naming_another_station_is_wrong_station() {
     // Names ST-B, but is signed with ST-A's key and sent over ST-A's certificate:
     // the signature verifies, the station does not.
     let mut as_b = center.chain(B);
-    as_b.key = a.key.clone();
+    as_b.set_key(a.key().clone());
     let events = vec![ballot(1, "D-01", &[F, O, O], &[]), issued("D-01", 1)];
     let mut client = center.client(A).await;
     hello(&mut client, &a, 0).await;

@@ -551,16 +551,16 @@ pub(crate) mod tests {
 
     /// A chain of `n` signed batches for election "e-1", station "S-0001".
     pub(crate) fn make_chain(key: &SigningKey, n: u64) -> Vec<pb::SignedBatch> {
-        let mut prev = GENESIS_HASH;
-        let mut out = Vec::new();
-        for sequence in 1..=n {
-            let batch = pb::Batch {
-                election_id: "e-1".into(),
-                station_id: "S-0001".into(),
-                sequence,
-                prev_hash: prev.to_vec(),
-                definition_sha256: vec![7; 32],
-                events: vec![
+        let mut chain = crate::chain::ChainWriter::new(
+            "e-1",
+            "S-0001",
+            [7; 32],
+            key.clone(),
+            ChainHead::GENESIS,
+        );
+        (1..=n)
+            .map(|sequence| {
+                chain.next(vec![
                     ballot_event(sequence as u8, "D-001", &[1, 0, 2]),
                     pb::Event {
                         kind: Some(pb::event::Kind::Issued(pb::Issued {
@@ -568,13 +568,9 @@ pub(crate) mod tests {
                             count: 1,
                         })),
                     },
-                ],
-            };
-            let signed = seal_batch(key, &batch);
-            prev = chain_hash(&signed.batch);
-            out.push(signed);
-        }
-        out
+                ])
+            })
+            .collect()
     }
 
     #[test]

@@ -475,7 +475,6 @@ pub fn check_key_matches_cert(key_pem: &str, cert_der: &[u8]) -> Result<SigningK
 mod tests {
     use super::*;
     use crate::envelope;
-    use crate::pb;
 
     #[test]
     fn station_cert_carries_id_and_signing_key() {
@@ -491,15 +490,14 @@ mod tests {
 
         // The station's TLS key signs batches; the certificate's key verifies them.
         let signing = signing_key_from_pem(&station.key_pem).unwrap();
-        let batch = pb::Batch {
-            election_id: "beichen-2021".into(),
-            station_id: "S-0001".into(),
-            sequence: 1,
-            prev_hash: envelope::GENESIS_HASH.to_vec(),
-            definition_sha256: vec![1; 32],
-            events: vec![],
-        };
-        let signed = envelope::seal_batch(&signing, &batch);
+        let signed = crate::chain::ChainWriter::new(
+            "beichen-2021",
+            "S-0001",
+            [1; 32],
+            signing,
+            envelope::ChainHead::GENESIS,
+        )
+        .next(vec![]);
         let key = verifying_key_from_cert_der(&der).unwrap();
         envelope::verify_batch(&key, &signed).unwrap();
         check_key_matches_cert(&station.key_pem, &der).unwrap();

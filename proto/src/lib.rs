@@ -15,6 +15,7 @@
 //! docs/PROTOCOL.md describes every byte for third-party verifiers.
 
 pub mod bundle;
+pub mod chain;
 pub mod convert;
 pub mod envelope;
 pub mod export;

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pollsync_proto::chain::ChainWriter;
 use pollsync_proto::pb::station_sync_client::StationSyncClient;
 use pollsync_proto::pb::station_sync_server::{StationSync, StationSyncServer};
 use pollsync_proto::{ElectionCa, EnrollmentBundle, envelope, pb, tls};
@@ -206,31 +207,15 @@ async fn enrolled_station_is_identified_and_its_batches_verify() {
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
 
     // Push: batches signed with the station's TLS key verify with the certificate's key.
-    let key = bundle.signing_key().unwrap();
-    let mut prev = envelope::GENESIS_HASH;
+    let mut chain = ChainWriter::from_bundle(&bundle).unwrap();
+    assert_eq!((chain.election_id(), chain.station_id()), ("e-1", "S-0001"));
     let mut messages = Vec::new();
-    for sequence in 1..=3u64 {
-        let batch = pb::Batch {
-            election_id: "e-1".into(),
-            station_id: "S-0001".into(),
-            sequence,
-            prev_hash: prev.to_vec(),
-            definition_sha256: bundle.definition_sha256().to_vec(),
-            events: vec![],
-        };
-        let signed = envelope::seal_batch(&key, &batch);
-        prev = envelope::chain_hash(&signed.batch);
-        messages.push(pb::PushMessage::batch(signed));
+    for _ in 1..=3u64 {
+        messages.push(pb::PushMessage::batch(chain.next(vec![])));
     }
     // A forged batch 4: signed by another key.
-    let forged = pb::Batch {
-        election_id: "e-1".into(),
-        station_id: "S-0001".into(),
-        sequence: 4,
-        prev_hash: prev.to_vec(),
-        definition_sha256: bundle.definition_sha256().to_vec(),
-        events: vec![],
-    };
+    let forged = chain.unsigned(vec![]);
+    assert_eq!(forged.sequence, 4);
     let other_key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     messages.push(pb::PushMessage::batch(envelope::seal_batch(
         &other_key, &forged,

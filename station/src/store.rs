@@ -393,8 +393,7 @@ impl Store {
         if let Some(reason) = self.sealing_hold()? {
             return Err(StationError::SealingHeld { reason });
         }
-        let key = provisioned.bundle.signing_key()?;
-        let definition_sha256 = provisioned.bundle.definition_sha256().to_vec();
+        let mut chain = pollsync_proto::chain::ChainWriter::from_bundle(&provisioned.bundle)?;
         let mut made = Vec::new();
         loop {
             let tx = self
@@ -420,17 +419,11 @@ impl Store {
             let mut events = ballots;
             events.extend(cancels);
             events.extend(others);
-            let batch = pb::Batch {
-                election_id: provisioned.bundle.election_id.clone(),
-                station_id: provisioned.bundle.station_id.clone(),
-                sequence: head.next_sequence(),
-                prev_hash: head.hash.to_vec(),
-                definition_sha256: definition_sha256.clone(),
-                events,
-            };
+            chain = chain.after(head);
+            let batch = chain.unsigned(events);
             let event_count = batch.events.len() as u64;
-            let signed = pollsync_proto::seal_batch(&key, &batch);
-            let hash = pollsync_proto::chain_hash(&signed.batch);
+            let signed = chain.seal(&batch);
+            let hash = chain.head().hash;
             tx.execute(
                 "INSERT INTO batches (sequence, hash, signed, events, ballots) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![batch.sequence as i64, hash.to_vec(), signed.encode_to_vec(), event_count as i64, ballot_count as i64],

@@ -19,6 +19,7 @@ use std::fmt;
 use std::time::Duration;
 
 use pollsync_election::StationEvent;
+use pollsync_proto::chain::ChainWriter;
 use pollsync_proto::convert::event_to_pb;
 use pollsync_proto::identity::{self, IdentityError};
 use pollsync_proto::limits::MAX_MESSAGE_BYTES;
@@ -324,93 +325,60 @@ impl Decoder for AckDecoder {
     }
 }
 
-/// Builds a station's batches and signs them like its device would, with any key.
-#[derive(Clone)]
+/// Builds a station's batches and signs them like its device would, with any key
+/// (`proto::chain::ChainWriter`, the station's own batch builder).
+#[derive(Clone, Debug)]
 pub struct Forger {
-    election_id: String,
-    station_id: String,
-    definition_sha256: [u8; 32],
-    key_pem: String,
-    head: ChainHead,
-}
-
-impl fmt::Debug for Forger {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Forger")
-            .field("election_id", &self.election_id)
-            .field("station_id", &self.station_id)
-            .field("head", &self.head)
-            .field("key_pem", &"<redacted>")
-            .finish()
-    }
+    chain: ChainWriter,
 }
 
 impl Forger {
     /// The station of `bundle`, signing with its key, from the genesis head.
     pub fn new(bundle: &EnrollmentBundle) -> Forger {
         Forger {
-            election_id: bundle.election_id.clone(),
-            station_id: bundle.station_id.clone(),
-            definition_sha256: bundle.definition_sha256(),
-            key_pem: bundle.station_key_pem.clone(),
-            head: ChainHead::GENESIS,
+            chain: ChainWriter::from_bundle(bundle).expect("the bundle's station key parses"),
         }
     }
 
     /// Signs with the key of another bundle's station from now on.
     pub fn signing_as(mut self, other: &EnrollmentBundle) -> Forger {
-        self.key_pem = other.station_key_pem.clone();
+        let key = other
+            .signing_key()
+            .expect("the other bundle's station key parses");
+        self.chain = self.chain.signing_with(key);
         self
     }
 
     /// Chains the next batch after `head`.
     pub fn after(mut self, head: ChainHead) -> Forger {
-        self.head = head;
+        self.chain = self.chain.after(head);
         self
     }
 
     /// The head the next batch is chained after.
     pub fn head(&self) -> ChainHead {
-        self.head
+        self.chain.head()
     }
 
     /// The next batch holding `events`, unsigned (the head does not move).
     pub fn batch(&self, events: &[StationEvent]) -> pb::Batch {
-        pb::Batch {
-            election_id: self.election_id.clone(),
-            station_id: self.station_id.clone(),
-            sequence: self.head.next_sequence(),
-            prev_hash: self.head.hash.to_vec(),
-            definition_sha256: self.definition_sha256.to_vec(),
-            events: events.iter().map(event_to_pb).collect(),
-        }
+        self.chain
+            .unsigned(events.iter().map(event_to_pb).collect())
     }
 
     /// Signs `batch` (whatever it holds) with this forger's key.
     pub fn sign(&self, batch: &pb::Batch) -> Result<pb::SignedBatch, RogueError> {
-        let key = identity::signing_key_from_pem(&self.key_pem).map_err(RogueError::Identity)?;
-        Ok(seal_batch(&key, batch))
+        Ok(seal_batch(self.chain.key(), batch))
     }
 
     /// The next batch holding `events`, signed; the head moves past it.
     pub fn seal(&mut self, events: &[StationEvent]) -> Result<pb::SignedBatch, RogueError> {
-        let signed = self.sign(&self.batch(events))?;
-        self.head = ChainHead {
-            sequence: self.head.next_sequence(),
-            hash: chain_hash(&signed.batch),
-        };
-        Ok(signed)
+        Ok(self.chain.next(events.iter().map(event_to_pb).collect()))
     }
 
     /// The Hello of a device whose sealed head is this forger's head.
     pub fn hello(&self) -> pb::HelloRequest {
-        pb::HelloRequest {
-            election_id: self.election_id.clone(),
-            station_id: self.station_id.clone(),
-            definition_sha256: self.definition_sha256.to_vec(),
-            local_head_sequence: self.head.sequence,
-            local_head_hash: self.head.hash.to_vec(),
-        }
+        self.chain.hello()
     }
 }
 

@@ -79,7 +79,8 @@ fn audit_passes_on_an_honest_store_and_names_a_changed_tally_and_a_changed_batch
 /// with the station's real key, are both named.
 #[test]
 fn audit_names_a_forged_key_row_and_a_batch_that_breaks_the_rules() {
-    use pollsync_proto::{ElectionCa, EnrollmentBundle, chain_hash, pb, seal_batch};
+    use pollsync_proto::chain::ChainWriter;
+    use pollsync_proto::{ChainHead, ElectionCa, EnrollmentBundle, chain_hash, pb};
     let root = tempfile::tempdir().expect("tempdir");
     let (file, def) = small_election(root.path(), 12);
     let drawn = ballots::draw(&def, 12, &USUAL);
@@ -140,22 +141,22 @@ fn audit_names_a_forged_key_row_and_a_batch_that_breaks_the_rules() {
         .expect("head");
     let contest = def.station(honest).expect("station").contests[0].clone();
     let candidates = def.contest(&contest).expect("contest").candidates.len();
-    let batch = pb::Batch {
-        election_id: def.election.id.clone(),
-        station_id: honest.clone(),
-        sequence: head as u64 + 1,
-        prev_hash: hash,
-        definition_sha256: bundle.definition_sha256().to_vec(),
-        events: vec![pb::Event {
-            kind: Some(pb::event::Kind::Ballot(pb::Ballot {
-                id: vec![7; 16],
-                contest: contest.clone(),
-                marks: vec![0; candidates],
-                write_in: vec![],
-            })),
-        }],
-    };
-    let signed = seal_batch(&bundle.signing_key().expect("key"), &batch);
+    let head_hash: [u8; 32] = hash.as_slice().try_into().expect("a 32-byte head hash");
+    let mut chain = ChainWriter::from_bundle(&bundle)
+        .expect("key")
+        .after(ChainHead {
+            sequence: head as u64,
+            hash: head_hash,
+        });
+    let batch = chain.unsigned(vec![pb::Event {
+        kind: Some(pb::event::Kind::Ballot(pb::Ballot {
+            id: vec![7; 16],
+            contest: contest.clone(),
+            marks: vec![0; candidates],
+            write_in: vec![],
+        })),
+    }]);
+    let signed = chain.seal(&batch);
     db.execute(
         "INSERT INTO batches (station, sequence, hash, batch, signature, key_no, events, ballots)
          VALUES (?1, ?2, ?3, ?4, ?5, 1, 1, 1)",

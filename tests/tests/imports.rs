@@ -6,9 +6,10 @@
 
 use std::path::Path;
 
+use pollsync_proto::chain::ChainWriter;
 use pollsync_proto::convert::event_to_pb;
 use pollsync_proto::export::new_export;
-use pollsync_proto::{EnrollmentBundle, pb, seal_batch, write_export};
+use pollsync_proto::{ChainHead, EnrollmentBundle, pb, seal_batch, write_export};
 use pollsync_sim::bench::hostile::{run_measuring_peak_mib, write_empty_entries_export};
 use pollsync_tests::*;
 
@@ -29,18 +30,21 @@ fn batch_signed_by(
     station: &str,
     sequence: u64,
 ) -> pb::SignedBatch {
-    let batch = pb::Batch {
-        election_id: named.election_id.clone(),
-        station_id: station.to_owned(),
-        sequence,
-        prev_hash: vec![0; 32],
-        definition_sha256: named.definition_sha256().to_vec(),
-        events: vec![event_to_pb(&pollsync_election::StationEvent::Issued {
+    let chain = ChainWriter::new(
+        named.election_id.clone(),
+        station,
+        named.definition_sha256(),
+        signer.signing_key().expect("key"),
+        ChainHead::GENESIS,
+    );
+    let mut batch = chain.unsigned(vec![event_to_pb(
+        &pollsync_election::StationEvent::Issued {
             contest: "nowhere".into(),
             count: 1,
-        })],
-    };
-    seal_batch(&signer.signing_key().expect("key"), &batch)
+        },
+    )]);
+    batch.sequence = sequence;
+    seal_batch(chain.key(), &batch)
 }
 
 fn no_control_bytes(what: &str, text: &[u8]) {

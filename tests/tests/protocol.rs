@@ -1001,13 +1001,13 @@ impl<'t> World<'t> {
             return;
         };
         let s = &self.stations[i];
-        let request = pb::HelloRequest {
-            election_id: s.prov.bundle.election_id.clone(),
-            station_id: s.id.clone(),
-            definition_sha256: s.prov.bundle.definition_sha256().to_vec(),
-            local_head_sequence: 1,
-            local_head_hash: pollsync_proto::chain_hash(&signed.batch).to_vec(),
-        };
+        let request = hello_request(
+            s,
+            ChainHead {
+                sequence: 1,
+                hash: pollsync_proto::chain_hash(&signed.batch),
+            },
+        );
         let refused = self
             .rt
             .block_on(self.center().hello(&peer, request))
@@ -1249,13 +1249,7 @@ impl<'t> World<'t> {
 
 /// The Hello of a station at `head`.
 fn hello_request(s: &StationSide, head: ChainHead) -> pb::HelloRequest {
-    pb::HelloRequest {
-        election_id: s.prov.bundle.election_id.clone(),
-        station_id: s.prov.bundle.station_id.clone(),
-        definition_sha256: s.prov.bundle.definition_sha256().to_vec(),
-        local_head_sequence: head.sequence,
-        local_head_hash: head.hash.to_vec(),
-    }
+    pollsync_proto::chain::hello_of(&s.prov.bundle, head)
 }
 
 /// The peer a station's TLS certificate proves.

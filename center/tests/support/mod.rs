@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::SigningKey;
 use pollsync_center::commands::{enroll, init};
 use pollsync_election::{Ballot, BallotId, Mark, StationEvent, TallySheet};
+use pollsync_proto::chain::ChainWriter;
 use pollsync_proto::convert::event_to_pb;
-use pollsync_proto::{EnrollmentBundle, GENESIS_HASH, chain_hash, pb, seal_batch};
+use pollsync_proto::{ChainHead, EnrollmentBundle, pb};
 
 /// D-001 (2 seats, 3 candidates) at every station, T-001 (1 seat) at S-0001 and
 /// S-0002, T-002 (1 seat) at S-0003: the shared test election.
@@ -66,46 +67,28 @@ impl Center {
     }
 }
 
-/// Seals a station's batches with its bundle's key, in sequence.
-#[derive(Clone)]
+/// Seals a station's batches with its bundle's key, in sequence: the station's own
+/// batch builder (`proto::chain::ChainWriter`), plus what tests change by hand.
+#[derive(Clone, Debug)]
 pub struct StationChain {
-    pub election: String,
-    pub station: String,
-    pub key: SigningKey,
-    pub definition: [u8; 32],
-    pub prev: [u8; 32],
-    pub next: u64,
+    pub writer: ChainWriter,
 }
 
 impl StationChain {
     pub fn from_bundle(bundle: &EnrollmentBundle) -> StationChain {
         StationChain {
-            election: bundle.election_id.clone(),
-            station: bundle.station_id.clone(),
-            key: bundle.signing_key().unwrap(),
-            definition: bundle.definition_sha256(),
-            prev: GENESIS_HASH,
-            next: 1,
+            writer: ChainWriter::from_bundle(bundle).unwrap(),
         }
     }
 
     pub fn raw(&self, events: &[StationEvent]) -> pb::Batch {
-        pb::Batch {
-            election_id: self.election.clone(),
-            station_id: self.station.clone(),
-            sequence: self.next,
-            prev_hash: self.prev.to_vec(),
-            definition_sha256: self.definition.to_vec(),
-            events: events.iter().map(event_to_pb).collect(),
-        }
+        self.writer
+            .unsigned(events.iter().map(event_to_pb).collect())
     }
 
     /// Seals `batch` with this chain's key and advances the chain to it.
     pub fn seal(&mut self, batch: &pb::Batch) -> pb::SignedBatch {
-        let signed = seal_batch(&self.key, batch);
-        self.prev = chain_hash(&signed.batch);
-        self.next = batch.sequence + 1;
-        signed
+        self.writer.seal(batch)
     }
 
     pub fn batch(&mut self, events: &[StationEvent]) -> pb::SignedBatch {
@@ -113,16 +96,59 @@ impl StationChain {
         self.seal(&b)
     }
 
+    /// The chain hash the next batch links to.
+    pub fn prev(&self) -> [u8; 32] {
+        self.writer.head().hash
+    }
+
+    /// The sequence the next batch carries.
+    pub fn next(&self) -> u64 {
+        self.writer.head().next_sequence()
+    }
+
+    pub fn key(&self) -> &SigningKey {
+        self.writer.key()
+    }
+
+    /// The next batch carries `next` and links to `prev`.
+    pub fn resume(&mut self, next: u64, prev: [u8; 32]) {
+        self.writer = self.writer.clone().after(ChainHead {
+            sequence: next - 1,
+            hash: prev,
+        });
+    }
+
+    /// Signs with `key` from now on.
+    pub fn set_key(&mut self, key: SigningKey) {
+        self.writer = self.writer.clone().signing_with(key);
+    }
+
+    /// The Hello of a station whose local head is this chain's last batch.
+    pub fn hello(&self) -> pb::HelloRequest {
+        self.writer.hello()
+    }
+
+    /// The Hello of this station's device claiming the head (`head`, `hash`).
+    pub fn hello_at(&self, head: u64, hash: [u8; 32]) -> pb::HelloRequest {
+        self.writer
+            .clone()
+            .after(ChainHead {
+                sequence: head,
+                hash,
+            })
+            .hello()
+    }
+
     /// The peer a TLS connection with this station's certificate proves.
     pub fn peer(&self) -> pollsync_center::ingest::Peer {
-        self.peer_as(&self.station)
+        self.peer_as(self.writer.station_id())
     }
 
     /// This key, on a certificate naming `station`.
     pub fn peer_as(&self, station: &str) -> pollsync_center::ingest::Peer {
         pollsync_center::ingest::Peer {
             station: station.to_owned(),
-            key: self.key.verifying_key().to_bytes(),
+            key: self.key().verifying_key().to_bytes(),
         }
     }
 }

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use pollsync_center::commands::enroll;
 use pollsync_election::{BallotChoices, ElectionDefinition, StationEvent};
+use pollsync_proto::chain::ChainWriter;
 use pollsync_proto::pb;
-use pollsync_proto::{ChainHead, EnrollmentBundle, GENESIS_HASH, chain_hash, seal_batch};
+use pollsync_proto::{ChainHead, EnrollmentBundle};
 use tokio::sync::{Semaphore, watch};
 
 use super::Figure;
@@ -43,11 +44,9 @@ const MANY: Preset = Preset {
 /// One light station: its chain and stream.
 struct Light {
     bundle: EnrollmentBundle,
-    key: ed25519_dalek::SigningKey,
+    chain: ChainWriter,
     contest: String,
     first_candidate: String,
-    next: u64,
-    prev: [u8; 32],
 }
 
 impl Light {
@@ -61,7 +60,7 @@ impl Light {
             .context("a station without contests")?;
         let contest = def.contest(contest_id).context("contest")?;
         Ok(Light {
-            key: bundle.signing_key()?,
+            chain: ChainWriter::from_bundle(&bundle)?,
             contest: contest.id.clone(),
             first_candidate: contest
                 .candidates
@@ -69,8 +68,6 @@ impl Light {
                 .map(|c| c.id.clone())
                 .context("a contest without candidates")?,
             bundle,
-            next: 1,
-            prev: GENESIS_HASH,
         })
     }
 
@@ -78,7 +75,7 @@ impl Light {
     fn batch(&mut self, def: &ElectionDefinition) -> anyhow::Result<pb::SignedBatch> {
         let contest = def.contest(&self.contest).context("contest")?;
         let mut events = Vec::new();
-        if self.next == 1 {
+        if self.chain.head().sequence == 0 {
             events.push(StationEvent::Issued {
                 contest: self.contest.clone(),
                 count: (P3_ROUNDS + 1) * P3_BALLOTS_PER_BATCH as u64,
@@ -94,20 +91,12 @@ impl Light {
             let id = pollsync_station::store::new_ballot_id()?;
             events.push(StationEvent::Ballot(choices.to_ballot(id, contest)?));
         }
-        let batch = pb::Batch {
-            election_id: self.bundle.election_id.clone(),
-            station_id: self.bundle.station_id.clone(),
-            sequence: self.next,
-            prev_hash: self.prev.to_vec(),
-            definition_sha256: self.bundle.definition_sha256().to_vec(),
-            events: events
+        let signed = self.chain.next(
+            events
                 .iter()
                 .map(pollsync_proto::convert::event_to_pb)
                 .collect(),
-        };
-        let signed = seal_batch(&self.key, &batch);
-        self.prev = chain_hash(&signed.batch);
-        self.next += 1;
+        );
         Ok(signed)
     }
 }

@@ -47,13 +47,7 @@ impl Link {
             .max_decoding_message_size(pollsync_proto::limits::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(pollsync_proto::limits::MAX_MESSAGE_BYTES);
         let reply = client
-            .hello(pb::HelloRequest {
-                election_id: bundle.election_id.clone(),
-                station_id: station.clone(),
-                definition_sha256: bundle.definition_sha256().to_vec(),
-                local_head_sequence: head.sequence,
-                local_head_hash: head.hash.to_vec(),
-            })
+            .hello(pollsync_proto::chain::hello_of(bundle, head))
             .await
             .with_context(|| format!("{station}: hello"))?
             .into_inner();

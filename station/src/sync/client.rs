@@ -623,13 +623,7 @@ struct Agent {
 
 /// The Hello of this station at `head`.
 pub(crate) fn hello_request(prov: &Provisioned, head: ChainHead) -> pb::HelloRequest {
-    pb::HelloRequest {
-        election_id: prov.bundle.election_id.clone(),
-        station_id: prov.bundle.station_id.clone(),
-        definition_sha256: prov.bundle.definition_sha256().to_vec(),
-        local_head_sequence: head.sequence,
-        local_head_hash: head.hash.to_vec(),
-    }
+    pollsync_proto::chain::hello_of(&prov.bundle, head)
 }
 
 impl Agent {

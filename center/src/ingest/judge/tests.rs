@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use ed25519_dalek::SigningKey;
 use pollsync_election::{Ballot, BallotId, Mark, StationEvent, TallySheet, load};
+use pollsync_proto::chain::ChainWriter;
 use pollsync_proto::convert::event_to_pb;
 use pollsync_proto::limits::MAX_BATCH_EVENTS;
-use pollsync_proto::{GENESIS_HASH, chain_hash, seal_batch, sign_batch};
+use pollsync_proto::{seal_batch, sign_batch};
 use proptest::prelude::*;
 
 use super::*;
@@ -61,45 +62,56 @@ fn close(contest: &str) -> StationEvent {
     }
 }
 
-/// Builds a station's chain of signed batches.
+/// Builds a station's chain of signed batches (`proto::chain::ChainWriter`).
 struct Chain {
-    station: String,
-    key: SigningKey,
-    prev: [u8; 32],
-    next: u64,
+    writer: ChainWriter,
 }
 
 impl Chain {
     fn new(station: &str, key_seed: u8) -> Self {
         Chain {
-            station: station.into(),
-            key: key(key_seed),
-            prev: GENESIS_HASH,
-            next: 1,
+            writer: ChainWriter::new(
+                "test-2021",
+                station,
+                pollsync_proto::definition_sha256(ELECTION.as_bytes()),
+                key(key_seed),
+                ChainHead::GENESIS,
+            ),
         }
     }
 
     fn raw(&self, events: &[StationEvent]) -> pb::Batch {
-        pb::Batch {
-            election_id: "test-2021".into(),
-            station_id: self.station.clone(),
-            sequence: self.next,
-            prev_hash: self.prev.to_vec(),
-            definition_sha256: pollsync_proto::definition_sha256(ELECTION.as_bytes()).to_vec(),
-            events: events.iter().map(event_to_pb).collect(),
-        }
+        self.writer
+            .unsigned(events.iter().map(event_to_pb).collect())
     }
 
     fn seal(&mut self, batch: &pb::Batch) -> pb::SignedBatch {
-        let signed = seal_batch(&self.key, batch);
-        self.prev = chain_hash(&signed.batch);
-        self.next += 1;
-        signed
+        self.writer.seal(batch)
     }
 
     fn batch(&mut self, events: &[StationEvent]) -> pb::SignedBatch {
         let b = self.raw(events);
         self.seal(&b)
+    }
+
+    fn key(&self) -> &SigningKey {
+        self.writer.key()
+    }
+
+    fn next(&self) -> u64 {
+        self.writer.head().next_sequence()
+    }
+
+    fn prev(&self) -> [u8; 32] {
+        self.writer.head().hash
+    }
+
+    /// The next batch carries `next` and links to `prev`.
+    fn resume(&mut self, next: u64, prev: [u8; 32]) {
+        self.writer = self.writer.clone().after(ChainHead {
+            sequence: next - 1,
+            hash: prev,
+        });
     }
 }
 
@@ -141,7 +153,7 @@ impl Mem {
                     StoredAt::SameBytes
                 } else {
                     StoredAt::OtherBytes {
-                        stored_hash: chain_hash(b),
+                        stored_hash: pollsync_proto::chain_hash(b),
                     }
                 }
             });
@@ -358,7 +370,7 @@ fn a_broken_link_is_broken_chain() {
     let mut mem = Mem::new("S-0001", 1);
     let mut chain = Chain::new("S-0001", 1);
     mem.submit(chain.batch(&[ballot(1, "D-001", &[F, N, N], &[])]));
-    chain.prev = [7; 32];
+    chain.resume(chain.next(), [7; 32]);
     let v = mem.submit(chain.batch(&[ballot(2, "D-001", &[F, N, N], &[])]));
     assert_eq!(reason(&v), R::BrokenChain);
     assert_eq!(rejected(&v).expected_sequence, 2);
@@ -408,17 +420,17 @@ fn election_station_and_definition_are_checked_in_that_order() {
     b.station_id = "S-0002".into();
     b.definition_sha256 = vec![1; 32];
     assert_eq!(
-        reason(&mem.submit(seal_batch(&chain.key, &b))),
+        reason(&mem.submit(seal_batch(chain.key(), &b))),
         R::WrongElection
     );
     b.election_id = "test-2021".into();
     assert_eq!(
-        reason(&mem.submit(seal_batch(&chain.key, &b))),
+        reason(&mem.submit(seal_batch(chain.key(), &b))),
         R::WrongStation
     );
     b.station_id = "S-0001".into();
     assert_eq!(
-        reason(&mem.submit(seal_batch(&chain.key, &b))),
+        reason(&mem.submit(seal_batch(chain.key(), &b))),
         R::WrongDefinition
     );
     b.definition_sha256 = pollsync_proto::definition_sha256(ELECTION.as_bytes()).to_vec();
@@ -439,18 +451,18 @@ fn size_and_encoding_come_first() {
     assert_eq!((reason(&v), rejected(&v).sequence), (R::TooLarge, 0));
     // More events than allowed: TOO_LARGE with the sequence.
     let many: Vec<StationEvent> = (0..=MAX_BATCH_EVENTS).map(|_| issued("D-001", 1)).collect();
-    let v = mem.submit(seal_batch(&chain.key, &chain.raw(&many)));
+    let v = mem.submit(seal_batch(chain.key(), &chain.raw(&many)));
     assert_eq!((reason(&v), rejected(&v).sequence), (R::TooLarge, 1));
     // Garbage bytes, a short signature, non-canonical bytes: MALFORMED.
-    let v = mem.submit(sign_batch(&chain.key, vec![0xff; 10]));
+    let v = mem.submit(sign_batch(chain.key(), vec![0xff; 10]));
     assert_eq!((reason(&v), rejected(&v).sequence), (R::Malformed, 0));
-    let mut short = seal_batch(&chain.key, &chain.raw(&[]));
+    let mut short = seal_batch(chain.key(), &chain.raw(&[]));
     short.signature.pop();
     assert_eq!(reason(&mem.submit(short)), R::Malformed);
-    let mut bytes = seal_batch(&chain.key, &chain.raw(&[])).batch;
+    let mut bytes = seal_batch(chain.key(), &chain.raw(&[])).batch;
     bytes.extend_from_slice(&[0x78, 0x01]);
     assert_eq!(
-        reason(&mem.submit(sign_batch(&chain.key, bytes))),
+        reason(&mem.submit(sign_batch(chain.key(), bytes))),
         R::Malformed
     );
     assert_eq!(mem.alerts.len(), 5);
@@ -478,7 +490,7 @@ fn a_duplicate_is_known_by_its_bytes_and_the_chain_before_content() {
     // Its content would now be AFTER_CLOSE, but it is recognised as a duplicate.
     assert!(matches!(mem.submit(b1), Verdict::Duplicate { .. }));
     // A gap with invalid content is a GAP.
-    chain.next += 1;
+    chain.resume(chain.next() + 1, chain.prev());
     let v = mem.submit(chain.batch(&[ballot(2, "D-404", &[], &[])]));
     assert_eq!(reason(&v), R::Gap);
 }
@@ -525,8 +537,7 @@ fn nothing_after_close() {
     assert_eq!(reason(&v), R::AfterClose);
     // The other contest still takes ballots (the rejected batch 2 is gone, so
     // the station's next batch 2 is a new one).
-    chain.next = 2;
-    chain.prev = mem.state.head.hash;
+    chain.resume(2, mem.state.head.hash);
     assert!(matches!(
         mem.submit(chain.batch(&[ballot(3, "T-001", &[F, N], &[])])),
         Verdict::Accept(_)
@@ -571,8 +582,7 @@ fn cancels_take_a_ballot_back_once() {
     let v = mem.submit(chain.batch(&[cancel(1)]));
     assert_eq!(reason(&v), R::InvalidContent);
     assert!(rejected(&v).detail.contains("already cancelled"));
-    chain.next = 3;
-    chain.prev = head.hash;
+    chain.resume(3, head.hash);
     let v = mem.submit(chain.batch(&[ballot(7, "T-001", &[F, N], &[]), cancel(7), cancel(7)]));
     assert!(rejected(&v).detail.contains("twice"), "{v:?}");
     assert_eq!(mem.state.head, head);
@@ -602,10 +612,7 @@ fn a_rejection_changes_nothing_accepted() {
 impl Chain {
     fn clone_for_test(&self) -> Chain {
         Chain {
-            station: self.station.clone(),
-            key: self.key.clone(),
-            prev: self.prev,
-            next: self.next,
+            writer: self.writer.clone(),
         }
     }
 }
@@ -679,7 +686,7 @@ fn honest_chain_replaced_at(
         }
         all.extend(events.clone());
         if i == replaced_at {
-            chain.key = key(2);
+            chain.writer = chain.writer.clone().signing_with(key(2));
         }
         batches.push(chain.batch(&events));
     }
