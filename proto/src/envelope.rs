@@ -128,6 +128,24 @@ impl ChainHead {
         hex::encode(self.hash)
     }
 
+    /// Where a batch claiming `sequence` and `prev_hash` falls against this head:
+    /// the one rule of the chain that the center's judge and [`Self::check_next`]
+    /// share. A batch at or below the head is a resend or a fork (the caller tells
+    /// them apart by the bytes it holds); above the next sequence, a gap; at the
+    /// next sequence, it must link to this head's hash.
+    pub fn place(&self, sequence: u64, prev_hash: &[u8]) -> Placement {
+        let expected = self.next_sequence();
+        if sequence <= self.sequence {
+            Placement::AtOrBelowHead
+        } else if sequence > expected {
+            Placement::Gap { expected }
+        } else if prev_hash != self.hash.as_slice() {
+            Placement::BrokenChain
+        } else {
+            Placement::Next
+        }
+    }
+
     /// Checks that `batch` (decoded from `batch_bytes`) is the next link after this
     /// head: sequence `self.sequence + 1` and `prev_hash == self.hash`. Returns the
     /// new head. A batch with this head's own sequence is reported as
@@ -140,26 +158,28 @@ impl ChainHead {
         batch: &pb::Batch,
         batch_bytes: &[u8],
     ) -> Result<ChainHead, ChainError> {
-        let expected = self.next_sequence();
         let hash = chain_hash(batch_bytes);
-        if batch.sequence == expected {
-            if batch.prev_hash.as_slice() != self.hash.as_slice() {
+        match self.place(batch.sequence, &batch.prev_hash) {
+            Placement::Next => {
+                return Ok(ChainHead {
+                    sequence: batch.sequence,
+                    hash,
+                });
+            }
+            Placement::BrokenChain => {
                 return Err(ChainError::BrokenChain {
                     sequence: batch.sequence,
                     expected_prev: hex::encode(self.hash),
                     found_prev: hex::encode(&batch.prev_hash),
                 });
             }
-            return Ok(ChainHead {
-                sequence: batch.sequence,
-                hash,
-            });
-        }
-        if batch.sequence > expected {
-            return Err(ChainError::Gap {
-                expected,
-                found: batch.sequence,
-            });
+            Placement::Gap { expected } => {
+                return Err(ChainError::Gap {
+                    expected,
+                    found: batch.sequence,
+                });
+            }
+            Placement::AtOrBelowHead => {}
         }
         if batch.sequence == self.sequence && self.sequence > 0 {
             return Err(if hash == self.hash {
@@ -179,6 +199,22 @@ impl ChainHead {
             head: self.sequence,
         })
     }
+}
+
+/// Where a batch falls against a chain's head ([`ChainHead::place`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// The next link: the next sequence, linked to the head's hash.
+    Next,
+    /// The next sequence, linked to another hash.
+    BrokenChain,
+    /// Beyond the next sequence: batches are missing before it.
+    Gap {
+        /// The sequence the chain needs next.
+        expected: u64,
+    },
+    /// At or below the head: the same batch again, or a fork.
+    AtOrBelowHead,
 }
 
 /// Why a list of batches is not one well-formed chain.

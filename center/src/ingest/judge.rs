@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use ed25519_dalek::VerifyingKey;
 use pollsync_election::{BallotId, Contest, ElectionDefinition, Station, StationEvent, TallySheet};
 use pollsync_proto::convert::{ballot_from_pb, event_from_pb};
-use pollsync_proto::envelope::{self, EnvelopeError};
+use pollsync_proto::envelope::{self, EnvelopeError, Placement};
 use pollsync_proto::limits::{BALLOT_ID_BYTES, HASH_BYTES, MAX_BATCH_BYTES};
 use pollsync_proto::shape::{self, MARK_AGAINST, MARK_FOR};
 use pollsync_proto::{ChainHead, pb};
@@ -922,49 +922,52 @@ pub fn judge(
             ),
         );
     }
-    if sequence <= state.head.sequence {
-        return match lookups.stored_at {
-            Some(StoredAt::SameBytes) => Verdict::Duplicate {
-                sequence,
-                expected_sequence: expected,
-            },
-            Some(StoredAt::OtherBytes { stored_hash }) => reject(
-                sequence,
-                R::Fork,
-                format!(
-                    "fork at sequence {sequence}: the center holds another batch {sequence} (chain hash {}), this one hashes to {}; station {peer} is quarantined",
-                    hex::encode(stored_hash),
-                    hex::encode(d.hash)
+    match state.head.place(sequence, &batch.prev_hash) {
+        Placement::AtOrBelowHead => {
+            return match lookups.stored_at {
+                Some(StoredAt::SameBytes) => Verdict::Duplicate {
+                    sequence,
+                    expected_sequence: expected,
+                },
+                Some(StoredAt::OtherBytes { stored_hash }) => reject(
+                    sequence,
+                    R::Fork,
+                    format!(
+                        "fork at sequence {sequence}: the center holds another batch {sequence} (chain hash {}), this one hashes to {}; station {peer} is quarantined",
+                        hex::encode(stored_hash),
+                        hex::encode(d.hash)
+                    ),
                 ),
-            ),
-            None => reject(
+                None => reject(
+                    sequence,
+                    R::Fork,
+                    format!(
+                        "fork at sequence {sequence}: at or below the center's head {} but no stored batch to compare; station {peer} is quarantined",
+                        state.head.sequence
+                    ),
+                ),
+            };
+        }
+        Placement::Gap { expected } => {
+            return reject(
                 sequence,
-                R::Fork,
+                R::Gap,
+                format!("gap: batch {sequence} arrived, the center expects batch {expected} first"),
+            );
+        }
+        Placement::BrokenChain => {
+            return reject(
+                sequence,
+                R::BrokenChain,
                 format!(
-                    "fork at sequence {sequence}: at or below the center's head {} but no stored batch to compare; station {peer} is quarantined",
+                    "broken chain at sequence {sequence}: prev_hash {} is not the chain hash {} of the center's batch {}",
+                    hex::encode(&batch.prev_hash),
+                    hex::encode(state.head.hash),
                     state.head.sequence
                 ),
-            ),
-        };
-    }
-    if sequence > expected {
-        return reject(
-            sequence,
-            R::Gap,
-            format!("gap: batch {sequence} arrived, the center expects batch {expected} first"),
-        );
-    }
-    if batch.prev_hash.as_slice() != state.head.hash.as_slice() {
-        return reject(
-            sequence,
-            R::BrokenChain,
-            format!(
-                "broken chain at sequence {sequence}: prev_hash {} is not the chain hash {} of the center's batch {}",
-                hex::encode(&batch.prev_hash),
-                hex::encode(state.head.hash),
-                state.head.sequence
-            ),
-        );
+            );
+        }
+        Placement::Next => {}
     }
     let content = match &d.content {
         Ok(c) => c,
