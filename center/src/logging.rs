@@ -343,10 +343,7 @@ mod tests {
         });
         let out = buffer.text();
         assert!(!out.contains(id), "no ballot id in the log: {out}");
-        let lines: Vec<serde_json::Value> = out
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("JSON line"))
-            .collect();
+        let lines = buffer.json_lines().expect("one JSON object a line");
         let seen: Vec<(&str, u64, &str)> = lines
             .iter()
             .map(|v| {

@@ -149,7 +149,8 @@ pub struct Overview {
 /// step since it started (`Metrics::pace`), oldest first.
 pub fn compute(store: &Store, pace: &[(u64, i64)]) -> Result<Overview> {
     let results = results::compute(store, None)?;
-    let status = status::of(store, &results)?;
+    let alert_rows = store.alerts()?;
+    let status = status::of(store, &results, &alert_rows)?;
     let def = &results.definition;
     let overall = &results.totals.overall;
     let counted: u64 = results.outcomes.iter().map(|o| o.returned).sum();
@@ -190,7 +191,6 @@ pub fn compute(store: &Store, pace: &[(u64, i64)]) -> Result<Overview> {
             }
         })
         .collect();
-    let alert_rows = store.alerts()?;
     let newest: Vec<_> = alert_rows
         .iter()
         .rev()
@@ -228,7 +228,7 @@ pub fn compute(store: &Store, pace: &[(u64, i64)]) -> Result<Overview> {
             total: contests.len(),
             by_status: overall.contests_by_status.clone(),
         },
-        alerts: alert_rows.len(),
+        alerts: status.alerts,
     };
     Ok(Overview {
         election: ElectionInfo {

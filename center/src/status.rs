@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::results;
-use crate::store::{Store, now_unix_ms};
+use crate::store::{AlertRow, Store, now_unix_ms};
 
 /// A station not heard from for this long is shown offline.
 pub const OFFLINE_AFTER_MS: u64 = pollsync_proto::limits::OFFLINE_AFTER_MS;
@@ -81,13 +81,13 @@ pub struct Status {
 /// The status as JSON (`center status --json`, `/api/status`).
 pub fn compute(store: &Store) -> Result<Value> {
     let results = results::compute(store, None)?;
-    let status = of(store, &results)?;
+    let status = of(store, &results, &store.alerts()?)?;
     // Every map key is a string or a unit enum: serializing cannot fail.
     Ok(serde_json::to_value(status).expect("the status serializes to JSON"))
 }
 
-/// The status beside `results`, computed from the same store.
-pub fn of(store: &Store, results: &results::Results) -> Result<Status> {
+/// The status beside `results` and `alerts`, read from the same store.
+pub fn of(store: &Store, results: &results::Results, alerts: &[AlertRow]) -> Result<Status> {
     let def = &results.definition;
     let now = now_unix_ms();
     let mut closed: BTreeMap<(String, String), bool> = BTreeMap::new();
@@ -167,7 +167,6 @@ pub fn of(store: &Store, results: &results::Results) -> Result<Status> {
     for s in &stations {
         *by_connection.entry(s.connection).or_default() += 1;
     }
-    let alerts = store.alerts()?;
     Ok(Status {
         election: def.election.id.clone(),
         stations: Stations {

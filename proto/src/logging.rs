@@ -102,6 +102,11 @@ impl CapturedLog {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
     }
+
+    /// What was written so far, one JSON object a line (`LogFormat::Json`).
+    pub fn json_lines(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+        self.text().lines().map(serde_json::from_str).collect()
+    }
 }
 
 impl std::io::Write for CapturedLog {
@@ -151,11 +156,7 @@ mod tests {
             tracing::info!(station = "S-0001", sequence = 3u64, "batch refused");
             tracing::debug!("not at info");
         });
-        let lines: Vec<serde_json::Value> = log
-            .text()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a JSON line"))
-            .collect();
+        let lines = log.json_lines().expect("one JSON object a line");
         assert_eq!(lines.len(), 1, "{}", log.text());
         assert_eq!(lines[0]["fields"]["station"], "S-0001");
         assert_eq!(lines[0]["fields"]["sequence"], 3);

@@ -149,10 +149,7 @@ mod tests {
             });
         });
         let text = buffer.text();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a JSON line"))
-            .collect();
+        let lines = buffer.json_lines().expect("one JSON object a line");
         assert_eq!(lines.len(), 2, "{text}");
         assert_eq!(lines[0]["level"], "ERROR");
         assert_eq!(lines[0]["fields"]["station"], "S-0007");
