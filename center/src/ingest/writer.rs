@@ -25,11 +25,11 @@ use crate::error::Result;
 use crate::store::apply::{self, Presence};
 use crate::store::{EvidenceBatch, ForkEvidence, Store, now_unix_ms};
 
-/// One entry of the writer's queue.
 /// A batch's answer to send once its group is durable (`None`: none, the caller
 /// learns from the dropped sender), and when the batch was received.
 type Reply = (oneshot::Sender<pb::Ack>, Option<pb::Ack>, Instant);
 
+/// One entry of the writer's queue.
 pub(super) enum Job {
     /// A batch pushed (over a connection whose certificate has `peer_key`) or
     /// imported (`peer_key` `None`) as station `peer`.
