@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod commands;
+pub mod context;
 pub mod error;
 pub mod http;
 pub mod ingest;
@@ -14,6 +15,7 @@ pub mod overview;
 pub mod results;
 pub mod serve;
 pub mod serve_config;
+pub mod server;
 pub mod status;
 pub mod store;
 pub mod validate;

@@ -37,6 +37,7 @@ use tokio_stream::{Stream, StreamExt as _};
 use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 
 use crate::ingest::IngestHandle;
+use crate::ingest::events::ListenStats;
 use crate::logging::{Throttle, text};
 
 /// How long a client may take to complete its TLS handshake.
@@ -103,19 +104,6 @@ impl Limits {
             .unwrap_or(1_024);
         Limits::for_descriptors(got)
     }
-}
-
-/// What the front door turned away, for the operators' metrics.
-#[derive(Debug, Default)]
-pub struct ListenStats {
-    /// Connections closed at once because a cap was reached.
-    pub refused_over_cap: AtomicU64,
-    /// Handshakes that did not finish in time.
-    pub handshake_timeouts: AtomicU64,
-    /// Handshakes that failed (no or a foreign certificate, TLS 1.2, garbage).
-    pub handshake_failures: AtomicU64,
-    /// Errors from accept itself.
-    pub accept_errors: AtomicU64,
 }
 
 /// A TLS 1.3 connection that passed the handshake, holding its connection slot.

@@ -22,13 +22,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pollsync_proto::logging::{filter_from_env, install};
-use pollsync_proto::pb::RejectReason;
 use tracing_subscriber::EnvFilter;
 
 pub use pollsync_proto::logging::{FILTER_ENV, LogError, LogFormat};
-
-use crate::ingest::events::IngestEvent;
-use crate::ingest::judge::reason_name;
 
 /// What `center serve` logs when `RUST_LOG` is not set.
 pub const SERVE_FILTER: &str = "info";
@@ -81,7 +77,7 @@ const DETAIL_LOGGABLE: [&str; 12] = [
 ];
 
 /// What a log may say of a refused batch's `detail` (`reason` as
-/// `ingest::judge::reason_name` writes it): the detail, made safe with [`text`],
+/// `pb::RejectReason::short_name` writes it): the detail, made safe with [`text`],
 /// for the reasons known to name no ballot; a pointer to the alert for any other.
 ///
 /// Belt and braces, anything shaped like a ballot id (a run of exactly
@@ -91,74 +87,6 @@ pub fn loggable_detail(reason: &str, detail: &str) -> Cow<'static, str> {
         Cow::Owned(without_ballot_ids(&text(detail)))
     } else {
         Cow::Borrowed("withheld from the log (it may quote ballots); see `center alerts`")
-    }
-}
-
-/// Logs one decision of the ingest once it is durable (the writer calls it after
-/// each group commit): an accepted batch or a duplicate at debug (tens of
-/// thousands a day), a contest closed at info, a refusal at warn (info when it
-/// raises no alert: a gap, a stale key), a fork at error; each with `station` and
-/// `sequence`, a refusal with `reason` and `detail` ([`loggable_detail`]).
-pub fn ingest_decision(event: &IngestEvent) {
-    match event {
-        IngestEvent::Accepted {
-            station,
-            sequence,
-            ballots,
-            closed,
-            ..
-        } => {
-            tracing::debug!(station = text(station), sequence, ballots, "batch accepted");
-            if !closed.is_empty() {
-                tracing::info!(
-                    station = text(station),
-                    sequence,
-                    contests = text(&closed.join(",")),
-                    "contest closed by the station"
-                );
-            }
-        }
-        IngestEvent::Duplicate { station, sequence } => {
-            tracing::debug!(
-                station = text(station),
-                sequence,
-                "batch duplicate (held already)"
-            );
-        }
-        IngestEvent::Rejected {
-            station,
-            sequence,
-            reason,
-            detail,
-            alert,
-        } => {
-            let detail = loggable_detail(reason, detail);
-            if *reason == reason_name(RejectReason::Fork) {
-                tracing::error!(
-                    station = text(station),
-                    sequence,
-                    reason,
-                    detail = detail.as_ref(),
-                    "fork: the station is quarantined until an operator acts"
-                );
-            } else if *alert {
-                tracing::warn!(
-                    station = text(station),
-                    sequence,
-                    reason,
-                    detail = detail.as_ref(),
-                    "batch refused"
-                );
-            } else {
-                tracing::info!(
-                    station = text(station),
-                    sequence,
-                    reason,
-                    detail = detail.as_ref(),
-                    "batch refused"
-                );
-            }
-        }
     }
 }
 
@@ -310,60 +238,6 @@ mod tests {
             loggable_detail("BAD_SIGNATURE", "x\u{1b}[2J\u{202e}"),
             "x\\u{1b}[2J\\u{202e}"
         );
-    }
-
-    #[test]
-    fn ingest_decisions_are_logged_at_their_level_without_ballot_content() {
-        let buffer = CapturedLog::default();
-        let sub = subscriber(
-            LogFormat::Json,
-            EnvFilter::new("info"),
-            buffer.clone(),
-            false,
-        );
-        let id = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
-        tracing::subscriber::with_default(sub, || {
-            for (sequence, reason, alert) in [
-                (4, "INVALID_CONTENT", true),
-                (5, "GAP", false),
-                (1, "FORK", true),
-            ] {
-                ingest_decision(&IngestEvent::Rejected {
-                    station: "S-0002".into(),
-                    sequence,
-                    reason,
-                    detail: format!("batch {sequence}: ballot {id} is cancelled twice"),
-                    alert,
-                });
-            }
-            ingest_decision(&IngestEvent::Duplicate {
-                station: "S-0002".into(),
-                sequence: 1,
-            });
-        });
-        let out = buffer.text();
-        assert!(!out.contains(id), "no ballot id in the log: {out}");
-        let lines = buffer.json_lines().expect("one JSON object a line");
-        let seen: Vec<(&str, u64, &str)> = lines
-            .iter()
-            .map(|v| {
-                (
-                    v["level"].as_str().unwrap_or_default(),
-                    v["fields"]["sequence"].as_u64().unwrap_or_default(),
-                    v["fields"]["reason"].as_str().unwrap_or_default(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            seen,
-            vec![
-                ("WARN", 4, "INVALID_CONTENT"),
-                ("INFO", 5, "GAP"),
-                ("ERROR", 1, "FORK"),
-            ],
-            "the duplicate is at debug: {out}"
-        );
-        assert!(lines.iter().all(|v| v["fields"]["station"] == "S-0002"));
     }
 
     #[test]

@@ -480,15 +480,8 @@ fn serve(
     http_hosts: &[String],
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let store = pollsync_center::store::Store::open(data)?;
-    let meta = store.meta()?;
-    drop(store);
+    let meta = pollsync_center::store::Store::open(data)?.meta()?;
     let token = http_token(http_token_file)?;
-    let tls = pollsync_center::serve::TlsPems {
-        server_cert_pem: meta.server_cert_pem.clone(),
-        server_key_pem: meta.server_key_pem.clone(),
-        ca_cert_pem: meta.ca_cert_pem.clone(),
-    };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let grpc_listener = tokio::net::TcpListener::bind(grpc)
@@ -501,11 +494,6 @@ fn serve(
             .local_addr()
             .context("HTTP listening address")?;
         pollsync_center::http::check_token(http_bound, token.as_ref())?;
-        let (ingest, writer) = pollsync_center::ingest::start(data)?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
         // Beyond loopback: HTTPS with the center's own certificate.
         let https = (!http_bound.ip().is_loopback())
             .then(|| (meta.server_cert_pem.clone(), meta.server_key_pem.clone()));
@@ -516,21 +504,19 @@ fn serve(
             .map(|a| pollsync_proto::identity::server_name_of(a))
             .collect();
         hosts.extend(http_hosts.iter().cloned());
-        let config = pollsync_center::http::HttpConfig {
-            token,
-            tls: https,
-            hosts,
-        };
-        let http_server = tokio::spawn(pollsync_center::http::serve_http_with(
-            data.to_path_buf(),
-            ingest.clone(),
-            http_listener,
-            config,
-            stopped(stop_rx.clone()),
-        ));
         let grpc_bound = grpc_listener
             .local_addr()
             .context("gRPC listening address")?;
+        let http_serving = pollsync_center::server::HttpServing {
+            listener: http_listener,
+            config: pollsync_center::http::HttpConfig {
+                token,
+                tls: https,
+                hosts,
+            },
+        };
+        let running =
+            pollsync_center::server::start(data, grpc_listener, limits, Some(http_serving))?;
         outln!("gRPC listening on {grpc_bound}");
         outln!("HTTP listening on {http_bound} (dashboard {scheme}://{http_bound}/)");
         outln!(
@@ -547,30 +533,12 @@ fn serve(
             advertised = %meta.center_address(),
             "center serving"
         );
-        tokio::spawn(async move {
-            stop_signal().await;
-            tracing::info!("stop signal received: finishing what is in flight");
-            let _ = stop_tx.send(true);
-        });
-        let served = pollsync_center::serve::serve_grpc_with(
-            ingest.clone(),
-            &tls,
-            grpc_listener,
-            limits,
-            stopped(stop_rx),
-        )
-        .await;
-        ingest.shutdown();
-        match tokio::task::spawn_blocking(move || writer.join()).await {
-            Ok(Ok(())) => {}
-            _ => tracing::error!("the ingest writer panicked"),
-        }
-        match http_server.await {
-            Ok(Err(e)) => tracing::error!(error = %e, "the operators' HTTP server failed"),
-            Err(e) => tracing::error!(error = %e, "the operators' HTTP server panicked"),
-            Ok(Ok(())) => {}
-        }
-        served?;
+        running
+            .run_until(async {
+                stop_signal().await;
+                tracing::info!("stop signal received: finishing what is in flight");
+            })
+            .await?;
         tracing::info!("center stopped");
         anyhow::Ok(())
     })

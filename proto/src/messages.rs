@@ -4,6 +4,15 @@
 use crate::limits::{MAX_DETAIL_CHARS, truncate_chars};
 use crate::pb;
 
+impl pb::RejectReason {
+    /// The reason without its `REJECT_REASON_` prefix: `FORK`, `GAP`, … (as logs,
+    /// metrics and alerts name it).
+    pub fn short_name(&self) -> &'static str {
+        let name = self.as_str_name();
+        name.strip_prefix("REJECT_REASON_").unwrap_or(name)
+    }
+}
+
 impl pb::Ack {
     /// The batch `sequence` is durably applied; the center now expects `sequence + 1`.
     pub fn accepted(sequence: u64) -> Self {

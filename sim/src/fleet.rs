@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use pollsync_center::CenterError;
 use pollsync_center::commands::{enroll, init};
-use pollsync_center::serve::ServeError;
+use pollsync_center::server::ServerError;
 use pollsync_election::{ElectionDefinition, StationKind};
 use pollsync_station::StationError;
 use pollsync_station::store::Store;
@@ -77,7 +77,7 @@ pub enum FleetError {
     /// The center's store, commands or ingest.
     Center(CenterError),
     /// The gRPC server.
-    Serve(ServeError),
+    Serve(ServerError),
     /// A station's store or door checks.
     Station {
         station: String,

@@ -15,8 +15,7 @@ use crate::error::{CenterError, Result};
 use crate::store::{CA_CERT_FILE, CA_KEY_FILE, DATA_DIR_MODE, InitSetup, Store, db_path};
 use crate::validate;
 
-/// The address put into bundles when none is advertised.
-pub const DEFAULT_ADVERTISE: &str = "127.0.0.1:7443";
+pub use crate::store::DEFAULT_ADVERTISE;
 
 /// What `init` created.
 #[derive(Debug, Clone, Serialize)]

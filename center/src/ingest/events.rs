@@ -101,7 +101,7 @@ pub struct Metrics {
     /// Rejected batches by reason.
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     /// What the gRPC port's front door turned away.
-    pub listen: crate::listen::ListenStats,
+    pub listen: ListenStats,
     /// Distributions: see [`Histograms`].
     pub histograms: Histograms,
     /// Ballots counted per step of [`PACE_STEP_MS`].
@@ -193,6 +193,19 @@ impl Publisher {
             let _ = self.events.send(event);
         }
     }
+}
+
+/// What the front door turned away, for the operators' metrics.
+#[derive(Debug, Default)]
+pub struct ListenStats {
+    /// Connections closed at once because a cap was reached.
+    pub refused_over_cap: AtomicU64,
+    /// Handshakes that did not finish in time.
+    pub handshake_timeouts: AtomicU64,
+    /// Handshakes that failed (no or a foreign certificate, TLS 1.2, garbage).
+    pub handshake_failures: AtomicU64,
+    /// Errors from accept itself.
+    pub accept_errors: AtomicU64,
 }
 
 #[cfg(test)]

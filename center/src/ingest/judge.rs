@@ -20,83 +20,19 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use ed25519_dalek::VerifyingKey;
-use pollsync_election::{BallotId, Contest, ElectionDefinition, Station, StationEvent, TallySheet};
+use pollsync_election::{BallotId, Contest, Station, StationEvent, TallySheet};
 use pollsync_proto::convert::{ballot_from_pb, event_from_pb};
 use pollsync_proto::envelope::{self, EnvelopeError, Placement};
 use pollsync_proto::limits::{BALLOT_ID_BYTES, HASH_BYTES, MAX_BATCH_BYTES};
+use pollsync_proto::pb;
 use pollsync_proto::shape::{self, MARK_AGAINST, MARK_FOR};
-use pollsync_proto::{ChainHead, pb};
 use prost::Message as _;
 
-/// Number of a station's enrolled key: 1 for the first enrollment, then 2, 3 …
-pub type KeyNo = u32;
+pub use crate::context::Context;
+pub use crate::store::state::{ContestDelta, Effects, KeyNo, StationKey, StationState};
 
 /// A ballot id as raw bytes.
 pub type BallotKey = [u8; BALLOT_ID_BYTES];
-
-/// What the center knows about its election, built once.
-#[derive(Debug)]
-pub struct Context {
-    /// The election definition.
-    pub definition: ElectionDefinition,
-    /// SHA-256 of the definition file's exact bytes.
-    pub definition_sha256: [u8; HASH_BYTES],
-    contest_index: HashMap<String, usize>,
-    station_index: HashMap<String, usize>,
-}
-
-impl Context {
-    /// Indexes `definition` (whose file hashes to `definition_sha256`).
-    pub fn new(definition: ElectionDefinition, definition_sha256: [u8; HASH_BYTES]) -> Self {
-        let contest_index = definition
-            .contests
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.id.clone(), i))
-            .collect();
-        let station_index = definition
-            .stations
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.clone(), i))
-            .collect();
-        Self {
-            definition,
-            definition_sha256,
-            contest_index,
-            station_index,
-        }
-    }
-
-    /// The election id.
-    pub fn election_id(&self) -> &str {
-        &self.definition.election.id
-    }
-
-    /// A contest by id (hash lookup).
-    pub fn contest(&self, id: &str) -> Option<&Contest> {
-        self.contest_index
-            .get(id)
-            .map(|&i| &self.definition.contests[i])
-    }
-
-    /// A station by id (hash lookup).
-    pub fn station(&self, id: &str) -> Option<&Station> {
-        self.station_index
-            .get(id)
-            .map(|&i| &self.definition.stations[i])
-    }
-}
-
-/// An enrolled station key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StationKey {
-    /// Which enrollment of the station.
-    pub key_no: KeyNo,
-    /// The Ed25519 key of its certificate.
-    pub key: VerifyingKey,
-}
 
 /// How the signature check went, and with which key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,36 +176,7 @@ enum Other {
     },
 }
 
-/// The change one batch makes to a station's tallies of one contest. Signed, as a
-/// cancel takes a ballot back. Candidate vectors follow the definition's order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ContestDelta {
-    /// Ballots issued.
-    pub issued: u64,
-    /// Ballots returned (recorded, not cancelled).
-    pub returned: i64,
-    /// Valid ballots.
-    pub valid: i64,
-    /// Void ballots.
-    pub void: i64,
-    /// FOR per formal candidate (definition order).
-    pub for_votes: Vec<i64>,
-    /// AGAINST per formal candidate (definition order).
-    pub against: Vec<i64>,
-    /// FOR per write-in name.
-    pub write_in: BTreeMap<String, i64>,
-}
-
 impl ContestDelta {
-    fn for_contest(contest: &Contest) -> Self {
-        let n = contest.candidates.len();
-        Self {
-            for_votes: vec![0; n],
-            against: vec![0; n],
-            ..Self::default()
-        }
-    }
-
     /// Counts (`sign` = 1) or takes back (`sign` = -1) one ballot, given as its mark
     /// bytes and write-in names, with the rules of `TallySheet::add_ballot`: a void
     /// ballot adds no votes.
@@ -298,60 +205,9 @@ impl ContestDelta {
             *self.write_in.entry(name.clone()).or_insert(0) += sign;
         }
     }
-
-    /// Adds another delta.
-    pub fn merge(&mut self, other: &ContestDelta) {
-        self.issued = self.issued.saturating_add(other.issued);
-        self.returned += other.returned;
-        self.valid += other.valid;
-        self.void += other.void;
-        if self.for_votes.len() < other.for_votes.len() {
-            self.for_votes.resize(other.for_votes.len(), 0);
-            self.against.resize(other.against.len(), 0);
-        }
-        for (i, v) in other.for_votes.iter().enumerate() {
-            self.for_votes[i] += v;
-        }
-        for (i, v) in other.against.iter().enumerate() {
-            self.against[i] += v;
-        }
-        for (name, v) in &other.write_in {
-            *self.write_in.entry(name.clone()).or_insert(0) += v;
-        }
-        self.write_in.retain(|_, v| *v != 0);
-    }
-}
-
-/// What the center holds about the authenticated station, as the writer sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StationState {
-    /// Its current enrolled key (`None`: not in the election or never enrolled).
-    pub current_key: Option<KeyNo>,
-    /// Revoked by an operator.
-    pub revoked: bool,
-    /// Quarantined after a fork.
-    pub quarantined: bool,
-    /// Why its newest key was retired (`center release` after a fork), if it was:
-    /// then `current_key` is `None` until the station is replaced.
-    pub retired: Option<String>,
-    /// The last batch durably applied.
-    pub head: ChainHead,
-    /// Contests this station has closed.
-    pub closed: BTreeSet<String>,
 }
 
 impl StationState {
-    /// The state after an accepted batch's effects.
-    pub fn advance(&mut self, effects: &Effects) {
-        self.head = ChainHead {
-            sequence: effects.sequence,
-            hash: effects.hash,
-        };
-        for (contest, _) in &effects.closes {
-            self.closed.insert(contest.clone());
-        }
-    }
-
     /// The state after a rejection (a fork quarantines).
     pub fn reject(&mut self, rejection: &Rejection) {
         if rejection.quarantines() {
@@ -477,29 +333,10 @@ impl Rejection {
     }
 }
 
-/// A reject reason's short name: `REJECT_REASON_FORK` → `FORK`.
+/// A reject reason's short name: `REJECT_REASON_FORK` → `FORK`
+/// ([`pb::RejectReason::short_name`]).
 pub fn reason_name(reason: pb::RejectReason) -> &'static str {
-    let name = reason.as_str_name();
-    name.strip_prefix("REJECT_REASON_").unwrap_or(name)
-}
-
-/// What an accepted batch changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Effects {
-    /// Its sequence (the station's new head).
-    pub sequence: u64,
-    /// Its chain hash.
-    pub hash: [u8; HASH_BYTES],
-    /// The enrolled key that verified it.
-    pub key_no: KeyNo,
-    /// Events in the batch.
-    pub events: u64,
-    /// Ballot events in the batch.
-    pub ballots: u64,
-    /// Tally changes per contest, cancels applied.
-    pub deltas: BTreeMap<String, ContestDelta>,
-    /// Contests closed by this batch, with the station's tally sheet.
-    pub closes: Vec<(String, TallySheet)>,
+    reason.short_name()
 }
 
 fn shown(text: &str) -> String {

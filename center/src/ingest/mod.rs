@@ -18,13 +18,14 @@
 //! every group and at least every [`REFRESH_INTERVAL_MS`] when idle. WAL
 //! checkpoints run when the writer is idle, not inside a burst's commits. With
 //! [`TRACE_ENV`] set, the writer logs each group's timings. Every decision is
-//! logged once it is durable (`logging::ingest_decision`), and so is an
+//! logged once it is durable (`log::ingest_decision`), and so is an
 //! operator's change made by another process once the writer notices it
 //! (revoked, released, replaced).
 
 pub mod alerts;
 pub mod events;
 pub mod judge;
+mod log;
 pub mod pool;
 mod writer;
 

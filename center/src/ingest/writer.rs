@@ -272,7 +272,7 @@ impl Writer {
                         );
                     }
                     for event in &self.group_events {
-                        crate::logging::ingest_decision(event);
+                        super::log::ingest_decision(event);
                     }
                     self.shared.publish_some(&touched, &self.states, &self.keys);
                     let metrics = &self.shared.publisher.metrics;

@@ -14,9 +14,10 @@ use pollsync_proto::ChainHead;
 use pollsync_proto::limits::{MAX_DETAIL_CHARS, truncate_chars};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+use super::state::{Effects, StationKey, StationState};
 use super::{EvidenceBatch, ForkEvidence, KeyRow, hash32, to_i64, to_u64};
+use crate::context::Context;
 use crate::error::{CenterError, Result};
-use crate::ingest::judge::{Context, Effects, StationKey, StationState};
 
 /// Longest station id kept in an alert (an imported file may name anything).
 pub const MAX_ALERT_STATION_CHARS: usize = 80;

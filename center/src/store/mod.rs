@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod schema;
+pub mod state;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -25,6 +26,8 @@ use serde::Serialize;
 use crate::error::{CenterError, Result};
 use schema::*;
 
+/// Where stations reach the center when `center init` is given no `--advertise`.
+pub const DEFAULT_ADVERTISE: &str = "127.0.0.1:7443";
 /// The database file inside the data folder.
 pub const DB_FILE: &str = "center.db";
 /// The data folder when `--data` is not given.
@@ -150,7 +153,7 @@ impl CenterMeta {
         self.advertise
             .first()
             .map(String::as_str)
-            .unwrap_or(crate::commands::init::DEFAULT_ADVERTISE)
+            .unwrap_or(DEFAULT_ADVERTISE)
     }
 
     /// Loads the election definition.

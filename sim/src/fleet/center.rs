@@ -6,63 +6,45 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use pollsync_center::ingest::IngestHandle;
-use pollsync_center::serve::TlsPems;
-use tokio::sync::oneshot;
+use pollsync_center::listen::Limits;
+use pollsync_center::server::{self, Running};
 
 use super::{FleetError, LISTEN_BACKLOG, Result, io_error, lock};
 
 /// The center serving in this process, on a tokio runtime of its own (as if on its
 /// own machine): busy station agents cannot hold up its accept loop or its answers.
+/// It is started as `center serve` starts one (`pollsync_center::server`), without
+/// the operators' HTTP server.
 pub struct CenterHandle {
     pub data_dir: PathBuf,
     pub address: SocketAddr,
     pub ingest: IngestHandle,
     runtime: Option<tokio::runtime::Runtime>,
-    writer: Option<std::thread::JoinHandle<()>>,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<Result<(), FleetError>>>,
+    running: Option<Running>,
 }
 
 impl CenterHandle {
     /// Start the ingest writer and the gRPC server (mTLS, as `center serve`) on
     /// `address`, with `threads` runtime threads.
     pub fn start(data_dir: &Path, address: SocketAddr, threads: usize) -> Result<CenterHandle> {
-        let store = pollsync_center::store::Store::open(data_dir)?;
-        let meta = store.meta()?;
-        drop(store);
-        let tls = TlsPems {
-            server_cert_pem: meta.server_cert_pem.clone(),
-            server_key_pem: meta.server_key_pem.clone(),
-            ca_cert_pem: meta.ca_cert_pem.clone(),
-        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("center")
             .enable_all()
             .build()
             .map_err(io_error(data_dir))?;
-        let listener = {
+        let running = {
             let _in_runtime = runtime.enter();
-            listen(address)?
+            let listener = listen(address)?;
+            server::start(data_dir, listener, Limits::from_process(), None)
+                .map_err(FleetError::Serve)?
         };
-        let (ingest, writer) = pollsync_center::ingest::start(data_dir)?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let serving = ingest.clone();
-        let server = runtime.spawn(async move {
-            pollsync_center::serve::serve_grpc(serving, &tls, listener, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(FleetError::Serve)
-        });
         Ok(CenterHandle {
             data_dir: data_dir.to_path_buf(),
             address,
-            ingest,
+            ingest: running.ingest.clone(),
             runtime: Some(runtime),
-            writer: Some(writer),
-            stop: Some(stop),
-            server: Some(server),
+            running: Some(running),
         })
     }
 
@@ -78,25 +60,15 @@ impl CenterHandle {
     /// Stop serving, then stop the writer once it has applied and answered all it
     /// was given: everything acknowledged is durable in the store.
     pub async fn stop(mut self) -> Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let served = match self.server.take() {
-            Some(server) => server.await.map_err(|e| FleetError::Task(e.to_string()))?,
+        let stopped = match self.running.take() {
+            Some(running) => running.stop().await,
             None => Ok(()),
         };
-        self.ingest.shutdown();
-        let writer = self.writer.take();
         let runtime = self.runtime.take();
-        tokio::task::spawn_blocking(move || {
-            drop(runtime);
-            writer.map(std::thread::JoinHandle::join)
-        })
-        .await
-        .map_err(|e| FleetError::Task(e.to_string()))?
-        .transpose()
-        .map_err(|_| FleetError::Task("the center's ingest writer panicked".into()))?;
-        served
+        tokio::task::spawn_blocking(move || drop(runtime))
+            .await
+            .map_err(|e| FleetError::Task(e.to_string()))?;
+        stopped.map_err(FleetError::Serve)
     }
 }
 
@@ -120,13 +92,8 @@ fn listen(address: SocketAddr) -> Result<tokio::net::TcpListener> {
 
 impl Drop for CenterHandle {
     fn drop(&mut self) {
-        // Not stopped through `stop`: at least let the server and writer wind down.
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if self.writer.is_some() {
-            self.ingest.shutdown();
-        }
+        // Not stopped through `stop`: let the server and writer wind down.
+        drop(self.running.take());
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }

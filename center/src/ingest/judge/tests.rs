@@ -9,7 +9,7 @@ use pollsync_election::{Ballot, BallotId, Mark, StationEvent, TallySheet, load};
 use pollsync_proto::chain::ChainWriter;
 use pollsync_proto::convert::event_to_pb;
 use pollsync_proto::limits::MAX_BATCH_EVENTS;
-use pollsync_proto::{seal_batch, sign_batch};
+use pollsync_proto::{ChainHead, seal_batch, sign_batch};
 use proptest::prelude::*;
 
 use super::*;
