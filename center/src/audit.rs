@@ -22,7 +22,7 @@ use pollsync_proto::{GENESIS_HASH, chain_hash, pb, verify_batch};
 use serde::Serialize;
 
 use crate::error::{CenterError, Result};
-use crate::store::{Store, StoredBatch};
+use crate::store::{Records as _, Store, StoredBatch};
 
 /// What the audit found.
 #[derive(Debug, Clone, Default, Serialize)]

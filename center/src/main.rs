@@ -8,6 +8,7 @@ use pollsync_center::commands::{alerts, enroll, import, init, revoke};
 use pollsync_center::logging::{self, LogFormat};
 use pollsync_center::serve_config::ServeOptions;
 use pollsync_center::store::DEFAULT_DATA_DIR;
+use pollsync_center::store::Records as _;
 use pollsync_center::validate::{self, Verdict};
 use pollsync_proto::output::emit;
 use pollsync_proto::{out, outln};

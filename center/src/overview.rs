@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::store::Store;
+use crate::store::Records;
 use crate::{commands, results, status};
 
 /// Newest alerts sent with the overview (all are counted).
@@ -147,7 +147,7 @@ pub struct Overview {
 
 /// Reads the overview from `store`; `pace` is the ingest's ballots counted per
 /// step since it started (`Metrics::pace`), oldest first.
-pub fn compute(store: &Store, pace: &[(u64, i64)]) -> Result<Overview> {
+pub fn compute(store: &dyn Records, pace: &[(u64, i64)]) -> Result<Overview> {
     let results = results::compute(store, None)?;
     let alert_rows = store.alerts()?;
     let status = status::of(store, &results, &alert_rows)?;

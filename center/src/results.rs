@@ -11,7 +11,7 @@ use pollsync_election::{
 use serde_json::{Value, json};
 
 use crate::error::{CenterError, Result};
-use crate::store::{AlertRow, StationRow, Store};
+use crate::store::{AlertRow, Records, StationRow};
 
 /// Every contest's outcome and the totals.
 pub struct Results {
@@ -46,7 +46,7 @@ pub fn reporting(row: Option<&StationRow>, closed_at_center: bool) -> bool {
 }
 
 /// Decide every contest (or only `only`) from the store as it stands.
-pub fn compute(store: &Store, only: Option<&str>) -> Result<Results> {
+pub fn compute(store: &dyn Records, only: Option<&str>) -> Result<Results> {
     let definition = store.meta()?.definition()?;
     let rules = rules_by_id(&definition.election.rules).ok_or_else(|| CenterError::Corrupt {
         detail: format!(

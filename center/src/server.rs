@@ -17,7 +17,7 @@ use crate::http::{HttpConfig, HttpError};
 use crate::ingest::IngestHandle;
 use crate::listen::Limits;
 use crate::serve::{ServeError, TlsPems, serve_grpc_with};
-use crate::store::Store;
+use crate::store::{Records as _, Store};
 
 /// Why a center could not start, or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]

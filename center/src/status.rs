@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::results;
-use crate::store::{AlertRow, Store, now_unix_ms};
+use crate::store::{AlertRow, Records, now_unix_ms};
 
 /// A station not heard from for this long is shown offline.
 pub const OFFLINE_AFTER_MS: u64 = pollsync_proto::limits::OFFLINE_AFTER_MS;
@@ -79,7 +79,7 @@ pub struct Status {
 }
 
 /// The status as JSON (`center status --json`, `/api/status`).
-pub fn compute(store: &Store) -> Result<Value> {
+pub fn compute(store: &dyn Records) -> Result<Value> {
     let results = results::compute(store, None)?;
     let status = of(store, &results, &store.alerts()?)?;
     // Every map key is a string or a unit enum: serializing cannot fail.
@@ -87,7 +87,7 @@ pub fn compute(store: &Store) -> Result<Value> {
 }
 
 /// The status beside `results` and `alerts`, read from the same store.
-pub fn of(store: &Store, results: &results::Results, alerts: &[AlertRow]) -> Result<Status> {
+pub fn of(store: &dyn Records, results: &results::Results, alerts: &[AlertRow]) -> Result<Status> {
     let def = &results.definition;
     let now = now_unix_ms();
     let mut closed: BTreeMap<(String, String), bool> = BTreeMap::new();

@@ -13,6 +13,7 @@
 
 mod support;
 
+use pollsync_center::store::Records as _;
 use std::fmt::Write as _;
 use std::time::Instant;
 

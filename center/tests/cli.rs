@@ -3,6 +3,7 @@
 
 mod support;
 
+use pollsync_center::store::Records as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -7,6 +7,7 @@
 
 mod support;
 
+use pollsync_center::store::Records as _;
 use std::time::Duration;
 
 use pollsync_center::http::{HttpError, Token, serve_http};

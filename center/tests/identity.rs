@@ -5,6 +5,7 @@
 
 mod support;
 
+use pollsync_center::store::Records as _;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -19,6 +19,7 @@
 
 mod support;
 
+use pollsync_center::store::Records as _;
 use support::StationChain as Chain;
 
 use std::collections::BTreeMap;

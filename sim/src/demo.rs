@@ -13,6 +13,7 @@ mod progress;
 mod report;
 mod serving;
 
+use pollsync_center::store::Records as _;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -5,6 +5,7 @@
 pub mod proxy;
 pub mod rogue;
 
+use pollsync_center::store::Records as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

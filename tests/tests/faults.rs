@@ -6,6 +6,7 @@
 //! the proxy's counters) and ends with the center holding exactly the ground truth
 //! drawn by `pollsync-sim`, each batch once, and every station caught up.
 
+use pollsync_center::store::Records as _;
 use std::path::Path;
 use std::time::Duration;
 

@@ -6,6 +6,7 @@
 //! must show, every batch accepted before the attack still stored unchanged, and a
 //! clean `center audit`.
 
+use pollsync_center::store::Records as _;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;

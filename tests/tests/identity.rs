@@ -4,6 +4,7 @@
 //! a CA key kept off the serving machine. Each ends with exact counts against the
 //! drawn ground truth and a clean audit.
 
+use pollsync_center::store::Records as _;
 use std::path::{Path, PathBuf};
 
 use pollsync_center::store::Store;

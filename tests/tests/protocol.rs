@@ -36,6 +36,7 @@
 //!
 //! `PROPTEST_CASES` raises the number of schedules (default [`DEFAULT_CASES`]).
 
+use pollsync_center::store::Records as _;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@
 //!   time, no batch ever carries fewer than K ballots of a contest, except a
 //!   station's whole contest when it has fewer than K; the counts are exact.
 
+use pollsync_center::store::Records as _;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;

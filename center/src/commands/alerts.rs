@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::error::Result;
-use crate::store::{AlertRow, EvidenceBatch, ForkEvidence, Store};
+use crate::store::{AlertRow, EvidenceBatch, ForkEvidence, Records as _, Store};
 
 use super::utc_time;
 

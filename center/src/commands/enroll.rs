@@ -21,7 +21,7 @@ use pollsync_proto::identity::verifying_key_from_cert_der;
 use serde::Serialize;
 
 use crate::error::{CenterError, Result};
-use crate::store::{DATA_DIR_MODE, EnrollRecord, Store};
+use crate::store::{DATA_DIR_MODE, EnrollRecord, Records as _, Store};
 
 /// File name suffix of a bundle.
 pub const BUNDLE_SUFFIX: &str = ".bundle";

@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{CenterError, Result};
 use crate::ingest::{self, judge::reason_name};
-use crate::store::{Store, apply};
+use crate::store::{Records as _, Store};
 
 /// Most batches submitted and not yet answered while importing (bounds memory).
 pub const MAX_IMPORT_IN_FLIGHT: usize = 64;
@@ -142,7 +142,9 @@ impl Keys<'_> {
         if let Some(k) = self.current.get(station) {
             return Ok(*k);
         }
-        let key = apply::station_now(self.store.connection(), station)?
+        let key = self
+            .store
+            .station_now(station)?
             .and_then(|(_, key)| key)
             .map(|k| k.key);
         self.current.insert(station.to_owned(), key);
@@ -168,7 +170,7 @@ impl Keys<'_> {
         {
             return Ok(Owner::Station(batch.station_id));
         }
-        let held = apply::stored_batch(self.store.connection(), &batch.station_id, sequence)?;
+        let held = self.store.stored_batch(&batch.station_id, sequence)?;
         if held.as_deref() == Some(signed.batch.as_slice()) {
             return Ok(Owner::Duplicate);
         }

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{CenterError, Result};
-use crate::store::Store;
+use crate::store::{Records as _, Store};
 
 /// What `revoke` did.
 #[derive(Debug, Clone, Serialize)]

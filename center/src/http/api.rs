@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::{AppState, VIEW_TIMEOUT_MS};
 use crate::error::CenterError;
-use crate::store::Store;
+use crate::store::{Records, Store};
 use crate::{commands, overview, results, status};
 
 /// The dashboard: one static page that reads the API and the event stream.
@@ -110,7 +110,7 @@ pub(super) async fn alerts(State(state): State<AppState>) -> Response {
 /// [`super::MAX_CONCURRENT_VIEWS`] at a time.
 async fn view(
     state: &AppState,
-    compute: impl FnOnce(&Store) -> Result<Value, CenterError> + Send + 'static,
+    compute: impl FnOnce(&dyn Records) -> Result<Value, CenterError> + Send + 'static,
 ) -> Response {
     let work = async {
         let _permit = state.views.acquire().await.ok()?;

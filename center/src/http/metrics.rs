@@ -21,7 +21,7 @@ use prometheus_client::registry::Registry;
 
 use super::{AppState, VIEW_TIMEOUT_MS};
 use crate::ingest::IngestHandle;
-use crate::store::Store;
+use crate::store::{Records as _, Store};
 
 /// The exposition's content type.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -6,10 +6,8 @@
 
 use std::collections::HashMap;
 
-use rusqlite::Connection;
-
 use crate::error::Result;
-use crate::store::apply;
+use crate::store::IngestOps;
 
 /// Alerts stored per station before the rest are suppressed.
 pub const MAX_ALERTS_PER_STATION: u64 = 1_000;
@@ -35,7 +33,7 @@ impl AlertBook {
     /// Store an alert unless `station` reached its limit.
     pub(super) fn raise(
         &mut self,
-        conn: &Connection,
+        conn: &dyn IngestOps,
         station: &str,
         kind: &str,
         sequence: u64,
@@ -43,24 +41,17 @@ impl AlertBook {
         now_unix_ms: u64,
     ) -> Result<()> {
         if self.counts.is_none() {
-            self.counts = Some(apply::alert_counts(conn)?);
+            self.counts = Some(conn.alert_counts()?);
         }
         let counts = self.counts.get_or_insert_with(HashMap::new);
         let stored = counts.entry(station.to_owned()).or_default();
         if *stored < MAX_ALERTS_PER_STATION {
-            apply::insert_alert(conn, station, kind, sequence, detail, now_unix_ms)?;
+            conn.insert_alert(station, kind, sequence, detail, now_unix_ms)?;
         } else if *stored == MAX_ALERTS_PER_STATION {
             let notice = format!(
                 "station {station} raised {MAX_ALERTS_PER_STATION} alerts; its further alerts are counted but not stored (its batches are still refused); the latest: {kind}: {detail}"
             );
-            apply::insert_alert(
-                conn,
-                station,
-                SUPPRESSED_KIND,
-                sequence,
-                &notice,
-                now_unix_ms,
-            )?;
+            conn.insert_alert(station, SUPPRESSED_KIND, sequence, &notice, now_unix_ms)?;
             self.suppressed += 1;
         } else {
             self.suppressed += 1;

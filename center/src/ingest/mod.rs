@@ -44,7 +44,9 @@ use pollsync_proto::{ChainHead, pb};
 use tokio::sync::oneshot;
 
 use crate::error::{CenterError, Result};
+use crate::store::Records;
 use crate::store::apply::Presence;
+use crate::store::sqlite::SqliteIngest;
 use crate::store::{Store, now_unix_ms};
 use judge::{Context, Prepared, StationKey, StationState};
 use pool::Pool;
@@ -146,7 +148,7 @@ struct Shared {
     ctx: Arc<Context>,
     /// A read connection for the rare lookups off the writer (a Hello behind the
     /// center's head, a Fetch).
-    reader: Mutex<Store>,
+    reader: Mutex<Box<dyn Records + Send>>,
     /// When each station's last STALE_KEY alert was queued (Unix ms).
     stale_alerts: Mutex<HashMap<String, u64>>,
     view: RwLock<HashMap<String, ViewStation>>,
@@ -190,7 +192,7 @@ pub fn start_with(
     let (tx, rx) = mpsc::channel();
     let shared = Arc::new(Shared {
         ctx: Arc::clone(&ctx),
-        reader: Mutex::new(Store::open(data_dir)?),
+        reader: Mutex::new(Box::new(Store::open(data_dir)?)),
         stale_alerts: Mutex::default(),
         view: RwLock::new(HashMap::new()),
         presence: Mutex::new(PresenceBook::default()),
@@ -199,7 +201,7 @@ pub fn start_with(
         closed: AtomicBool::new(false),
         publisher: events::Publisher::new(),
     });
-    let writer = writer::Writer::new(store, ctx, Arc::clone(&shared))?;
+    let writer = writer::Writer::new(SqliteIngest::new(store)?, ctx, Arc::clone(&shared))?;
     let thread = std::thread::Builder::new()
         .name("center-ingest-writer".into())
         .spawn(move || writer.run(rx))
@@ -410,7 +412,7 @@ impl IngestHandle {
     /// ago counts before the writer's next refresh publishes it.
     fn station_in_store(&self, station: &str) -> Option<ViewStation> {
         let reader = lock(&self.shared.reader);
-        match crate::store::apply::station_now(reader.connection(), station) {
+        match reader.station_now(station) {
             Ok(found) => found.map(|(state, key)| view_of(&state, key.as_ref())),
             Err(e) => {
                 tracing::error!(
@@ -473,7 +475,7 @@ impl IngestHandle {
     /// The chain hash of `station`'s stored batch `sequence`, read off the writer.
     fn stored_hash(&self, station: &str, sequence: u64) -> Option<[u8; 32]> {
         let reader = lock(&self.shared.reader);
-        match crate::store::apply::stored_hash(reader.connection(), station, sequence) {
+        match reader.stored_hash(station, sequence) {
             Ok(hash) => hash,
             Err(e) => {
                 tracing::error!(
@@ -500,7 +502,8 @@ impl IngestHandle {
         let limit = pollsync_proto::limits::MAX_FETCH_BATCHES;
         let last = to.min(from.saturating_add(limit - 1));
         let reader = lock(&self.shared.reader);
-        crate::store::apply::fetch_batches(reader.connection(), &peer.station, from.max(1), last)
+        reader
+            .fetch_batches(&peer.station, from.max(1), last)
             .map_err(|e| HelloRefusal {
                 code: RefusalCode::FailedPrecondition,
                 detail: format!("the center cannot read its store: {e}"),

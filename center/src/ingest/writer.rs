@@ -11,7 +11,6 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use pollsync_proto::pb;
-use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::alerts::AlertBook;
@@ -22,8 +21,9 @@ use super::{
     PRESENCE_FLUSH_INTERVAL_MS, REFRESH_INTERVAL_MS, Shared, lock,
 };
 use crate::error::Result;
-use crate::store::apply::{self, Presence};
-use crate::store::{EvidenceBatch, ForkEvidence, Store, now_unix_ms};
+use crate::store::apply::Presence;
+use crate::store::{EvidenceBatch, ForkEvidence, now_unix_ms};
+use crate::store::{IngestOps, IngestStore, IngestTx as _, Unit as _};
 
 /// A batch's answer to send once its group is durable (`None`: none, the caller
 /// learns from the dropped sender), and when the batch was received.
@@ -53,8 +53,9 @@ pub(super) enum Job {
     Shutdown,
 }
 
-pub(super) struct Writer {
-    conn: Connection,
+pub(super) struct Writer<S: IngestStore> {
+    /// The store, through its engine.
+    store: S,
     ctx: Arc<Context>,
     shared: Arc<Shared>,
     states: HashMap<String, StationState>,
@@ -101,11 +102,10 @@ type BallotIndex = HashMap<String, HashMap<judge::BallotKey, u64>>;
 /// Environment variable that makes the writer log per-group timings (at info).
 pub const TRACE_ENV: &str = "POLLSYNC_INGEST_TRACE";
 
-impl Writer {
-    pub(super) fn new(store: Store, ctx: Arc<Context>, shared: Arc<Shared>) -> Result<Writer> {
-        let conn = store.into_connection();
+impl<S: IngestStore> Writer<S> {
+    pub(super) fn new(store: S, ctx: Arc<Context>, shared: Arc<Shared>) -> Result<Writer<S>> {
         let mut writer = Writer {
-            conn,
+            store,
             ctx,
             shared,
             states: HashMap::new(),
@@ -120,17 +120,15 @@ impl Writer {
             group_events: Vec::new(),
             books: Books::default(),
         };
-        // Checkpoints run when idle (or past a size), not inside a burst's commits.
-        writer.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         writer.reload()?;
         Ok(writer)
     }
 
     /// Re-reads every station's state in one read transaction and publishes it.
     fn reload(&mut self) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        let version = apply::data_version(&tx)?;
-        let (states, keys) = apply::load_states(&tx)?;
+        let tx = self.store.read()?;
+        let version = tx.ops().version()?;
+        let (states, keys) = tx.ops().load_states()?;
         tx.commit()?;
         self.states = states;
         self.keys = keys;
@@ -176,7 +174,7 @@ impl Writer {
     /// Re-reads state another process changed; flushes presence when due.
     fn idle(&mut self) {
         self.last_refresh = Instant::now();
-        match apply::data_version(&self.conn) {
+        match self.store.ops().version() {
             Ok(v) if v != self.data_version => {
                 if let Err(e) = self.reload() {
                     tracing::error!(error = %e, "cannot re-read the store");
@@ -193,12 +191,10 @@ impl Writer {
         }
     }
 
-    /// Copies the WAL into the database file (PASSIVE: never waits for readers).
+    /// The store's housekeeping (SQLite: copies the WAL into the database file,
+    /// never waiting for readers).
     fn checkpoint(&mut self) {
-        match self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-        {
+        match self.store.maintain() {
             Ok(()) => self.uncheckpointed_bytes = 0,
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
         }
@@ -224,10 +220,8 @@ impl Writer {
         };
         self.last_presence_flush = Instant::now();
         let result = (|| -> Result<()> {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            apply::write_presence(&tx, &entries)?;
+            let tx = self.store.write()?;
+            tx.ops().write_presence(&entries)?;
             tx.commit()?;
             Ok(())
         })();
@@ -347,12 +341,10 @@ impl Writer {
         touched: &mut BTreeSet<String>,
         stop: &mut bool,
     ) -> Result<()> {
-        let mut tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version = apply::data_version(&tx)?;
+        let mut tx = self.store.write()?;
+        let version = tx.ops().version()?;
         if version != self.data_version {
-            let (states, keys) = apply::load_states(&tx)?;
+            let (states, keys) = tx.ops().load_states()?;
             self.states = states;
             self.keys = keys;
             self.data_version = version;
@@ -376,14 +368,14 @@ impl Writer {
                     if self.states.contains_key(&station) {
                         self.books
                             .alerts
-                            .raise(&tx, &station, kind, 0, &detail, now)?;
+                            .raise(tx.ops(), &station, kind, 0, &detail, now)?;
                     }
                     continue;
                 }
                 Job::FileAlert { detail } => {
                     self.books
                         .alerts
-                        .raise(&tx, "", "BAD_FILE", 0, &detail, now)?;
+                        .raise(tx.ops(), "", "BAD_FILE", 0, &detail, now)?;
                     continue;
                 }
                 Job::Batch {
@@ -418,7 +410,7 @@ impl Writer {
                         rejection.detail
                     );
                     self.books.alerts.raise(
-                        &tx,
+                        tx.ops(),
                         &peer,
                         rejection.kind(),
                         rejection.sequence,
@@ -433,7 +425,7 @@ impl Writer {
             }
             let sp = tx.savepoint()?;
             match judge_and_apply(
-                &sp,
+                sp.ops(),
                 &self.ctx,
                 &peer,
                 &state,
@@ -470,7 +462,7 @@ impl Writer {
             self.timings[1] += applying.elapsed();
         }
         if let Some(entries) = presence {
-            apply::write_presence(&tx, entries)?;
+            tx.ops().write_presence(entries)?;
         }
         let committing = Instant::now();
         tx.commit()?;
@@ -511,7 +503,7 @@ fn event_of(peer: &str, verdict: &Verdict) -> IngestEvent {
 
 /// Looks up what the judge needs, judges, and writes the verdict's effects.
 fn judge_and_apply(
-    conn: &Connection,
+    conn: &dyn IngestOps,
     ctx: &Context,
     peer: &str,
     state: &StationState,
@@ -525,7 +517,7 @@ fn judge_and_apply(
     let mut stored_row = None;
     if needs.earlier_ids {
         if !ballot_ids.contains_key(peer) {
-            let batches = apply::station_batches(conn, peer)?;
+            let batches = conn.station_batches(peer)?;
             let known = judge::scan_ballot_ids(batches.iter().map(Vec::as_slice));
             ballot_ids.insert(peer.to_owned(), known);
         }
@@ -537,7 +529,7 @@ fn judge_and_apply(
         }
     }
     if let Some(sequence) = needs.stored_sequence {
-        stored_row = apply::stored_batch_row(conn, peer, sequence)?;
+        stored_row = conn.stored_batch_row(peer, sequence)?;
         lookups.stored_at = stored_row.as_ref().map(|stored| {
             if stored.batch == prepared.signed.batch {
                 StoredAt::SameBytes
@@ -549,15 +541,14 @@ fn judge_and_apply(
         });
     }
     if !needs.past_ballots.is_empty() {
-        let batches = apply::station_batches(conn, peer)?;
+        let batches = conn.station_batches(peer)?;
         lookups.past_ballots =
             judge::scan_past_ballots(batches.iter().map(Vec::as_slice), &needs.past_ballots);
     }
     let verdict = judge::judge(ctx, peer, state, prepared, &lookups);
     match &verdict {
         Verdict::Accept(effects) => {
-            apply::apply_effects(
-                conn,
+            conn.apply_effects(
                 ctx,
                 peer,
                 &prepared.signed.batch,
@@ -576,23 +567,20 @@ fn judge_and_apply(
                 alerts.raise(conn, peer, r.kind(), r.sequence, &r.detail, now)?;
             }
             if r.quarantines() {
-                apply::quarantine(conn, peer)?;
+                conn.quarantine(peer)?;
                 if let (Some(stored), Some(other_key_no)) = (stored_row, prepared.verified_key()) {
-                    apply::insert_fork_evidence(
-                        conn,
-                        &ForkEvidence {
-                            station: peer.to_owned(),
-                            sequence: r.sequence,
-                            stored,
-                            other: EvidenceBatch {
-                                hash: pollsync_proto::chain_hash(&prepared.signed.batch),
-                                batch: prepared.signed.batch.clone(),
-                                signature: prepared.signed.signature.clone(),
-                                key_no: other_key_no,
-                            },
-                            unix_ms: now,
+                    conn.insert_fork_evidence(&ForkEvidence {
+                        station: peer.to_owned(),
+                        sequence: r.sequence,
+                        stored,
+                        other: EvidenceBatch {
+                            hash: pollsync_proto::chain_hash(&prepared.signed.batch),
+                            batch: prepared.signed.batch.clone(),
+                            signature: prepared.signed.signature.clone(),
+                            key_no: other_key_no,
                         },
-                    )?;
+                        unix_ms: now,
+                    })?;
                 }
             }
         }

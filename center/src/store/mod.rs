@@ -2,14 +2,20 @@
 //! (folder 0700, file 0600: it holds the CA key), in WAL mode with
 //! `synchronous=FULL`, every write in a `BEGIN IMMEDIATE` transaction.
 //!
-//! [`Store`] is what the offline commands (and later results, status, audit) use:
-//! creating the store at `init`, reading the election and keys, enrolling and
-//! revoking stations, listing alerts, reading tallies and raw batches. The ingest
-//! writer's own SQL is in [`apply`]; the schema is in [`schema`].
+//! [`Store`] is what the offline commands use: creating the store at `init`,
+//! enrolling, revoking and releasing stations. Everything above the store reads it
+//! through [`Records`], and the ingest writer writes through [`IngestStore`]
+//! ([`engine`]: the seam for a second engine); SQLite's side of those is
+//! [`sqlite`], the writer's SQL is in [`apply`], the schema in [`schema`], and the
+//! types the store and the ingest share in [`state`].
 
 pub mod apply;
+pub mod engine;
 pub mod schema;
+pub mod sqlite;
 pub mod state;
+
+pub use engine::{IngestOps, IngestStore, IngestTx, Records, Unit};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -24,7 +30,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _, TransactionBehavio
 use serde::Serialize;
 
 use crate::error::{CenterError, Result};
+use pollsync_proto::pb;
 use schema::*;
+use state::{StationKey, StationState};
 
 /// Where stations reach the center when `center init` is given no `--advertise`.
 pub const DEFAULT_ADVERTISE: &str = "127.0.0.1:7443";
@@ -504,12 +512,6 @@ impl Store {
         &self.dir
     }
 
-    /// The SQLite connection, for read-only queries of later modules (results,
-    /// status, audit). Writes belong to the ingest writer and to [`Store`]'s methods.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
-
     fn meta_bytes(&self, key: &str) -> Result<Vec<u8>> {
         self.conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
@@ -537,98 +539,6 @@ impl Store {
         String::from_utf8(self.meta_bytes(key)?).map_err(|_| CenterError::Corrupt {
             detail: format!("meta entry {key:?} is not UTF-8"),
         })
-    }
-
-    /// The configuration stored at `init`.
-    pub fn meta(&self) -> Result<CenterMeta> {
-        let advertise: Vec<String> = serde_json::from_slice(&self.meta_bytes(META_ADVERTISE)?)
-            .map_err(|e| CenterError::Corrupt {
-                detail: format!("meta entry {META_ADVERTISE:?}: {e}"),
-            })?;
-        Ok(CenterMeta {
-            election_id: self.meta_text(META_ELECTION_ID)?,
-            election_toml: self.meta_text(META_ELECTION_TOML)?,
-            definition_sha256: hash32(
-                &self.meta_bytes(META_DEFINITION_SHA256)?,
-                "definition_sha256",
-            )?,
-            ca_cert_pem: self.meta_text(META_CA_CERT_PEM)?,
-            ca_key_pem: self.meta_text_opt(META_CA_KEY_PEM)?,
-            ca_dir: self.meta_text_opt(META_CA_DIR)?.map(PathBuf::from),
-            server_cert_pem: self.meta_text(META_SERVER_CERT_PEM)?,
-            server_key_pem: self.meta_text(META_SERVER_KEY_PEM)?,
-            advertise,
-        })
-    }
-
-    /// Every alert, oldest first.
-    pub fn alerts(&self) -> Result<Vec<AlertRow>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, station, kind, sequence, detail, unix_ms FROM alerts ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(AlertRow {
-                id: r.get(0)?,
-                station: r.get(1)?,
-                kind: r.get(2)?,
-                sequence: to_u64(r.get(3)?),
-                detail: r.get(4)?,
-                unix_ms: to_u64(r.get(5)?),
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Every station of the election, in id order.
-    pub fn stations(&self) -> Result<Vec<StationRow>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT s.station, s.revoked, s.quarantined, s.head_sequence, s.head_hash,
-                    s.last_seen_unix_ms, s.local_head_sequence, s.sealed_unacknowledged, s.connected,
-                    EXISTS (SELECT 1 FROM station_keys k WHERE k.station = s.station),
-                    EXISTS (SELECT 1 FROM station_keys k WHERE k.station = s.station
-                            AND k.current = 1 AND k.retired IS NOT NULL)
-             FROM stations s ORDER BY s.station",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(StationRow {
-                station: r.get(0)?,
-                revoked: r.get(1)?,
-                quarantined: r.get(2)?,
-                head_sequence: to_u64(r.get(3)?),
-                head_hash: hex::encode(r.get::<_, Vec<u8>>(4)?),
-                last_seen_unix_ms: to_u64(r.get(5)?),
-                local_head_sequence: to_u64(r.get(6)?),
-                sealed_unacknowledged: to_u64(r.get(7)?),
-                connected: r.get(8)?,
-                enrolled: r.get(9)?,
-                key_retired: r.get(10)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// A station's head (`None` if the station is not in the store).
-    pub fn head(&self, station: &str) -> Result<Option<ChainHead>> {
-        let row: Option<(i64, Vec<u8>)> = self
-            .conn
-            .query_row(
-                "SELECT head_sequence, head_hash FROM stations WHERE station = ?1",
-                [station],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        row.map(|(sequence, hash)| {
-            Ok(ChainHead {
-                sequence: to_u64(sequence),
-                hash: hash32(&hash, "head_hash")?,
-            })
-        })
-        .transpose()
-    }
-
-    /// Every key ever enrolled for `station`, oldest first.
-    pub fn keys_of(&self, station: &str) -> Result<Vec<KeyRow>> {
-        apply::keys(&self.conn, Some(station))
     }
 
     /// Records certificates as the stations' current keys (older keys stay, no
@@ -786,14 +696,108 @@ impl Store {
             retired_key_no: retire.and_then(|k| u32::try_from(k).ok()),
         })
     }
+}
+
+impl Records for Store {
+    /// The configuration stored at `init`.
+    fn meta(&self) -> Result<CenterMeta> {
+        let advertise: Vec<String> = serde_json::from_slice(&self.meta_bytes(META_ADVERTISE)?)
+            .map_err(|e| CenterError::Corrupt {
+                detail: format!("meta entry {META_ADVERTISE:?}: {e}"),
+            })?;
+        Ok(CenterMeta {
+            election_id: self.meta_text(META_ELECTION_ID)?,
+            election_toml: self.meta_text(META_ELECTION_TOML)?,
+            definition_sha256: hash32(
+                &self.meta_bytes(META_DEFINITION_SHA256)?,
+                "definition_sha256",
+            )?,
+            ca_cert_pem: self.meta_text(META_CA_CERT_PEM)?,
+            ca_key_pem: self.meta_text_opt(META_CA_KEY_PEM)?,
+            ca_dir: self.meta_text_opt(META_CA_DIR)?.map(PathBuf::from),
+            server_cert_pem: self.meta_text(META_SERVER_CERT_PEM)?,
+            server_key_pem: self.meta_text(META_SERVER_KEY_PEM)?,
+            advertise,
+        })
+    }
+
+    /// Every alert, oldest first.
+    fn alerts(&self) -> Result<Vec<AlertRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, station, kind, sequence, detail, unix_ms FROM alerts ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AlertRow {
+                id: r.get(0)?,
+                station: r.get(1)?,
+                kind: r.get(2)?,
+                sequence: to_u64(r.get(3)?),
+                detail: r.get(4)?,
+                unix_ms: to_u64(r.get(5)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every station of the election, in id order.
+    fn stations(&self) -> Result<Vec<StationRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT s.station, s.revoked, s.quarantined, s.head_sequence, s.head_hash,
+                    s.last_seen_unix_ms, s.local_head_sequence, s.sealed_unacknowledged, s.connected,
+                    EXISTS (SELECT 1 FROM station_keys k WHERE k.station = s.station),
+                    EXISTS (SELECT 1 FROM station_keys k WHERE k.station = s.station
+                            AND k.current = 1 AND k.retired IS NOT NULL)
+             FROM stations s ORDER BY s.station",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(StationRow {
+                station: r.get(0)?,
+                revoked: r.get(1)?,
+                quarantined: r.get(2)?,
+                head_sequence: to_u64(r.get(3)?),
+                head_hash: hex::encode(r.get::<_, Vec<u8>>(4)?),
+                last_seen_unix_ms: to_u64(r.get(5)?),
+                local_head_sequence: to_u64(r.get(6)?),
+                sealed_unacknowledged: to_u64(r.get(7)?),
+                connected: r.get(8)?,
+                enrolled: r.get(9)?,
+                key_retired: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A station's head (`None` if the station is not in the store).
+    fn head(&self, station: &str) -> Result<Option<ChainHead>> {
+        let row: Option<(i64, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT head_sequence, head_hash FROM stations WHERE station = ?1",
+                [station],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(sequence, hash)| {
+            Ok(ChainHead {
+                sequence: to_u64(sequence),
+                hash: hash32(&hash, "head_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Every key ever enrolled for `station`, oldest first.
+    fn keys_of(&self, station: &str) -> Result<Vec<KeyRow>> {
+        apply::keys(&self.conn, Some(station))
+    }
 
     /// Every fork's signed evidence, by station then sequence.
-    pub fn fork_evidence(&self) -> Result<Vec<ForkEvidence>> {
+    fn fork_evidence(&self) -> Result<Vec<ForkEvidence>> {
         apply::fork_evidence(&self.conn)
     }
 
     /// Every station's running tallies, by station then contest.
-    pub fn tallies(&self) -> Result<Vec<StationContestTally>> {
+    fn tallies(&self) -> Result<Vec<StationContestTally>> {
         let mut out: BTreeMap<(String, String), StationContestTally> = BTreeMap::new();
         {
             let mut stmt = self.conn.prepare(
@@ -878,7 +882,7 @@ impl Store {
     }
 
     /// Every station's computed tally per contest, as `station → contest → sheet`.
-    pub fn tally_map(&self) -> Result<BTreeMap<String, BTreeMap<String, TallySheet>>> {
+    fn tally_map(&self) -> Result<BTreeMap<String, BTreeMap<String, TallySheet>>> {
         let mut map: BTreeMap<String, BTreeMap<String, TallySheet>> = BTreeMap::new();
         for t in self.tallies()? {
             map.entry(t.station)
@@ -890,7 +894,7 @@ impl Store {
 
     /// The stored batches of `station` (all stations if `None`), by station then
     /// sequence: what `center audit` re-verifies and re-tallies.
-    pub fn batches(&self, station: Option<&str>) -> Result<Vec<StoredBatch>> {
+    fn batches(&self, station: Option<&str>) -> Result<Vec<StoredBatch>> {
         let mut stmt = self.conn.prepare(
             "SELECT station, sequence, hash, batch, signature, key_no FROM batches
              WHERE ?1 IS NULL OR station = ?1 ORDER BY station, sequence",
@@ -911,7 +915,7 @@ impl Store {
     }
 
     /// Number of accepted batches and ballots per station.
-    pub fn batch_counts(&self) -> Result<HashMap<String, (u64, u64)>> {
+    fn batch_counts(&self) -> Result<HashMap<String, (u64, u64)>> {
         let mut stmt = self.conn.prepare(
             "SELECT station, count(*), coalesce(sum(ballots), 0) FROM batches GROUP BY station",
         )?;
@@ -922,5 +926,21 @@ impl Store {
             ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn station_now(&self, station: &str) -> Result<Option<(StationState, Option<StationKey>)>> {
+        apply::station_now(&self.conn, station)
+    }
+
+    fn stored_hash(&self, station: &str, sequence: u64) -> Result<Option<[u8; 32]>> {
+        apply::stored_hash(&self.conn, station, sequence)
+    }
+
+    fn stored_batch(&self, station: &str, sequence: u64) -> Result<Option<Vec<u8>>> {
+        apply::stored_batch(&self.conn, station, sequence)
+    }
+
+    fn fetch_batches(&self, station: &str, from: u64, to: u64) -> Result<Vec<pb::FetchedBatch>> {
+        apply::fetch_batches(&self.conn, station, from, to)
     }
 }

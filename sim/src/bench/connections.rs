@@ -5,6 +5,7 @@
 //! Push stream on which it sends signed, chained batches while all the others are
 //! connected too.
 
+use pollsync_center::store::Records as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

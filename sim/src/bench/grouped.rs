@@ -10,6 +10,7 @@
 //! That count, at the model day's pace (the day's ballots per station over twelve
 //! hours), is the figure; the compressed run's milliseconds are in the note.
 
+use pollsync_center::store::Records as _;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;

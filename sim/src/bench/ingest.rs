@@ -2,6 +2,7 @@
 //! after close; ballots per second until the last acknowledgement, against the
 //! baseline of the same number of ballots inserted as plain SQLite rows.
 
+use pollsync_center::store::Records as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;

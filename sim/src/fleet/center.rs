@@ -1,6 +1,7 @@
 //! The center of a fleet, serving in this process on a tokio runtime of its own, and
 //! a reader of its store for progress figures.
 
+use pollsync_center::store::Records as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
