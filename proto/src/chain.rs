@@ -84,18 +84,22 @@ impl ChainWriter {
         self.head
     }
 
+    /// The election its batches are for.
     pub fn election_id(&self) -> &str {
         &self.election_id
     }
 
+    /// The station whose chain it writes.
     pub fn station_id(&self) -> &str {
         &self.station_id
     }
 
+    /// SHA-256 of the election definition its batches name.
     pub fn definition_sha256(&self) -> [u8; 32] {
         self.definition_sha256
     }
 
+    /// The key it signs with.
     pub fn key(&self) -> &SigningKey {
         &self.key
     }

@@ -16,28 +16,46 @@ use crate::shape::{MARK_AGAINST, MARK_FOR, MARK_NONE};
 /// What in a wire event cannot be an election event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConvertError {
+    /// The event has no kind (or one unknown to this version).
     #[error("event has no kind set (or one unknown to this version)")]
     EmptyEvent,
+    /// A ballot id of the wrong length.
     #[error("ballot id is {len} bytes; it must be 16")]
-    BallotIdLength { len: usize },
+    BallotIdLength {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// A mark byte that is none of none, FOR, AGAINST.
     #[error(
         "ballot {ballot}: mark #{index} is byte {byte}; only 0 (none), 1 (FOR), 2 (AGAINST) exist"
     )]
     BadMark {
+        /// The ballot.
         ballot: BallotId,
+        /// Which mark (from 0, in candidate order).
         index: usize,
+        /// The byte found.
         byte: u8,
     },
+    /// A close without its tally sheet.
     #[error("close of contest '{contest}' carries no tally sheet")]
-    MissingSheet { contest: String },
+    MissingSheet {
+        /// The contest closed.
+        contest: String,
+    },
+    /// A tally sheet naming a candidate or write-in twice in one list.
     #[error("close of contest '{contest}': the tally sheet names '{name}' twice under {field}")]
     SheetRepeats {
+        /// The contest closed.
         contest: String,
+        /// The sheet's list that repeats it.
         field: &'static str,
+        /// The name repeated.
         name: String,
     },
 }
 
+/// A mark's byte on the wire (`shape::MARK_*`).
 pub fn mark_to_byte(mark: Mark) -> u8 {
     match mark {
         Mark::None => MARK_NONE,
@@ -46,6 +64,7 @@ pub fn mark_to_byte(mark: Mark) -> u8 {
     }
 }
 
+/// A ballot as the wire carries it.
 pub fn ballot_to_pb(ballot: &Ballot) -> pb::Ballot {
     pb::Ballot {
         id: ballot.id.as_bytes().to_vec(),
@@ -55,6 +74,8 @@ pub fn ballot_to_pb(ballot: &Ballot) -> pb::Ballot {
     }
 }
 
+/// A tally sheet as the wire carries it (names in order, zeros left out as the
+/// sheet leaves them out).
 pub fn sheet_to_pb(sheet: &TallySheet) -> pb::TallySheet {
     let candidate_counts = |m: &BTreeMap<String, u64>| {
         m.iter()
@@ -82,6 +103,7 @@ pub fn sheet_to_pb(sheet: &TallySheet) -> pb::TallySheet {
     }
 }
 
+/// A station's event as the wire carries it.
 pub fn event_to_pb(event: &StationEvent) -> pb::Event {
     use pb::event::Kind;
     let kind = match event {
@@ -102,12 +124,15 @@ pub fn event_to_pb(event: &StationEvent) -> pb::Event {
     pb::Event { kind: Some(kind) }
 }
 
+/// A ballot id from the wire's bytes (exactly 16).
 pub fn ballot_id_from_bytes(bytes: &[u8]) -> Result<BallotId, ConvertError> {
     <[u8; 16]>::try_from(bytes)
         .map(BallotId::from_bytes)
         .map_err(|_| ConvertError::BallotIdLength { len: bytes.len() })
 }
 
+/// A ballot from the wire; its marks must be known bytes. The election's rules
+/// (served contest, marks per candidate, write-ins) are checked elsewhere.
 pub fn ballot_from_pb(ballot: &pb::Ballot) -> Result<Ballot, ConvertError> {
     let id = ballot_id_from_bytes(&ballot.id)?;
     let marks = ballot
@@ -133,6 +158,7 @@ pub fn ballot_from_pb(ballot: &pb::Ballot) -> Result<Ballot, ConvertError> {
     })
 }
 
+/// The tally sheet closing `contest`, from the wire; no name twice in a list.
 pub fn sheet_from_pb(contest: &str, sheet: &pb::TallySheet) -> Result<TallySheet, ConvertError> {
     fn collect<'a>(
         contest: &str,
@@ -174,6 +200,7 @@ pub fn sheet_from_pb(contest: &str, sheet: &pb::TallySheet) -> Result<TallySheet
     })
 }
 
+/// A station's event from the wire.
 pub fn event_from_pb(event: &pb::Event) -> Result<StationEvent, ConvertError> {
     use pb::event::Kind;
     match event.kind.as_ref().ok_or(ConvertError::EmptyEvent)? {

@@ -52,7 +52,10 @@ pub enum BoundedReadError {
     Io(io::Error),
     /// It holds more than the bound (`bytes`: its size, or the bound plus one if it
     /// grew while being read).
-    TooLarge { bytes: u64 },
+    TooLarge {
+        /// Its size, or the bound plus one.
+        bytes: u64,
+    },
 }
 
 /// The whole of `path` if it is at most `max` bytes: refused from its size before

@@ -23,6 +23,19 @@ const _: () = assert!(
     2 * pollsync_election::batching::MAX_MIN_BALLOTS_PER_BATCH as usize <= MAX_BATCH_EVENTS
 );
 
+// What the election's rules allow fits the wire, and the sizes both crates name
+// agree (ids are ASCII, so their characters are bytes; a write-in character is at
+// most four UTF-8 bytes).
+const _: () = {
+    use pollsync_election::{ballot, definition, event};
+    assert!(BALLOT_ID_BYTES == ballot::BALLOT_ID_BYTES);
+    assert!(MAX_REASON_CHARS == event::MAX_REASON_CHARS);
+    assert!(MAX_WRITE_INS == ballot::MAX_WRITE_INS_PER_BALLOT);
+    assert!(MAX_ID_BYTES == definition::MAX_ID_LEN);
+    assert!(MAX_MARKS >= definition::MAX_CANDIDATES_PER_CONTEST);
+    assert!(MAX_NAME_BYTES >= 4 * ballot::MAX_WRITE_IN_CHARS);
+};
+
 /// Batches a station may have sent and not yet seen acknowledged.
 pub const MAX_IN_FLIGHT: usize = 32;
 

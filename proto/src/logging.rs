@@ -36,7 +36,9 @@ pub enum LogError {
     /// `RUST_LOG` does not parse as a filter.
     #[error("{FILTER_ENV}={value:?} is not a log filter: {source}")]
     BadFilter {
+        /// The variable's value.
         value: String,
+        /// Why it does not parse.
         source: tracing_subscriber::filter::ParseError,
     },
     /// A global subscriber was installed already.

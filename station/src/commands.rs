@@ -1,11 +1,11 @@
 //! The station commands of SPEC §7 behind the command line: each takes the data
 //! folder and its arguments, does one thing, and returns what to print.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use pollsync_election::{Ballot, BallotId, Contest, EventError, StationEvent, TallySheet};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::error::{Result, StationError};
 use crate::ledger::{self, ContestTally};
@@ -195,8 +195,31 @@ pub fn tally(dir: &Path) -> Result<(String, Vec<ContestTally>)> {
     Ok((prov.station_id().to_string(), tallies))
 }
 
-pub fn tally_json(station: &str, tallies: &[ContestTally]) -> serde_json::Value {
-    json!({"station": station, "contests": tallies})
+/// `station import --json`: the file, its ballots, and how many per contest.
+#[derive(Debug, Serialize)]
+pub struct ImportReport<'a> {
+    /// The file imported.
+    pub file: String,
+    /// Ballots imported, every contest together.
+    pub ballots: u64,
+    /// Ballots imported per contest.
+    pub contests: &'a crate::import::Imported,
+}
+
+/// `station seal --json`: the batches made.
+#[derive(Debug, Serialize)]
+pub struct SealReport<'a> {
+    /// Each batch sealed, oldest first.
+    pub sealed: &'a [SealedBatch],
+}
+
+/// `station tally --json`: the station and each contest it serves.
+#[derive(Debug, Serialize)]
+pub struct TallyReport<'a> {
+    /// The station.
+    pub station: &'a str,
+    /// Each contest it serves, as its records say.
+    pub contests: &'a [ContestTally],
 }
 
 pub fn tally_text(
@@ -236,8 +259,64 @@ pub fn tally_text(
     out
 }
 
+/// `station status`: what the device holds and where its sync stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StationStatus {
+    /// The station.
+    pub station: String,
+    /// The election.
+    pub election: String,
+    /// Where it reaches the center.
+    pub center: String,
+    /// Events waiting to be sealed, and sealed.
+    pub events: EventCounts,
+    /// Ballots in sealed batches.
+    pub ballots_sealed: u64,
+    /// Ballots waiting for their group (`min_ballots_per_batch`).
+    pub ballots_waiting: u64,
+    /// K: the fewest ballots of a contest a batch carries.
+    pub min_ballots_per_batch: u64,
+    /// Batches sealed, and acknowledged by the center.
+    pub batches: BatchCounts,
+    /// The last batch sealed.
+    pub head: HeadView,
+    /// The last contact with the center (Unix ms), if any.
+    pub last_contact_unix_ms: Option<u64>,
+    /// Contests this station has closed.
+    pub closed: BTreeSet<String>,
+    /// Why sealing is held, when it is (an operator must act).
+    pub sealing_held: Option<String>,
+}
+
+/// Events by state, for [`StationStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventCounts {
+    /// Waiting to be sealed.
+    pub pending: u64,
+    /// In sealed batches.
+    pub sealed: u64,
+}
+
+/// Batches by state, for [`StationStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchCounts {
+    /// Sealed on this device.
+    pub sealed: u64,
+    /// Acknowledged by the center.
+    pub acknowledged: u64,
+}
+
+/// A chain head as shown: its sequence and its hash in hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeadView {
+    /// The last batch's sequence (0: none yet).
+    pub sequence: u64,
+    /// Its chain hash, hex.
+    pub hash: String,
+}
+
 /// `station status` figures.
-pub fn status(dir: &Path) -> Result<serde_json::Value> {
+pub fn status(dir: &Path) -> Result<StationStatus> {
     let store = Store::open(dir)?;
     let prov = store.provisioned()?;
     let counts = store.counts()?;
@@ -246,27 +325,33 @@ pub fn status(dir: &Path) -> Result<serde_json::Value> {
         .meta(META_LAST_CONTACT_MS)?
         .and_then(|v| String::from_utf8(v).ok())
         .and_then(|s| s.parse().ok());
-    Ok(json!({
-        "station": prov.station_id(),
-        "election": prov.definition.election.id,
-        "center": prov.center_address,
-        "events": {"pending": counts.pending_events, "sealed": counts.sealed_events},
-        "ballots_sealed": counts.sealed_ballots,
-        "ballots_waiting": counts.ballots_waiting,
-        "min_ballots_per_batch": store.min_ballots_per_batch(),
-        "batches": {"sealed": counts.batches_sealed, "acknowledged": counts.batches_acknowledged},
-        "head": {"sequence": head.sequence, "hash": head.hash_hex()},
-        "last_contact_unix_ms": last_contact,
-        "closed": store.closed_contests()?,
-        "sealing_held": store.sealing_hold()?,
-    }))
+    Ok(StationStatus {
+        station: prov.station_id().to_owned(),
+        election: prov.definition.election.id.clone(),
+        center: prov.center_address.clone(),
+        events: EventCounts {
+            pending: counts.pending_events,
+            sealed: counts.sealed_events,
+        },
+        ballots_sealed: counts.sealed_ballots,
+        ballots_waiting: counts.ballots_waiting,
+        min_ballots_per_batch: store.min_ballots_per_batch(),
+        batches: BatchCounts {
+            sealed: counts.batches_sealed,
+            acknowledged: counts.batches_acknowledged,
+        },
+        head: HeadView {
+            sequence: head.sequence,
+            hash: head.hash_hex(),
+        },
+        last_contact_unix_ms: last_contact,
+        closed: store.closed_contests()?,
+        sealing_held: store.sealing_hold()?,
+    })
 }
 
-pub fn status_text(v: &serde_json::Value) -> String {
-    let closed: Vec<&str> = v["closed"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|c| c.as_str()).collect())
-        .unwrap_or_default();
+/// `station status` in words.
+pub fn status_text(v: &StationStatus) -> String {
     format!(
         "station {} of election {}\n\
          events: {} waiting to be sealed, {} sealed ({} ballots)\n\
@@ -274,26 +359,30 @@ pub fn status_text(v: &serde_json::Value) -> String {
          batches: {} sealed, {} acknowledged by the center\n\
          last contact with the center ({}): {}\n\
          closed contests: {}\n{}",
-        v["station"].as_str().unwrap_or("?"),
-        v["election"].as_str().unwrap_or("?"),
-        v["events"]["pending"],
-        v["events"]["sealed"],
-        v["ballots_sealed"],
-        v["min_ballots_per_batch"],
-        v["ballots_waiting"],
-        v["batches"]["sealed"],
-        v["batches"]["acknowledged"],
-        v["center"].as_str().unwrap_or("?"),
-        match v["last_contact_unix_ms"].as_u64() {
+        v.station,
+        v.election,
+        v.events.pending,
+        v.events.sealed,
+        v.ballots_sealed,
+        v.min_ballots_per_batch,
+        v.ballots_waiting,
+        v.batches.sealed,
+        v.batches.acknowledged,
+        v.center,
+        match v.last_contact_unix_ms {
             Some(ms) => pollsync_proto::time::utc_time(ms),
             None => "never".into(),
         },
-        if closed.is_empty() {
+        if v.closed.is_empty() {
             "none".to_string()
         } else {
-            closed.join(", ")
+            v.closed
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
         },
-        match v["sealing_held"].as_str() {
+        match &v.sealing_held {
             Some(why) => format!("SEALING HELD (call an operator): {why}\n"),
             None => String::new(),
         },

@@ -229,10 +229,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let imported = import::import(&mut store, &prov, &file)?;
             let total: u64 = imported.values().sum();
             if json.json {
-                outln!(
-                    "{}",
-                    serde_json::json!({"file": file.display().to_string(), "ballots": total, "contests": imported})
-                );
+                let report = commands::ImportReport {
+                    file: file.display().to_string(),
+                    ballots: total,
+                    contests: &imported,
+                };
+                outln!("{}", serde_json::to_value(&report)?);
             } else {
                 outln!(
                     "{total} ballot(s) imported from {} ({})",
@@ -267,7 +269,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tally(json) => {
             let (station, tallies) = commands::tally(dir)?;
             if json.json {
-                outln!("{:#}", commands::tally_json(&station, &tallies));
+                outln!(
+                    "{:#}",
+                    serde_json::to_value(commands::TallyReport {
+                        station: &station,
+                        contests: &tallies,
+                    })?
+                );
             } else {
                 let prov = Store::open(dir)?.provisioned()?;
                 out!(
@@ -279,7 +287,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(json) => {
             let status = commands::status(dir)?;
             if json.json {
-                outln!("{status:#}");
+                outln!("{:#}", serde_json::to_value(&status)?);
             } else {
                 out!("{}", commands::status_text(&status));
             }
@@ -287,11 +295,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Seal(json) => {
             let made = commands::seal(dir)?;
             if json.json {
-                let batches: Vec<_> = made
-                    .iter()
-                    .map(|b| serde_json::json!({"sequence": b.sequence, "events": b.events, "ballots": b.ballots}))
-                    .collect();
-                outln!("{}", serde_json::json!({"sealed": batches}));
+                let report = commands::SealReport { sealed: &made };
+                outln!("{}", serde_json::to_value(&report)?);
             } else if made.is_empty() {
                 outln!("nothing to seal");
             } else {

@@ -156,7 +156,7 @@ pub struct Recovered {
 }
 
 /// One batch made by [`Store::seal`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SealedBatch {
     pub sequence: u64,
     pub events: u64,

@@ -123,8 +123,8 @@ proptest! {
         }
         commands::seal(&data).expect("seal");
         let status = commands::status(&data).expect("status");
-        prop_assert_eq!(&status["ballots_waiting"], 0);
-        prop_assert_eq!(&status["events"]["pending"], 0);
+        prop_assert_eq!(status.ballots_waiting, 0);
+        prop_assert_eq!(status.events.pending, 0);
 
         let (batches, cancels) = sealed(&data);
         let mut times: BTreeMap<Vec<u8>, u32> = BTreeMap::new();
