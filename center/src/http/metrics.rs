@@ -174,6 +174,12 @@ pub fn text(ingest: &IngestHandle, store: Option<&StoreFigures>) -> String {
     );
     counter(
         &mut r,
+        "pollsync_queue_full",
+        "Batches and alerts refused because the ingest writer's queue was full.",
+        load(&m.queue_full),
+    );
+    counter(
+        &mut r,
         "pollsync_group_commits",
         "Group transactions committed by the ingest writer.",
         load(&m.groups_committed),
@@ -239,6 +245,12 @@ pub fn text(ingest: &IngestHandle, store: Option<&StoreFigures>) -> String {
         "pollsync_batches_behind",
         "Batches stations reported sealed that the center does not hold yet.",
         i64::try_from(behind).unwrap_or(i64::MAX),
+    );
+    gauge(
+        &mut r,
+        "pollsync_writer_queue_jobs",
+        "Batches and alerts waiting for the ingest writer.",
+        i64::try_from(ingest.queued_jobs()).unwrap_or(i64::MAX),
     );
     if let Some(f) = store {
         labelled::<Gauge, _>(

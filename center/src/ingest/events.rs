@@ -98,6 +98,8 @@ pub struct Metrics {
     pub groups_failed: AtomicU64,
     /// Alerts not stored because their station reached its limit.
     pub alerts_suppressed: AtomicU64,
+    /// Jobs refused because the writer's queue was full.
+    pub queue_full: AtomicU64,
     /// Rejected batches by reason.
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     /// What the gRPC port's front door turned away.

@@ -27,6 +27,7 @@ pub mod events;
 pub mod judge;
 mod log;
 pub mod pool;
+mod queue;
 mod writer;
 
 pub use writer::TRACE_ENV;
@@ -47,6 +48,7 @@ use crate::error::{CenterError, Result};
 use crate::store::Records;
 use crate::store::apply::Presence;
 use crate::store::sqlite::SqliteIngest;
+use queue::QueueError;
 use crate::store::{Store, now_unix_ms};
 use judge::{Context, Prepared, StationKey, StationState};
 use pool::Pool;
@@ -61,6 +63,12 @@ pub const STALE_KEY_ALERT_INTERVAL_MS: u64 = 10 * 60 * 1_000;
 pub const PRESENCE_FLUSH_INTERVAL_MS: u64 = 1_000;
 /// Most batches in one group commit.
 pub const MAX_GROUP_BATCHES: usize = 4_096;
+/// Most jobs waiting for the writer (each a batch, or an alert). The network's own
+/// bound (`serve::MAX_PUSH_BYTES_IN_FLIGHT`, at least a kilobyte a batch) stays
+/// under it, checked at compile time there; a job beyond it is refused at once
+/// (its caller sees the center fail, and a station tries again later) rather than
+/// queued without limit ([`queue`]).
+pub const MAX_QUEUED_JOBS: usize = 262_144;
 /// Most batch bytes in one group commit.
 pub const MAX_GROUP_BYTES: usize = 256 * 1024 * 1024;
 /// Batch bytes committed after which the writer checkpoints the WAL even while
@@ -154,9 +162,38 @@ struct Shared {
     view: RwLock<HashMap<String, ViewStation>>,
     presence: Mutex<PresenceBook>,
     pool: Pool,
-    jobs: Mutex<Option<mpsc::Sender<writer::Job>>>,
+    /// The writer's queue, bounded by [`MAX_QUEUED_JOBS`]; dropped at shutdown,
+    /// which the writer sees once it has taken everything queued before.
+    jobs: Mutex<Option<queue::Sender<writer::Job>>>,
     closed: AtomicBool,
     publisher: events::Publisher,
+}
+
+impl Shared {
+    /// Queues `job` for the writer. False if the queue is closed, or full
+    /// ([`MAX_QUEUED_JOBS`]): the job is dropped, and with it a batch's reply, so
+    /// that its caller learns it was not applied.
+    fn queue(&self, job: writer::Job) -> bool {
+        let jobs = lock(&self.jobs);
+        let Some(jobs) = jobs.as_ref() else {
+            return false;
+        };
+        match jobs.try_send(job) {
+            Ok(()) => true,
+            Err(QueueError::Closed) => false,
+            Err(QueueError::Full { .. }) => {
+                self.publisher
+                    .metrics
+                    .queue_full
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    max = MAX_QUEUED_JOBS,
+                    "the writer's queue is full: a job is refused"
+                );
+                false
+            }
+        }
+    }
 }
 
 /// The ingest front: cheap to clone, `Send + Sync`.
@@ -189,14 +226,16 @@ pub fn start_with(
         });
     }
     let ctx = Arc::new(Context::new(definition, meta.definition_sha256));
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = queue::bounded(MAX_QUEUED_JOBS);
     let shared = Arc::new(Shared {
         ctx: Arc::clone(&ctx),
         reader: Mutex::new(Box::new(Store::open(data_dir)?)),
         stale_alerts: Mutex::default(),
         view: RwLock::new(HashMap::new()),
         presence: Mutex::new(PresenceBook::default()),
-        pool: Pool::start(verify_threads)?,
+        // A task waits in the pool only while its job waits for the writer or is
+        // in the writer's current group.
+        pool: Pool::start(verify_threads, MAX_QUEUED_JOBS + MAX_GROUP_BATCHES)?,
         jobs: Mutex::new(Some(tx)),
         closed: AtomicBool::new(false),
         publisher: events::Publisher::new(),
@@ -447,13 +486,11 @@ impl IngestHandle {
         if !self.shared.stale_alert_due(station) {
             return;
         }
-        if let Some(jobs) = lock(&self.shared.jobs).as_ref() {
-            let _ = jobs.send(writer::Job::Alert {
-                station: station.to_owned(),
-                kind: judge::reason_name(pb::RejectReason::StaleKey),
-                detail: detail.to_owned(),
-            });
-        }
+        self.shared.queue(writer::Job::Alert {
+            station: station.to_owned(),
+            kind: judge::reason_name(pb::RejectReason::StaleKey),
+            detail: detail.to_owned(),
+        });
     }
 
     /// Whether `peer` may use a station RPC right now (see [`IngestHandle::hello`]);
@@ -623,24 +660,16 @@ impl IngestHandle {
         };
         let (prepared_tx, prepared_rx) = mpsc::sync_channel::<Prepared>(1);
         let ctx = Arc::clone(&self.shared.ctx);
-        let queued = {
-            let jobs = lock(&self.shared.jobs);
-            match jobs.as_ref() {
-                Some(jobs) => jobs
-                    .send(writer::Job::Batch {
-                        peer: peer_station.to_owned(),
-                        peer_key,
-                        prepared: prepared_rx,
-                        reply,
-                        received: std::time::Instant::now(),
-                    })
-                    .is_ok(),
-                None => false,
-            }
-        };
+        let queued = self.shared.queue(writer::Job::Batch {
+            peer: peer_station.to_owned(),
+            peer_key,
+            prepared: prepared_rx,
+            reply,
+            received: std::time::Instant::now(),
+        });
         if queued {
-            // If the pool is closed the task is dropped, and with it `prepared_tx`:
-            // the writer then drops the reply.
+            // If the pool is closed (or full) the task is dropped, and with it
+            // `prepared_tx`: the writer then drops the reply.
             self.shared.pool.run(Box::new(move || {
                 let _ = prepared_tx.send(judge::prepare(&ctx, key.as_ref(), batch));
             }));
@@ -652,11 +681,9 @@ impl IngestHandle {
     /// Records one `BAD_FILE` alert about an imported file, charged to no station
     /// (its station field is empty).
     pub fn file_alert(&self, detail: &str) {
-        if let Some(jobs) = lock(&self.shared.jobs).as_ref() {
-            let _ = jobs.send(writer::Job::FileAlert {
-                detail: detail.to_owned(),
-            });
-        }
+        self.shared.queue(writer::Job::FileAlert {
+            detail: detail.to_owned(),
+        });
     }
 
     /// Records a heartbeat for the operators' view (written in batches).
@@ -733,6 +760,11 @@ impl IngestHandle {
         self.shared.publisher.events.subscribe()
     }
 
+    /// Batches and alerts waiting for the writer now (at most [`MAX_QUEUED_JOBS`]).
+    pub fn queued_jobs(&self) -> usize {
+        lock(&self.shared.jobs).as_ref().map_or(0, queue::Sender::len)
+    }
+
     /// Running counters since this process started.
     pub fn metrics(&self) -> &events::Metrics {
         &self.shared.publisher.metrics
@@ -742,11 +774,8 @@ impl IngestHandle {
     /// this call; later submits are answered by a dropped sender.
     pub fn shutdown(&self) {
         self.shared.closed.store(true, Ordering::Release);
-        let mut jobs = lock(&self.shared.jobs);
-        if let Some(tx) = jobs.take() {
-            let _ = tx.send(writer::Job::Shutdown);
-        }
-        drop(jobs);
+        // The writer ends once it has taken every job queued before the queue closed.
+        drop(lock(&self.shared.jobs).take());
         self.shared.pool.close();
     }
 }

@@ -6,10 +6,10 @@
 //! Plain threads on a shared queue, so that it works the same under the tokio
 //! server and in the synchronous `center import`.
 
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use super::queue;
 use crate::error::{CenterError, Result};
 
 /// Most verify threads, whatever the machine has.
@@ -20,13 +20,14 @@ pub type Task = Box<dyn FnOnce() + Send + 'static>;
 
 /// The sending side of the pool; workers end when it is dropped.
 pub struct Pool {
-    tx: Mutex<Option<mpsc::Sender<Task>>>,
+    tx: Mutex<Option<queue::Sender<Task>>>,
 }
 
 impl Pool {
-    /// Starts `threads` workers (at least one).
-    pub fn start(threads: usize) -> Result<Pool> {
-        let (tx, rx) = mpsc::channel::<Task>();
+    /// Starts `threads` workers (at least one), with at most `max_queued_tasks`
+    /// waiting for them.
+    pub fn start(threads: usize, max_queued_tasks: usize) -> Result<Pool> {
+        let (tx, rx) = queue::bounded::<Task>(max_queued_tasks);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let rx = Arc::clone(&rx);
@@ -42,8 +43,8 @@ impl Pool {
                             guard.recv()
                         };
                         match task {
-                            Ok(task) => task(),
-                            Err(_) => break,
+                            Some(task) => task(),
+                            None => break,
                         }
                     }
                 })
@@ -65,14 +66,15 @@ impl Pool {
             .min(MAX_VERIFY_THREADS)
     }
 
-    /// Queues a task. Returns false if the pool is closed (the task is dropped).
+    /// Queues a task. Returns false if the pool is closed or its queue full (the
+    /// task is dropped).
     pub fn run(&self, task: Task) -> bool {
         let guard = match self.tx.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
         match guard.as_ref() {
-            Some(tx) => tx.send(task).is_ok(),
+            Some(tx) => tx.try_send(task).is_ok(),
             None => false,
         }
     }

@@ -8,6 +8,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
+
+use super::queue;
 use std::time::{Duration, Instant};
 
 use pollsync_proto::pb;
@@ -49,8 +51,6 @@ pub(super) enum Job {
     },
     /// An alert about an imported file, charged to no station.
     FileAlert { detail: String },
-    /// Stop after everything queued before.
-    Shutdown,
 }
 
 pub(super) struct Writer<S: IngestStore> {
@@ -138,7 +138,7 @@ impl<S: IngestStore> Writer<S> {
         Ok(())
     }
 
-    pub(super) fn run(mut self, rx: mpsc::Receiver<Job>) {
+    pub(super) fn run(mut self, rx: queue::Receiver<Job>) {
         let tick = Duration::from_millis(REFRESH_INTERVAL_MS);
         loop {
             let first = match rx.recv_timeout(tick) {
@@ -157,13 +157,11 @@ impl<S: IngestStore> Writer<S> {
             let mut jobs = vec![first];
             while jobs.len() < MAX_GROUP_BATCHES {
                 match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
+                    Some(job) => jobs.push(job),
+                    None => break,
                 }
             }
-            if self.process_jobs(jobs) {
-                break;
-            }
+            self.process_jobs(jobs);
             if self.last_refresh.elapsed() >= tick {
                 self.idle();
             }
@@ -234,8 +232,8 @@ impl<S: IngestStore> Writer<S> {
     /// Handles `jobs` in order: one transaction per group (a new one when a group
     /// reaches [`MAX_GROUP_BYTES`]). Each batch is judged and applied as soon as
     /// the pool has prepared it, so the writer works while the pool still
-    /// prepares the batches behind it. Returns true on a shutdown.
-    fn process_jobs(&mut self, jobs: Vec<Job>) -> bool {
+    /// prepares the batches behind it.
+    fn process_jobs(&mut self, jobs: Vec<Job>) {
         let mut jobs = jobs.into_iter().peekable();
         while jobs.peek().is_some() {
             let presence = if self.presence_due() {
@@ -245,13 +243,11 @@ impl<S: IngestStore> Writer<S> {
             };
             let mut replies: Vec<Reply> = Vec::new();
             let mut touched = BTreeSet::new();
-            let mut stop = false;
             let result = self.apply_group(
                 &mut jobs,
                 presence.as_ref(),
                 &mut replies,
                 &mut touched,
-                &mut stop,
             );
             match result {
                 Ok(()) => {
@@ -321,25 +317,20 @@ impl<S: IngestStore> Writer<S> {
             self.group_started = Instant::now();
             self.timings = [Duration::ZERO; 3];
             self.last_refresh = Instant::now();
-            if stop {
-                return true;
-            }
             if self.uncheckpointed_bytes >= MAX_WAL_BYTES_BEFORE_CHECKPOINT {
                 self.checkpoint();
             }
         }
-        false
     }
 
-    /// One transaction: takes jobs until the group's bytes reach the cap, the
-    /// jobs run out or a shutdown; judges and applies each in its own savepoint.
+    /// One transaction: takes jobs until the group's bytes reach the cap or the
+    /// jobs run out; judges and applies each in its own savepoint.
     fn apply_group(
         &mut self,
         jobs: &mut std::iter::Peekable<std::vec::IntoIter<Job>>,
         presence: Option<&HashMap<String, Presence>>,
         replies: &mut Vec<Reply>,
         touched: &mut BTreeSet<String>,
-        stop: &mut bool,
     ) -> Result<()> {
         let mut tx = self.store.write()?;
         let version = tx.ops().version()?;
@@ -356,10 +347,6 @@ impl<S: IngestStore> Writer<S> {
         while bytes < MAX_GROUP_BYTES {
             let Some(job) = jobs.next() else { break };
             let (peer, peer_key, prepared, reply) = match job {
-                Job::Shutdown => {
-                    *stop = true;
-                    break;
-                }
                 Job::Alert {
                     station,
                     kind,

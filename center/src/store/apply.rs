@@ -371,42 +371,58 @@ pub fn apply_effects(
              issued = issued + excluded.issued,
              returned = returned + excluded.returned,
              valid = valid + excluded.valid,
-             void = void + excluded.void",
+             void = void + excluded.void
+         RETURNING returned, valid, void",
     )?;
     let mut candidate_upsert = conn.prepare_cached(
         "INSERT INTO tally_candidate (station, contest, candidate, for_votes, against)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (station, contest, candidate) DO UPDATE SET
              for_votes = for_votes + excluded.for_votes,
-             against = against + excluded.against",
+             against = against + excluded.against
+         RETURNING for_votes, against",
     )?;
     let mut write_in_upsert = conn.prepare_cached(
         "INSERT INTO tally_write_in (station, contest, name, for_votes) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (station, contest, name) DO UPDATE SET for_votes = for_votes + excluded.for_votes",
+         ON CONFLICT (station, contest, name) DO UPDATE SET for_votes = for_votes + excluded.for_votes
+         RETURNING for_votes",
     )?;
     let mut write_in_prune = conn.prepare_cached(
         "DELETE FROM tally_write_in WHERE station = ?1 AND contest = ?2 AND name = ?3 AND for_votes <= 0",
     )?;
     for (contest_id, delta) in &effects.deltas {
-        contest_upsert.execute(params![
-            station,
-            contest_id,
-            to_i64(delta.issued),
-            delta.returned,
-            delta.valid,
-            delta.void
-        ])?;
+        let (returned, valid, void): (i64, i64, i64) = contest_upsert.query_row(
+            params![
+                station,
+                contest_id,
+                to_i64(delta.issued),
+                delta.returned,
+                delta.valid,
+                delta.void
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        never_negative(station, contest_id, "ballots returned", returned)?;
+        never_negative(station, contest_id, "valid ballots", valid)?;
+        never_negative(station, contest_id, "void ballots", void)?;
         if let Some(contest) = ctx.contest(contest_id) {
             for (i, candidate) in contest.candidates.iter().enumerate() {
                 let f = delta.for_votes.get(i).copied().unwrap_or(0);
                 let a = delta.against.get(i).copied().unwrap_or(0);
                 if f != 0 || a != 0 {
-                    candidate_upsert.execute(params![station, contest_id, candidate.id, f, a])?;
+                    let (for_votes, against): (i64, i64) = candidate_upsert.query_row(
+                        params![station, contest_id, candidate.id, f, a],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?;
+                    never_negative(station, contest_id, &candidate.id, for_votes)?;
+                    never_negative(station, contest_id, &candidate.id, against)?;
                 }
             }
         }
         for (name, votes) in &delta.write_in {
-            write_in_upsert.execute(params![station, contest_id, name, votes])?;
+            let now: i64 = write_in_upsert
+                .query_row(params![station, contest_id, name, votes], |r| r.get(0))?;
+            never_negative(station, contest_id, name, now)?;
             if *votes < 0 {
                 write_in_prune.execute(params![station, contest_id, name])?;
             }
@@ -414,6 +430,20 @@ pub fn apply_effects(
     }
     for (contest, sheet) in &effects.closes {
         close_contest(conn, station, contest, sheet)?;
+    }
+    Ok(())
+}
+
+/// A tally never goes below zero: a cancel takes back only what a ballot of the
+/// same station added. A figure that would is refused with the whole group (no
+/// batch of it is acknowledged) and logged: it is a bug, not a station's mistake.
+fn never_negative(station: &str, contest: &str, figure: &str, value: i64) -> Result<()> {
+    if value < 0 {
+        return Err(CenterError::Corrupt {
+            detail: format!(
+                "station {station}, contest {contest}: {figure} would be {value}; a tally never goes below zero"
+            ),
+        });
     }
     Ok(())
 }

@@ -42,6 +42,11 @@ pub struct StationState {
 impl StationState {
     /// The state after an accepted batch's effects.
     pub fn advance(&mut self, effects: &Effects) {
+        assert_eq!(
+            effects.sequence,
+            self.head.sequence + 1,
+            "an accepted batch is the next of its station's chain"
+        );
         self.head = ChainHead {
             sequence: effects.sequence,
             hash: effects.hash,
