@@ -3,8 +3,9 @@
 //! re-verified (signature against the station's enrolled key, chain hash, links,
 //! sequence, election, station, definition) and every event re-checked under the
 //! content rules of ingest (`election::LogRules`: served contest, marks, write-ins,
-//! nothing after close, cancel rules, a ballot once), every station's tallies are counted
-//! again from those bytes with the election crate's own counting, and the result is
+//! nothing after close, cancel rules, a ballot once) and counted again from those
+//! bytes with the election crate's own ledger (`election::Ledger`), the chain walked
+//! with the judge's own rule (`ChainHead::place`), and the result is
 //! compared with the live tallies the ingest kept, and every ballot id is checked
 //! to be in one batch only. Each fork's kept evidence is checked to prove the fork
 //! on its own. Any difference is named (G4).
@@ -12,13 +13,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ed25519_dalek::VerifyingKey;
-use pollsync_election::{Ballot, BallotId, ElectionDefinition, LogRules, StationEvent, TallySheet};
+use pollsync_election::{Ledger, TallySheet};
 use pollsync_proto::convert::event_from_pb;
-use pollsync_proto::envelope::decode_batch_bytes;
+use pollsync_proto::envelope::{ChainHead, Placement, decode_batch_bytes};
 use pollsync_proto::identity::{
     cert_der_from_pem, station_id_from_cert_der, verify_issued_by, verifying_key_from_cert_der,
 };
-use pollsync_proto::{GENESIS_HASH, chain_hash, pb, verify_batch};
+use pollsync_proto::{chain_hash, pb, verify_batch};
 use serde::Serialize;
 
 use crate::error::{CenterError, Result};
@@ -70,20 +71,22 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
                 .differences
                 .push(format!("station {station}: not a station of this election"));
         }
-        let mut rules = LogRules::default();
-        let mut ballots: HashMap<BallotId, Ballot> = HashMap::new();
+        // The station's log, counted again (a station not in the election has none).
+        let mut ledger = station_def.map(|st| Ledger::new(&def, st));
         // Every ballot id of the station, with the first batch holding it.
         let mut first_seen: HashMap<Vec<u8>, u64> = HashMap::new();
-        let mut prev_hash = GENESIS_HASH;
-        for (i, stored) in batches.iter().enumerate() {
+        // The chain so far: the stored batches before this one, each the next link.
+        let mut head = ChainHead::GENESIS;
+        for stored in batches {
             report.batches += 1;
             let at = format!("station {station} batch {}", stored.sequence);
             let mut fail = |what: String| report.differences.push(format!("{at}: {what}"));
-            if stored.sequence != i as u64 + 1 {
+            // Its place in the chain by sequence alone (linked to the head's hash).
+            if !matches!(head.place(stored.sequence, &head.hash), Placement::Next) {
                 fail(format!(
                     "stored as sequence {} but it is batch #{} of the chain",
                     stored.sequence,
-                    i + 1
+                    head.next_sequence()
                 ));
             }
             let hash = chain_hash(&stored.batch);
@@ -112,11 +115,18 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
                 Ok(b) => b,
                 Err(e) => {
                     fail(format!("does not decode: {e}"));
-                    prev_hash = hash;
+                    head = ChainHead {
+                        sequence: head.next_sequence(),
+                        hash,
+                    };
                     continue;
                 }
             };
-            if batch.prev_hash.as_slice() != prev_hash.as_slice() {
+            // Its link as the next batch, whatever sequence it was stored under.
+            if matches!(
+                head.place(head.next_sequence(), &batch.prev_hash),
+                Placement::BrokenChain
+            ) {
                 fail("does not link to the batch before it".into());
             }
             if batch.election_id != meta.election_id
@@ -131,7 +141,10 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
             if batch.definition_sha256.as_slice() != meta.definition_sha256.as_slice() {
                 fail("was sealed against another election definition".into());
             }
-            prev_hash = hash;
+            head = ChainHead {
+                sequence: head.next_sequence(),
+                hash,
+            };
             for event in &batch.events {
                 if let Some(pb::event::Kind::Ballot(b)) = &event.kind {
                     let first = *first_seen.entry(b.id.clone()).or_insert(stored.sequence);
@@ -144,21 +157,36 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
                 }
                 match event_from_pb(event) {
                     Ok(e) => {
-                        // The content rules of ingest, again, from the raw bytes.
-                        if let Some(st) = station_def
-                            && let Err(broken) = rules.apply(&def, st, &e)
+                        if let pollsync_election::StationEvent::Ballot(b) = &e
+                            && def.contest(&b.contest).is_some()
+                        {
+                            report.ballots += 1;
+                        }
+                        // The content rules of ingest, again, from the raw bytes; an
+                        // event that breaks them is named and not counted.
+                        if let Some(ledger) = ledger.as_mut()
+                            && let Err(broken) = ledger.apply(&def, &e)
                         {
                             report
                                 .differences
                                 .push(format!("{at}: an event breaks the log's rules: {broken}"));
                         }
-                        count(&def, station, e, &mut recount, &mut ballots, &mut report)
                     }
                     Err(e) => report
                         .differences
                         .push(format!("{at}: an event does not read: {e}")),
                 }
             }
+        }
+        for contest in ledger.iter().flat_map(Ledger::contests) {
+            recount.insert(
+                (station.clone(), contest.id().to_owned()),
+                Recount {
+                    computed: contest.computed().clone(),
+                    closed: contest.closed(),
+                    sheet: contest.closing_sheet().cloned(),
+                },
+            );
         }
     }
 
@@ -314,52 +342,4 @@ fn audit_fork_evidence(
         }
     }
     Ok(())
-}
-
-fn count(
-    def: &ElectionDefinition,
-    station: &str,
-    event: StationEvent,
-    recount: &mut BTreeMap<(String, String), Recount>,
-    ballots: &mut HashMap<BallotId, Ballot>,
-    report: &mut AuditReport,
-) {
-    match event {
-        StationEvent::Ballot(b) => {
-            if let Some(contest) = def.contest(&b.contest) {
-                report.ballots += 1;
-                entry(recount, station, &contest.id)
-                    .computed
-                    .add_ballot(contest, &b);
-                ballots.insert(b.id, b);
-            }
-        }
-        StationEvent::Issued { contest, count } => {
-            entry(recount, station, &contest).computed.add_issued(count)
-        }
-        StationEvent::Cancel { ballot_id, .. } => {
-            if let Some(b) = ballots.remove(&ballot_id)
-                && let Some(contest) = def.contest(&b.contest)
-            {
-                entry(recount, station, &contest.id)
-                    .computed
-                    .remove_ballot(contest, &b);
-            }
-        }
-        StationEvent::Close { contest, sheet } => {
-            let e = entry(recount, station, &contest);
-            e.closed = true;
-            e.sheet = Some(sheet);
-        }
-    }
-}
-
-fn entry<'a>(
-    recount: &'a mut BTreeMap<(String, String), Recount>,
-    station: &str,
-    contest: &str,
-) -> &'a mut Recount {
-    recount
-        .entry((station.to_string(), contest.to_string()))
-        .or_default()
 }

@@ -61,9 +61,8 @@ pub const MAX_PUSH_BYTES_IN_FLIGHT: usize = 128 * 1024 * 1024;
 const BUDGET_UNIT_BYTES: usize = 1024;
 // Every batch in flight holds at least one unit, so the network alone can never
 // fill the writer's queue.
-const _: () = assert!(
-    MAX_PUSH_BYTES_IN_FLIGHT / BUDGET_UNIT_BYTES < crate::ingest::MAX_QUEUED_JOBS
-);
+const _: () =
+    assert!(MAX_PUSH_BYTES_IN_FLIGHT / BUDGET_UNIT_BYTES < crate::ingest::MAX_QUEUED_JOBS);
 
 /// The budget a batch's bytes take (at least one unit; a batch can never need more
 /// than the whole budget).

@@ -369,27 +369,32 @@ fn definition() -> ElectionDefinition {
 }
 
 /// The tallies of `events` applied once each, in order, by the election crate
-/// (`TallySheet::add_ballot`, `add_issued`); a close only makes its contest show.
+/// (`election::Ledger`, for the first station serving every contest they name),
+/// for the contests they name, zero entries left out (a close only makes its
+/// contest show).
 fn expected(events: &[&[StationEvent]]) -> BTreeMap<String, TallySheet> {
     let def = definition();
-    let mut sheets: BTreeMap<String, TallySheet> = BTreeMap::new();
-    for e in events.iter().flat_map(|e| e.iter()) {
-        match e {
-            StationEvent::Ballot(b) => sheets
-                .entry(b.contest.clone())
-                .or_default()
-                .add_ballot(def.contest(&b.contest).unwrap(), b),
-            StationEvent::Issued { contest, count } => sheets
-                .entry(contest.clone())
-                .or_default()
-                .add_issued(*count),
-            StationEvent::Close { contest, .. } => {
-                sheets.entry(contest.clone()).or_default();
-            }
-            StationEvent::Cancel { .. } => unreachable!("these tests send no cancels"),
-        }
+    let events: Vec<&StationEvent> = events.iter().flat_map(|e| e.iter()).collect();
+    let named: std::collections::BTreeSet<&str> =
+        events.iter().filter_map(|e| e.contest()).collect();
+    let station = def
+        .stations
+        .iter()
+        .find(|s| named.iter().all(|c| s.contests.iter().any(|x| x == c)))
+        .unwrap();
+    let mut ledger = pollsync_election::Ledger::new(&def, station);
+    for e in events {
+        ledger.apply(&def, e).unwrap();
     }
-    sheets
+    named
+        .into_iter()
+        .map(|c| {
+            (
+                c.to_owned(),
+                ledger.contest(c).unwrap().computed().without_zeros(),
+            )
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------

@@ -366,19 +366,28 @@ impl Ballot {
         marked.saturating_add(self.write_ins.len())
     }
 
-    /// Valid unless FOR marks plus write-ins exceed the seats (SPEC §3).
+    /// Valid unless FOR marks plus write-ins exceed the seats (SPEC §3): the rule of
+    /// [`validity_of`].
     pub fn validity(&self, seats: u32) -> Validity {
-        // usize → u64 never truncates on the platforms we build for; saturate regardless.
-        let votes = u64::try_from(self.for_count()).unwrap_or(u64::MAX);
-        if votes > u64::from(seats) {
-            Validity::Void
-        } else {
-            Validity::Valid
-        }
+        validity_of(self.for_count(), seats)
     }
 
     pub fn is_valid(&self, seats: u32) -> bool {
         self.validity(seats) == Validity::Valid
+    }
+}
+
+/// The void rule (SPEC §3), in its one place: a ballot with `for_votes` FOR votes
+/// (FOR marks plus write-in names) is void when they exceed the contest's `seats`,
+/// valid otherwise (a blank ballot included). [`Ballot::validity`] and every
+/// reader of raw marks (the center's judge) decide with it.
+pub fn validity_of(for_votes: usize, seats: u32) -> Validity {
+    // usize → u64 never truncates on the platforms we build for; saturate regardless.
+    let votes = u64::try_from(for_votes).unwrap_or(u64::MAX);
+    if votes > u64::from(seats) {
+        Validity::Void
+    } else {
+        Validity::Valid
     }
 }
 
@@ -530,6 +539,17 @@ pub(crate) mod tests {
         assert_eq!(b.validity(2), Validity::Void);
         let only_write_ins = build(&c, &[], &[], &["王五", "赵六", "孙七"]).unwrap();
         assert_eq!(only_write_ins.validity(2), Validity::Void);
+    }
+
+    #[test]
+    fn the_void_rule_is_for_votes_over_seats() {
+        for seats in 1..=3u32 {
+            for votes in 0..=5usize {
+                let void = votes as u64 > u64::from(seats);
+                assert_eq!(validity_of(votes, seats) == Validity::Void, void);
+            }
+        }
+        assert_eq!(validity_of(usize::MAX, u32::MAX), Validity::Void);
     }
 
     #[test]

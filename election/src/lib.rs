@@ -7,6 +7,7 @@ pub mod ballot;
 pub mod batching;
 pub mod definition;
 pub mod event;
+pub mod ledger;
 pub mod load;
 pub mod log;
 pub mod rules;
@@ -17,10 +18,11 @@ mod words;
 
 pub use ballot::{
     Ballot, BallotChoices, BallotError, BallotId, BallotIdError, Mark, Validity, WriteInError,
-    normalize_write_in,
+    normalize_write_in, validity_of,
 };
 pub use definition::*;
 pub use event::{EventError, StationEvent};
+pub use ledger::{ContestLedger, Ledger};
 pub use load::{DefinitionError, DefinitionErrors, load};
 pub use log::{LogError, LogRules};
 pub use rules::{

@@ -5,6 +5,12 @@
 //! yet. [`LogRules`] applies them one event at a time, so that whoever reads a log
 //! (the station as it records, the center as it judges, an audit or an observer
 //! recounting from the raw batches) applies the same rules.
+//!
+//! Each rule is also a function of its own ([`check_open`], [`check_first_close`],
+//! [`check_new_ballot`], [`check_cancel`]) over the few facts it reads, so that a keeper
+//! that holds its log elsewhere (the station's SQLite store, the center's judge over
+//! raw batches) decides with the same rules and words its refusals its own way.
+//! [`crate::Ledger`] adds the counting to [`LogRules`].
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -59,8 +65,66 @@ impl LogError {
     }
 }
 
+/// What a log holds of a ballot id that a cancel names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded<'a> {
+    /// The ballot's contest.
+    pub contest: &'a str,
+    /// Cancelled already.
+    pub cancelled: bool,
+}
+
+/// Rule: nothing is taken for a contest after its close (ballots, issued counts, a
+/// cancel of one of its ballots). `closed`: whether the log closed `contest` before
+/// the event.
+pub fn check_open(contest: &str, closed: bool) -> Result<(), LogError> {
+    if closed {
+        return Err(LogError::AfterClose {
+            contest: contest.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Rule: a contest is closed once. `closed`: whether the log closed `contest`
+/// before.
+pub fn check_first_close(contest: &str, closed: bool) -> Result<(), LogError> {
+    if closed {
+        return Err(LogError::ClosedTwice {
+            contest: contest.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Rule: a ballot id is counted once. `known`: whether the log holds `ballot`
+/// already.
+pub fn check_new_ballot(ballot: BallotId, known: bool) -> Result<(), LogError> {
+    if known {
+        return Err(LogError::BallotTwice { ballot });
+    }
+    Ok(())
+}
+
+/// Rule: a cancel takes back a ballot recorded in this station's log (`recorded`,
+/// `None` when the log does not hold it), not cancelled yet, of a contest still
+/// open (`is_closed` says which contests the log closed). Checked in that order;
+/// returns the ballot's contest.
+pub fn check_cancel<'a>(
+    ballot: BallotId,
+    recorded: Option<Recorded<'a>>,
+    is_closed: impl FnOnce(&str) -> bool,
+) -> Result<&'a str, LogError> {
+    let recorded = recorded.ok_or(LogError::UnknownBallot { ballot })?;
+    if recorded.cancelled {
+        return Err(LogError::CancelledTwice { ballot });
+    }
+    check_open(recorded.contest, is_closed(recorded.contest))?;
+    Ok(recorded.contest)
+}
+
 /// What the rules need to remember of a station's log so far.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogRules {
     closed: BTreeSet<String>,
     /// Ballot id → (contest, cancelled).
@@ -77,43 +141,30 @@ impl LogRules {
         event: &StationEvent,
     ) -> Result<(), LogError> {
         event.check(def, station)?;
-        let open = |contest: &str| {
-            if self.closed.contains(contest) {
-                Err(LogError::AfterClose {
-                    contest: contest.to_owned(),
-                })
-            } else {
-                Ok(())
-            }
-        };
         match event {
             StationEvent::Ballot(b) => {
-                open(&b.contest)?;
-                if self.ballots.contains_key(&b.id) {
-                    return Err(LogError::BallotTwice { ballot: b.id });
-                }
+                check_open(&b.contest, self.closed.contains(&b.contest))?;
+                check_new_ballot(b.id, self.ballots.contains_key(&b.id))?;
                 self.ballots.insert(b.id, (b.contest.clone(), false));
             }
-            StationEvent::Issued { contest, .. } => open(contest)?,
+            StationEvent::Issued { contest, .. } => {
+                check_open(contest, self.closed.contains(contest))?;
+            }
             StationEvent::Cancel { ballot_id, .. } => {
-                let (contest, cancelled) = self
+                let recorded = self
                     .ballots
                     .get(ballot_id)
-                    .ok_or(LogError::UnknownBallot { ballot: *ballot_id })?;
-                if *cancelled {
-                    return Err(LogError::CancelledTwice { ballot: *ballot_id });
-                }
-                open(contest)?;
+                    .map(|(contest, cancelled)| Recorded {
+                        contest,
+                        cancelled: *cancelled,
+                    });
+                check_cancel(*ballot_id, recorded, |c| self.closed.contains(c))?;
                 if let Some(entry) = self.ballots.get_mut(ballot_id) {
                     entry.1 = true;
                 }
             }
             StationEvent::Close { contest, .. } => {
-                if self.closed.contains(contest) {
-                    return Err(LogError::ClosedTwice {
-                        contest: contest.clone(),
-                    });
-                }
+                check_first_close(contest, self.closed.contains(contest))?;
                 self.closed.insert(contest.clone());
             }
         }
@@ -123,6 +174,11 @@ impl LogRules {
     /// Contests closed so far.
     pub fn closed(&self) -> &BTreeSet<String> {
         &self.closed
+    }
+
+    /// Whether `contest` is closed so far.
+    pub fn is_closed(&self, contest: &str) -> bool {
+        self.closed.contains(contest)
     }
 }
 

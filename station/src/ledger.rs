@@ -1,10 +1,9 @@
 //! What the station's records say: per contest served, the tally sheet computed from
 //! the ballots and issues in the log (cancelled ballots left out), and the sheet the
-//! station closed the contest with, if it has.
+//! station closed the contest with, if it has. The counting and the log's rules are
+//! the election's own ([`pollsync_election::Ledger`]).
 
-use std::collections::HashSet;
-
-use pollsync_election::{ElectionDefinition, Station, StationEvent, TallySheet};
+use pollsync_election::{ElectionDefinition, Ledger, Station, StationEvent, TallySheet};
 use serde::Serialize;
 
 /// One contest as `station tally` shows it.
@@ -21,50 +20,36 @@ pub struct ContestTally {
 }
 
 /// Tally every contest `station` serves from its whole log, in the station's order.
+///
+/// The store hands the log back in storage order, not recording order (ballots
+/// still waiting for their group come after the pending events, G6), so a close
+/// may come before ballots recorded ahead of it. Nothing of a contest was
+/// recorded after its close (the store refused it), so the closes are taken
+/// last: the same log for the rules and the same count. The log was checked as it
+/// was recorded; an event the rules would refuse (a damaged store) is not counted.
 pub fn tally(
     def: &ElectionDefinition,
     station: &Station,
     log: &[StationEvent],
 ) -> Vec<ContestTally> {
-    let cancelled: HashSet<_> = log
+    let is_close = |e: &&StationEvent| matches!(e, StationEvent::Close { .. });
+    let mut ledger = Ledger::new(def, station);
+    for event in log
         .iter()
-        .filter_map(|e| match e {
-            StationEvent::Cancel { ballot_id, .. } => Some(*ballot_id),
-            _ => None,
-        })
-        .collect();
-    let mut tallies: Vec<ContestTally> = station
-        .contests
-        .iter()
-        .filter_map(|id| def.contest(id))
-        .map(|c| ContestTally {
-            id: c.id.clone(),
-            closed: false,
-            records: TallySheet::for_contest(c),
-            sheet: None,
-        })
-        .collect();
-    for event in log {
-        let Some(contest_id) = event.contest() else {
-            continue;
-        };
-        let (Some(t), Some(contest)) = (
-            tallies.iter_mut().find(|t| t.id == contest_id),
-            def.contest(contest_id),
-        ) else {
-            continue;
-        };
-        match event {
-            StationEvent::Ballot(b) if !cancelled.contains(&b.id) => {
-                t.records.add_ballot(contest, b)
-            }
-            StationEvent::Issued { count, .. } => t.records.add_issued(*count),
-            StationEvent::Close { sheet, .. } => {
-                t.closed = true;
-                t.sheet = Some(sheet.clone());
-            }
-            _ => {}
-        }
+        .filter(|e| !is_close(e))
+        .chain(log.iter().filter(is_close))
+    {
+        // Refused: nothing counted (see above).
+        let _ = ledger.apply(def, event);
     }
-    tallies
+    ledger
+        .contests()
+        .iter()
+        .map(|c| ContestTally {
+            id: c.id().to_owned(),
+            closed: c.closed(),
+            records: c.computed().clone(),
+            sheet: c.closing_sheet().cloned(),
+        })
+        .collect()
 }

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pollsync_election::batching::{cancel_removes_held, next_group, releasable};
+use pollsync_election::log::{self, LogError};
 use pollsync_election::{BallotId, ElectionDefinition, Station, StationEvent, load};
 use pollsync_proto::convert::{event_from_pb, event_to_pb};
 use pollsync_proto::{ChainHead, EnrollmentBundle, GENESIS_HASH, pb};
@@ -820,8 +821,12 @@ impl Store {
 }
 
 /// The log-dependent checks and the inserts of [`Store::append`], inside the caller's
-/// transaction. A ballot goes to the waiting ballots; a cancel of a waiting ballot
-/// removes it, or rides with it when K or fewer of its contest wait
+/// transaction. The rules are the election's (`election::log`: nothing after a
+/// close, a contest closed once, a ballot once, a cancel of a ballot recorded here
+/// and not cancelled yet), over what this store holds: the closed contests, the
+/// waiting ballots' unique keys, and an index of the log's ballots built only if a
+/// cancel needs it. A ballot goes to the waiting ballots; a cancel of a waiting
+/// ballot removes it, or rides with it when K or fewer of its contest wait
 /// (`election::batching`); every other event goes to the pending log.
 fn append_in(
     tx: &Connection,
@@ -850,21 +855,21 @@ fn append_in(
         }
         match event {
             StationEvent::Ballot(b) => {
-                refuse_if_closed(&closed, &b.contest)?;
+                log::check_open(&b.contest, closed.contains(&b.contest)).map_err(refused)?;
                 if let Some(index) = ballots.as_mut() {
                     index.insert(b.id, (b.contest.clone(), false));
                 }
                 let id = b.id.as_bytes().to_vec();
-                if insert_ballot.execute(params![b.contest, generation, id, bytes])? == 0 {
-                    return Err(StationError::DuplicateBallot { ballot: b.id });
-                }
+                // A ballot id once: the waiting ballots' key says whether it is taken.
+                let known = insert_ballot.execute(params![b.contest, generation, id, bytes])? == 0;
+                log::check_new_ballot(b.id, known).map_err(refused)?;
             }
             StationEvent::Issued { contest, .. } => {
-                refuse_if_closed(&closed, contest)?;
+                log::check_open(contest, closed.contains(contest)).map_err(refused)?;
                 insert_event.execute([bytes])?;
             }
             StationEvent::Close { contest, .. } => {
-                refuse_if_closed(&closed, contest)?;
+                log::check_first_close(contest, closed.contains(contest)).map_err(refused)?;
                 closed.insert(contest.clone());
                 insert_closed.execute([contest])?;
                 insert_event.execute([bytes])?;
@@ -874,15 +879,19 @@ fn append_in(
                     ballots = Some(ballot_index(&read_log(tx)?));
                 }
                 let index = ballots.get_or_insert_with(HashMap::new);
-                let (contest, cancelled) = index
-                    .get_mut(ballot_id)
-                    .ok_or(StationError::UnknownBallot { ballot: *ballot_id })?;
-                if *cancelled {
-                    return Err(StationError::AlreadyCancelled { ballot: *ballot_id });
+                let recorded = index
+                    .get(ballot_id)
+                    .map(|(contest, cancelled)| log::Recorded {
+                        contest,
+                        cancelled: *cancelled,
+                    });
+                let contest = log::check_cancel(*ballot_id, recorded, |c| closed.contains(c))
+                    .map_err(refused)?
+                    .to_owned();
+                if let Some(entry) = index.get_mut(ballot_id) {
+                    entry.1 = true;
                 }
-                refuse_if_closed(&closed, contest)?;
-                *cancelled = true;
-                if !cancel_waiting(tx, k, ballot_id, contest, &bytes)? {
+                if !cancel_waiting(tx, k, ballot_id, &contest, &bytes)? {
                     insert_event.execute([bytes])?;
                 }
             }
@@ -893,6 +902,19 @@ fn append_in(
     }
     progress(events.len() as u64);
     Ok(())
+}
+
+/// A refusal by the log's rules in the station's words.
+fn refused(error: LogError) -> StationError {
+    match error {
+        LogError::AfterClose { contest } | LogError::ClosedTwice { contest } => {
+            StationError::ContestClosed { contest }
+        }
+        LogError::BallotTwice { ballot } => StationError::DuplicateBallot { ballot },
+        LogError::UnknownBallot { ballot } => StationError::UnknownBallot { ballot },
+        LogError::CancelledTwice { ballot } => StationError::AlreadyCancelled { ballot },
+        LogError::Event(e) => StationError::Event(e),
+    }
 }
 
 /// A cancel of `ballot` if it still waits for its group: removed when more than K
@@ -1137,15 +1159,6 @@ fn check_address(address: &str) -> Result<()> {
     let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
     if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
         return Err(bad());
-    }
-    Ok(())
-}
-
-fn refuse_if_closed(closed: &BTreeSet<String>, contest: &str) -> Result<()> {
-    if closed.contains(contest) {
-        return Err(StationError::ContestClosed {
-            contest: contest.to_string(),
-        });
     }
     Ok(())
 }

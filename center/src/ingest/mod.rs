@@ -48,10 +48,10 @@ use crate::error::{CenterError, Result};
 use crate::store::Records;
 use crate::store::apply::Presence;
 use crate::store::sqlite::SqliteIngest;
-use queue::QueueError;
 use crate::store::{Store, now_unix_ms};
 use judge::{Context, Prepared, StationKey, StationState};
 use pool::Pool;
+use queue::QueueError;
 
 /// Longest the writer waits, when idle, before re-reading state changed by other
 /// processes (revocations, enrollments) and flushing presence.
@@ -762,7 +762,9 @@ impl IngestHandle {
 
     /// Batches and alerts waiting for the writer now (at most [`MAX_QUEUED_JOBS`]).
     pub fn queued_jobs(&self) -> usize {
-        lock(&self.shared.jobs).as_ref().map_or(0, queue::Sender::len)
+        lock(&self.shared.jobs)
+            .as_ref()
+            .map_or(0, queue::Sender::len)
     }
 
     /// Running counters since this process started.

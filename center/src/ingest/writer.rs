@@ -243,12 +243,7 @@ impl<S: IngestStore> Writer<S> {
             };
             let mut replies: Vec<Reply> = Vec::new();
             let mut touched = BTreeSet::new();
-            let result = self.apply_group(
-                &mut jobs,
-                presence.as_ref(),
-                &mut replies,
-                &mut touched,
-            );
+            let result = self.apply_group(&mut jobs, presence.as_ref(), &mut replies, &mut touched);
             match result {
                 Ok(()) => {
                     if self.trace && !replies.is_empty() {

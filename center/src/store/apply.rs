@@ -410,10 +410,10 @@ pub fn apply_effects(
                 let f = delta.for_votes.get(i).copied().unwrap_or(0);
                 let a = delta.against.get(i).copied().unwrap_or(0);
                 if f != 0 || a != 0 {
-                    let (for_votes, against): (i64, i64) = candidate_upsert.query_row(
-                        params![station, contest_id, candidate.id, f, a],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )?;
+                    let (for_votes, against): (i64, i64) = candidate_upsert
+                        .query_row(params![station, contest_id, candidate.id, f, a], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })?;
                     never_negative(station, contest_id, &candidate.id, for_votes)?;
                     never_negative(station, contest_id, &candidate.id, against)?;
                 }

@@ -194,44 +194,30 @@ pub fn close(contest: &str, sheet: TallySheet) -> StationEvent {
 }
 
 /// What the election crate computes from a station's events applied once, in order
-/// (zero entries left out, as the store reports them).
+/// (`election::Ledger`, for the first station serving every contest they name), for
+/// the contests they name, zero entries left out, as the store reports them.
 pub fn truth(events: &[StationEvent]) -> std::collections::BTreeMap<String, TallySheet> {
     let def = pollsync_election::load("t", ELECTION).unwrap();
-    let mut sheets: std::collections::BTreeMap<String, TallySheet> = Default::default();
-    let mut ballots = std::collections::BTreeMap::new();
+    let named: std::collections::BTreeSet<&str> =
+        events.iter().filter_map(StationEvent::contest).collect();
+    let station = def
+        .stations
+        .iter()
+        .find(|s| named.iter().all(|c| s.contests.iter().any(|x| x == c)))
+        .unwrap();
+    let mut ledger = pollsync_election::Ledger::new(&def, station);
     for e in events {
-        match e {
-            StationEvent::Ballot(b) => {
-                let c = def.contest(&b.contest).unwrap();
-                sheets
-                    .entry(b.contest.clone())
-                    .or_default()
-                    .add_ballot(c, b);
-                ballots.insert(b.id, b.clone());
-            }
-            StationEvent::Issued { contest, count } => sheets
-                .entry(contest.clone())
-                .or_default()
-                .add_issued(*count),
-            StationEvent::Cancel { ballot_id, .. } => {
-                let b: Ballot = ballots.remove(ballot_id).unwrap();
-                let c = def.contest(&b.contest).unwrap();
-                sheets
-                    .entry(b.contest.clone())
-                    .or_default()
-                    .remove_ballot(c, &b);
-            }
-            StationEvent::Close { contest, .. } => {
-                sheets.entry(contest.clone()).or_default();
-            }
-        }
+        ledger.apply(&def, e).unwrap();
     }
-    for s in sheets.values_mut() {
-        s.for_votes.retain(|_, v| *v != 0);
-        s.against.retain(|_, v| *v != 0);
-        s.write_in.retain(|_, v| *v != 0);
-    }
-    sheets
+    named
+        .into_iter()
+        .map(|c| {
+            (
+                c.to_owned(),
+                ledger.contest(c).unwrap().computed().without_zeros(),
+            )
+        })
+        .collect()
 }
 
 /// The `center` binary of this package.
