@@ -424,6 +424,17 @@ impl Store {
             let batch = chain.unsigned(events);
             let event_count = batch.events.len() as u64;
             let signed = chain.seal(&batch);
+            // The room taken for the events keeps every sealed batch within what the
+            // center accepts; a batch beyond it would be refused forever.
+            assert!(
+                signed.batch.len() <= pollsync_proto::limits::MAX_BATCH_BYTES
+                    && batch.events.len() <= pollsync_proto::limits::MAX_BATCH_EVENTS,
+                "sealed batch {} is {} bytes and {} events, beyond the protocol's limits",
+                batch.sequence,
+                signed.batch.len(),
+                batch.events.len()
+            );
+            assert_eq!(batch.sequence, head.sequence + 1, "a batch follows its head");
             let hash = chain.head().hash;
             tx.execute(
                 "INSERT INTO batches (sequence, hash, signed, events, ballots) VALUES (?1, ?2, ?3, ?4, ?5)",
