@@ -373,28 +373,8 @@ fn definition() -> ElectionDefinition {
 /// for the contests they name, zero entries left out (a close only makes its
 /// contest show).
 fn expected(events: &[&[StationEvent]]) -> BTreeMap<String, TallySheet> {
-    let def = definition();
-    let events: Vec<&StationEvent> = events.iter().flat_map(|e| e.iter()).collect();
-    let named: std::collections::BTreeSet<&str> =
-        events.iter().filter_map(|e| e.contest()).collect();
-    let station = def
-        .stations
-        .iter()
-        .find(|s| named.iter().all(|c| s.contests.iter().any(|x| x == c)))
-        .unwrap();
-    let mut ledger = pollsync_election::Ledger::new(&def, station);
-    for e in events {
-        ledger.apply(&def, e).unwrap();
-    }
-    named
-        .into_iter()
-        .map(|c| {
-            (
-                c.to_owned(),
-                ledger.contest(c).unwrap().computed().without_zeros(),
-            )
-        })
-        .collect()
+    let events: Vec<StationEvent> = events.iter().flat_map(|e| e.iter().cloned()).collect();
+    support::truth_in(ELECTION, &events)
 }
 
 // ---------------------------------------------------------------------------

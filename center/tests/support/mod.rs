@@ -197,7 +197,15 @@ pub fn close(contest: &str, sheet: TallySheet) -> StationEvent {
 /// (`election::Ledger`, for the first station serving every contest they name), for
 /// the contests they name, zero entries left out, as the store reports them.
 pub fn truth(events: &[StationEvent]) -> std::collections::BTreeMap<String, TallySheet> {
-    let def = pollsync_election::load("t", ELECTION).unwrap();
+    truth_in(ELECTION, events)
+}
+
+/// [`truth`] under another election definition (TOML text).
+pub fn truth_in(
+    election: &str,
+    events: &[StationEvent],
+) -> std::collections::BTreeMap<String, TallySheet> {
+    let def = pollsync_election::load("t", election).unwrap();
     let named: std::collections::BTreeSet<&str> =
         events.iter().filter_map(StationEvent::contest).collect();
     let station = def
