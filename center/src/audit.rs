@@ -28,14 +28,18 @@ use crate::store::{Records as _, Store, StoredBatch};
 /// What the audit found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AuditReport {
+    /// Stations with at least one stored batch.
     pub stations: u64,
+    /// Stored batches re-verified.
     pub batches: u64,
+    /// Ballot events of a defined contest read from those batches (before the content rules).
     pub ballots: u64,
     /// Every difference or failed check, in words naming the station and batch.
     pub differences: Vec<String>,
 }
 
 impl AuditReport {
+    /// Whether the audit found no difference at all.
     pub fn is_clean(&self) -> bool {
         self.differences.is_empty()
     }
@@ -49,6 +53,10 @@ struct Recount {
     sheet: Option<TallySheet>,
 }
 
+/// Audit the store: re-verify every enrolled key and stored batch from the raw signed
+/// bytes, count every contest again and compare with the live tallies (see the module
+/// documentation). A difference is a finding in the report, not an error; an error means
+/// the store could not be read.
 pub fn audit(store: &Store) -> Result<AuditReport> {
     let meta = store.meta()?;
     let def = meta.definition()?;

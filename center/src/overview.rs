@@ -22,8 +22,11 @@ pub const MAX_ALERTS_SHOWN: usize = 200;
 /// The election the center serves.
 #[derive(Debug, Clone, Serialize)]
 pub struct ElectionInfo {
+    /// The election's id.
     pub id: String,
+    /// The election's name.
     pub name: String,
+    /// Polling day, ISO date `YYYY-MM-DD`.
     pub date: String,
     /// official | test
     pub mode: &'static str,
@@ -32,6 +35,7 @@ pub struct ElectionInfo {
 /// Stations in the summary row.
 #[derive(Debug, Clone, Serialize)]
 pub struct StationsSummary {
+    /// Stations in the definition.
     pub total: usize,
     /// Reporting for every contest they collect.
     pub reporting: usize,
@@ -41,6 +45,8 @@ pub struct StationsSummary {
     pub lagging: usize,
     /// Revoked, quarantined or waiting for a replacement device.
     pub needing_action: usize,
+    /// Stations per connection state (`never_seen`, `online`, `offline`, …), as
+    /// `center status` counts them.
     pub by_connection: std::collections::BTreeMap<&'static str, u64>,
 }
 
@@ -67,16 +73,22 @@ pub struct SeatsSummary {
 /// Contests in the summary row.
 #[derive(Debug, Clone, Serialize)]
 pub struct ContestsSummary {
+    /// Contests in the definition.
     pub total: usize,
+    /// Contests per status; statuses with no contest are left out.
     pub by_status: std::collections::BTreeMap<ContestStatus, u64>,
 }
 
 /// What the chief of the counting center asks first.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// The stations' row.
     pub stations: StationsSummary,
+    /// The ballots' row.
     pub ballots: BallotsSummary,
+    /// The seats' row.
     pub seats: SeatsSummary,
+    /// The contests' row.
     pub contests: ContestsSummary,
     /// Alerts raised (each needs an operator's look).
     pub alerts: usize,
@@ -87,6 +99,7 @@ pub struct Summary {
 /// point equals the summary's ballots counted.
 #[derive(Debug, Clone, Serialize)]
 pub struct PaceSeries {
+    /// (Unix ms, ballots counted by then), oldest first.
     pub points: Vec<(u64, u64)>,
 }
 
@@ -96,49 +109,71 @@ pub const MAX_PACE_POINTS: usize = 720;
 /// An administrative unit (镇 or 街道).
 #[derive(Debug, Clone, Serialize)]
 pub struct UnitRow {
+    /// The unit's id.
     pub id: String,
+    /// The unit's name.
     pub name: String,
+    /// A town or a street.
     pub kind: UnitKind,
 }
 
 /// A contest as the page lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ContestRow {
+    /// The contest's id.
     pub id: String,
+    /// The contest's name.
     pub name: String,
+    /// The congress the contest elects deputies to.
     pub level: Level,
+    /// Id of the unit the contest lies in.
     pub unit: String,
+    /// Deputies to elect (应选名额).
     pub seats: u32,
     /// Seats filled.
     pub elected: usize,
+    /// The contest's status under the rule set.
     pub status: ContestStatus,
+    /// The contest's stations: expected, closed, fully synced.
     pub stations: StationProgress,
     /// Stations not reporting for it yet.
     pub not_yet_in: Vec<String>,
+    /// Ballots issued (发出选票), summed over its stations.
     pub issued: u64,
     /// Ballots returned in its tallies.
     pub counted: u64,
+    /// Voters on the contest's roll.
     pub registered: u64,
 }
 
 /// A station as the page lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StationRow {
+    /// The station's state, as `center status` shows it (flattened into the row).
     #[serde(flatten)]
     pub status: status::StationStatus,
+    /// The station's name.
     pub name: String,
+    /// A fixed polling station or a mobile ballot box.
     pub kind: StationKind,
+    /// Ids of the contests the station collects.
     pub contests: Vec<String>,
 }
 
 /// The whole view.
 #[derive(Debug, Clone, Serialize)]
 pub struct Overview {
+    /// The election the center serves.
     pub election: ElectionInfo,
+    /// The summary row.
     pub summary: Summary,
+    /// Ballots counted over time, for the pace chart.
     pub pace: PaceSeries,
+    /// Every unit of the definition, in definition order.
     pub units: Vec<UnitRow>,
+    /// Every contest, in definition order.
     pub contests: Vec<ContestRow>,
+    /// Every station, in definition order.
     pub stations: Vec<StationRow>,
     /// The newest alerts first, at most [`MAX_ALERTS_SHOWN`], as `center alerts
     /// --json` shows them.

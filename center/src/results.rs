@@ -15,8 +15,11 @@ use crate::store::{AlertRow, Records, StationRow};
 
 /// Every contest's outcome and the totals.
 pub struct Results {
+    /// The election definition the outcomes are decided under.
     pub definition: ElectionDefinition,
+    /// Every contest's outcome (or only the one asked for), in definition order.
     pub outcomes: Vec<ContestOutcome>,
+    /// Sums per unit, per level and for the whole election.
     pub totals: Totals,
 }
 

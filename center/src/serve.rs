@@ -146,17 +146,24 @@ fn authenticated<T>(rpc: &'static str, request: &Request<T>) -> Result<Peer, Sta
 
 /// The PEM material the gRPC server presents and trusts.
 pub struct TlsPems {
+    /// The center's server certificate (PEM), issued by the election CA.
     pub server_cert_pem: String,
+    /// The server certificate's private key (PEM).
     pub server_key_pem: String,
+    /// The election CA's certificate (PEM); station client certificates must chain to it.
     pub ca_cert_pem: String,
 }
 
+/// Why the gRPC server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The TLS configuration could not be built from the PEM material.
     #[error(transparent)]
     Tls(#[from] tls::TlsSetupError),
+    /// The gRPC transport failed (bind, accept or serve).
     #[error("gRPC server: {0}")]
     Transport(tonic::transport::Error),
+    /// The reflection service could not be built.
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }

@@ -58,15 +58,32 @@ pub struct ServeOptions {
 /// Why a configuration file was not used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("{file}: {source}")]
     Read {
+        /// The file as given.
         file: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is over the size limit.
     #[error("{file}: {bytes} bytes; a serve configuration is at most {max} bytes")]
-    TooLarge { file: PathBuf, bytes: u64, max: u64 },
+    TooLarge {
+        /// The file as given.
+        file: PathBuf,
+        /// Its size, in bytes.
+        bytes: u64,
+        /// Largest size accepted, in bytes.
+        max: u64,
+    },
+    /// The file is not UTF-8 text or not a valid serve configuration.
     #[error("{file}: {reason}")]
-    Invalid { file: PathBuf, reason: String },
+    Invalid {
+        /// The file as given.
+        file: PathBuf,
+        /// What is wrong, with the line and key when known.
+        reason: String,
+    },
 }
 
 impl ServeOptions {

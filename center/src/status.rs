@@ -19,11 +19,13 @@ pub const OFFLINE_AFTER_MS: u64 = pollsync_proto::limits::OFFLINE_AFTER_MS;
 /// One station as the operators see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StationStatus {
+    /// The station's id.
     pub station: String,
     /// never_seen | online | offline | revoked | quarantined | needs_replacement (its
     /// key was retired after a fork: every device of it is refused until
     /// `center enroll --replace`)
     pub connection: &'static str,
+    /// When the center last heard from the station (Unix ms); none if never.
     pub last_seen_unix_ms: Option<u64>,
     /// Batches the station reported sealed that the center does not hold yet.
     pub lagging_batches: u64,
@@ -39,10 +41,13 @@ pub struct StationStatus {
 /// not yet in (`results::reporting`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ContestProgress {
+    /// The contest's id.
     pub id: String,
+    /// The contest's status under the rule set.
     pub status: ContestStatus,
     /// "X of Y stations reporting".
     pub reporting: String,
+    /// The contest's stations: expected, closed, fully synced.
     pub stations: StationProgress,
     /// Stations not reporting for it yet, in definition order.
     pub not_yet_in: Vec<String>,
@@ -51,6 +56,7 @@ pub struct ContestProgress {
 /// The stations' side of the status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stations {
+    /// Stations in the definition.
     pub total: usize,
     /// Stations per connection state.
     pub by_connection: BTreeMap<&'static str, u64>,
@@ -58,21 +64,27 @@ pub struct Stations {
     pub closed: usize,
     /// Stations reporting for every contest they collect.
     pub fully_synced: usize,
+    /// Every station, in definition order.
     pub list: Vec<StationStatus>,
 }
 
 /// The contests' side of the status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Contests {
+    /// Contests per status; statuses with no contest are left out.
     pub by_status: BTreeMap<ContestStatus, u64>,
+    /// Every contest, in definition order.
     pub list: Vec<ContestProgress>,
 }
 
 /// What `center status` shows (and `/api/status` serves).
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
+    /// The election's id.
     pub election: String,
+    /// The stations' side.
     pub stations: Stations,
+    /// The contests' side.
     pub contests: Contests,
     /// Alerts raised.
     pub alerts: usize,

@@ -8,7 +8,9 @@ use serde_json::json;
 
 /// What checking a definition found.
 pub enum Verdict {
+    /// The definition is good; what it holds.
     Valid(DefinitionSummary),
+    /// The definition is not usable; every mistake in it (never empty).
     Invalid(Vec<DefinitionError>),
 }
 
@@ -59,6 +61,7 @@ fn whole_file(file: &str, reason: String) -> DefinitionError {
 }
 
 impl Verdict {
+    /// Whether the definition is good.
     pub fn is_valid(&self) -> bool {
         matches!(self, Verdict::Valid(_))
     }

@@ -29,10 +29,12 @@ pub const BALLOT_ID_BYTES: usize = 16;
 pub struct BallotId(pub [u8; BALLOT_ID_BYTES]);
 
 impl BallotId {
+    /// The ballot id of these 16 bytes.
     pub fn from_bytes(bytes: [u8; BALLOT_ID_BYTES]) -> Self {
         BallotId(bytes)
     }
 
+    /// The id's 16 bytes, as carried on the wire and stored.
     pub fn as_bytes(&self) -> &[u8; BALLOT_ID_BYTES] {
         &self.0
     }
@@ -57,6 +59,7 @@ impl fmt::Debug for BallotId {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("ballot id {shown} is not a ballot id: it must be 32 hex characters (0-9, a-f)")]
 pub struct BallotIdError {
+    /// The text given, quoted for display (cut short, control characters escaped).
     pub shown: String,
 }
 
@@ -119,6 +122,7 @@ pub enum Mark {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Validity {
+    /// Counted: FOR votes (marks plus write-ins) no more than the seats; blank ballots included.
     Valid,
     /// 作废: more FOR votes (marks plus write-ins) than seats.
     Void,
@@ -127,6 +131,7 @@ pub enum Validity {
 /// One ballot of one contest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Ballot {
+    /// The ballot's random id, unique in the election.
     pub id: BallotId,
     /// The contest's id.
     pub contest: String,
@@ -143,11 +148,15 @@ pub struct Ballot {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BallotChoices {
+    /// The contest's id.
     pub contest: String,
+    /// Ids of the candidates marked FOR (JSON key `for`).
     #[serde(rename = "for", default)]
     pub for_ids: Vec<String>,
+    /// Ids of the candidates marked AGAINST.
     #[serde(default)]
     pub against: Vec<String>,
+    /// Names written in, each a FOR vote for that name; trimmed by [`BallotChoices::to_ballot`].
     #[serde(default)]
     pub write_in: Vec<String>,
 }
@@ -169,59 +178,119 @@ impl BallotChoices {
 /// A write-in name that cannot be recorded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteInError {
+    /// The name is empty or only spaces.
     #[error("a write-in name is empty")]
     Empty,
+    /// The name is longer than [`MAX_WRITE_IN_CHARS`].
     #[error("write-in name {shown} is {chars} characters long; at most {max} are allowed")]
     TooLong {
+        /// The name as given, quoted for display (cut short, control characters escaped).
         shown: String,
+        /// Its length, in characters.
         chars: usize,
+        /// Most characters allowed.
         max: usize,
     },
+    /// The name holds a control or invisible formatting character.
     #[error("write-in name {shown} contains a control or invisible formatting character")]
-    ControlCharacter { shown: String },
+    ControlCharacter {
+        /// The name as given, quoted for display (cut short, control characters escaped).
+        shown: String,
+    },
 }
 
 /// Why a ballot is refused at the door (before it is recorded).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BallotError {
+    /// The ballot names another contest than the one it is recorded for.
     #[error("ballot belongs to contest '{got}', not to contest '{expected}'")]
-    WrongContest { expected: String, got: String },
+    WrongContest {
+        /// The contest the ballot is recorded for.
+        expected: String,
+        /// The contest the ballot names, cut short for display.
+        got: String,
+    },
+    /// A candidate id not on the contest's list.
     #[error("'{candidate}' is not a candidate of contest '{contest}'")]
-    UnknownCandidate { contest: String, candidate: String },
+    UnknownCandidate {
+        /// The contest's id.
+        contest: String,
+        /// The id given.
+        candidate: String,
+    },
+    /// A candidate marked both FOR and AGAINST.
     #[error("candidate '{candidate}' of contest '{contest}' is marked both FOR and AGAINST")]
-    ForAndAgainst { contest: String, candidate: String },
+    ForAndAgainst {
+        /// The contest's id.
+        contest: String,
+        /// The candidate's id.
+        candidate: String,
+    },
+    /// A candidate given twice among the FOR or AGAINST ids.
     #[error("candidate '{candidate}' of contest '{contest}' is given twice")]
-    DuplicateCandidate { contest: String, candidate: String },
+    DuplicateCandidate {
+        /// The contest's id.
+        contest: String,
+        /// The candidate's id.
+        candidate: String,
+    },
+    /// The ballot's marks do not match the contest's candidates one for one.
     #[error(
         "ballot of contest '{contest}' has {got} marks but the contest has {expected} candidates"
     )]
     WrongMarkCount {
+        /// The contest's id.
         contest: String,
+        /// Candidates on the contest's list.
         expected: usize,
+        /// Marks on the ballot.
         got: usize,
     },
+    /// More write-in names than [`MAX_WRITE_INS_PER_BALLOT`].
     #[error("ballot of contest '{contest}' has {count} write-in names; at most {max} are allowed")]
     TooManyWriteIns {
+        /// The contest's id.
         contest: String,
+        /// Write-in names on the ballot.
         count: usize,
+        /// Most write-in names allowed.
         max: usize,
     },
+    /// A write-in name that cannot be recorded.
     #[error("ballot of contest '{contest}': {error}")]
     WriteIn {
+        /// The contest's id.
         contest: String,
+        /// What is wrong with the name.
         error: WriteInError,
     },
+    /// A write-in name not trimmed (a recorded ballot holds only trimmed names).
     #[error("ballot of contest '{contest}': write-in name {shown} has spaces at its start or end")]
-    WriteInNotTrimmed { contest: String, shown: String },
+    WriteInNotTrimmed {
+        /// The contest's id.
+        contest: String,
+        /// The name as written, quoted for display (cut short, control characters escaped).
+        shown: String,
+    },
+    /// The same write-in name twice on one ballot.
     #[error("ballot of contest '{contest}': write-in name {shown} is written twice")]
-    DuplicateWriteIn { contest: String, shown: String },
+    DuplicateWriteIn {
+        /// The contest's id.
+        contest: String,
+        /// The name, quoted for display (cut short, control characters escaped).
+        shown: String,
+    },
+    /// A write-in name that is a formal candidate's name or id.
     #[error(
         "ballot of contest '{contest}': write-in name {shown} is formal candidate '{candidate}'; \
          mark the candidate FOR instead of writing the name in"
     )]
     WriteInIsCandidate {
+        /// The contest's id.
         contest: String,
+        /// The name as written, quoted for display (cut short, control characters escaped).
         shown: String,
+        /// The id of the formal candidate it names.
         candidate: String,
     },
 }
@@ -372,6 +441,8 @@ impl Ballot {
         validity_of(self.for_count(), seats)
     }
 
+    /// Whether the ballot counts in a contest of `seats` seats: [`Ballot::validity`] is
+    /// [`Validity::Valid`].
     pub fn is_valid(&self, seats: u32) -> bool {
         self.validity(seats) == Validity::Valid
     }

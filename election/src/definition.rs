@@ -9,7 +9,9 @@ pub const MAX_ID_LEN: usize = 64;
 pub const MAX_NAME_LEN: usize = 200;
 /// Upper bounds that keep a definition (and everything sized by it) finite.
 pub const MAX_UNITS: usize = 1_000;
+/// Most contests one election may define.
 pub const MAX_CONTESTS: usize = 10_000;
+/// Most polling stations one election may define.
 pub const MAX_STATIONS: usize = 100_000;
 /// Most contests one station may serve: one per level.
 pub const MAX_CONTESTS_PER_STATION: usize = 2;
@@ -21,11 +23,15 @@ pub const MAX_CANDIDATES_PER_CONTEST: usize = 100;
 /// A whole election: what is contested, where, and who collects the ballots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ElectionDefinition {
+    /// The `[election]` table: id, name, date, rule set and mode.
     pub election: ElectionHeader,
+    /// The administrative units, one `[[unit]]` table each.
     #[serde(rename = "unit", default)]
     pub units: Vec<Unit>,
+    /// The contests, one `[[contest]]` table each.
     #[serde(rename = "contest", default)]
     pub contests: Vec<Contest>,
+    /// The polling stations, one `[[station]]` table each.
     #[serde(rename = "station", default)]
     pub stations: Vec<Station>,
 }
@@ -35,6 +41,7 @@ pub struct ElectionDefinition {
 pub struct ElectionHeader {
     /// `[a-z0-9-]`, the stable key of this election everywhere.
     pub id: String,
+    /// The election's human-readable name.
     pub name: String,
     /// ISO date `YYYY-MM-DD` of polling day.
     pub date: String,
@@ -57,8 +64,10 @@ fn default_min_ballots_per_batch() -> u32 {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// An official election: its results are the election's results.
     #[default]
     Official,
+    /// A test election, for drills and rehearsals; never mixed with an official one.
     Test,
 }
 
@@ -75,11 +84,15 @@ impl Mode {
 /// An administrative unit: a town (镇) or a street (街道).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unit {
+    /// `[a-z0-9-]`, the unit's stable key; contests name their unit by it.
     pub id: String,
+    /// The unit's name, e.g. 西堤头镇.
     pub name: String,
+    /// A town or a street.
     pub kind: UnitKind,
 }
 
+/// What kind of administrative unit a unit is (`[[unit]] kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UnitKind {
@@ -100,8 +113,10 @@ pub enum Level {
 }
 
 impl Level {
+    /// Both levels, district first.
     pub const ALL: [Level; 2] = [Level::District, Level::Town];
 
+    /// The word of the definition file.
     pub fn as_str(self) -> &'static str {
         match self {
             Level::District => "district",
@@ -119,9 +134,13 @@ impl std::fmt::Display for Level {
 /// One electoral district's (选区) election at one level.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contest {
+    /// `[a-z0-9-]`, the contest's stable key everywhere (ballots, batches, results).
     pub id: String,
+    /// The congress the contest elects deputies to.
     pub level: Level,
+    /// Id of the unit the electoral district lies in.
     pub unit: String,
+    /// The contest's name, e.g. 区级第一选区.
     pub name: String,
     /// Deputies to elect (应选名额).
     pub seats: u32,
@@ -141,8 +160,11 @@ impl Contest {
 /// A formal candidate and the attributes the official summary reports on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Candidate {
+    /// The candidate's stable key; tally sheets and import lines name the candidate by it.
     pub id: String,
+    /// The candidate's name as printed on the ballot.
     pub name: String,
+    /// The candidate's gender, for the summary's count of women.
     pub gender: Gender,
     /// e.g. 汉族, 回族, 满族. Anything other than 汉族 counts as an ethnic minority.
     pub ethnicity: String,
@@ -159,33 +181,43 @@ pub const MAJORITY_ETHNICITY: &str = "汉族";
 pub const CPC: &str = "中共";
 
 impl Candidate {
+    /// Whether the candidate is a woman.
     pub fn is_woman(&self) -> bool {
         self.gender == Gender::F
     }
+    /// Whether the candidate counts as an ethnic minority (any ethnicity but 汉族).
     pub fn is_minority(&self) -> bool {
         self.ethnicity != MAJORITY_ETHNICITY
     }
+    /// Whether the candidate counts as non-CPC (党外: any party but 中共).
     pub fn is_non_cpc(&self) -> bool {
         self.party != CPC
     }
 }
 
+/// A candidate's gender as the definition states it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Gender {
+    /// Female.
     F,
+    /// Male.
     M,
 }
 
 /// A polling station (投票站) or mobile ballot box (流动票箱).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Station {
+    /// `[a-z0-9-]`, the station's stable key; its certificate and batches carry it.
     pub id: String,
+    /// The station's name, e.g. 西堤头镇第1投票站.
     pub name: String,
+    /// A fixed polling station or a mobile ballot box.
     pub kind: StationKind,
     /// Contests whose ballots this station collects (at most one per level).
     pub contests: Vec<String>,
 }
 
+/// What kind of place collects a station's ballots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StationKind {
@@ -196,14 +228,17 @@ pub enum StationKind {
 }
 
 impl ElectionDefinition {
+    /// The contest with this id, if the definition has one.
     pub fn contest(&self, id: &str) -> Option<&Contest> {
         self.contests.iter().find(|c| c.id == id)
     }
 
+    /// The station with this id, if the definition has one.
     pub fn station(&self, id: &str) -> Option<&Station> {
         self.stations.iter().find(|s| s.id == id)
     }
 
+    /// The unit with this id, if the definition has one.
     pub fn unit(&self, id: &str) -> Option<&Unit> {
         self.units.iter().find(|u| u.id == id)
     }

@@ -25,49 +25,98 @@ pub enum StationEvent {
     /// One ballot.
     Ballot(Ballot),
     /// `count` more ballots of a contest handed to voters (发出选票).
-    Issued { contest: String, count: u64 },
+    Issued {
+        /// The contest's id.
+        contest: String,
+        /// Ballots handed out, 1 to [`MAX_ISSUED_PER_EVENT`].
+        count: u64,
+    },
     /// A ballot entered by mistake is withdrawn (before close only).
-    Cancel { ballot_id: BallotId, reason: String },
+    Cancel {
+        /// The ballot withdrawn; recorded earlier by this station.
+        ballot_id: BallotId,
+        /// Why, in the clerk's words; at most [`MAX_REASON_CHARS`] characters.
+        reason: String,
+    },
     /// The contest's tally sheet from the station's own count; nothing more for this
     /// contest follows.
-    Close { contest: String, sheet: TallySheet },
+    Close {
+        /// The contest's id.
+        contest: String,
+        /// The station's tally sheet for the contest.
+        sheet: TallySheet,
+    },
 }
 
 /// Why an event is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
+    /// The event names a contest the election does not define.
     #[error("contest '{contest}' is not in this election")]
-    UnknownContest { contest: String },
+    UnknownContest {
+        /// The id given, quoted for display (cut short, control characters escaped).
+        contest: String,
+    },
+    /// The event's contest is not one this station collects ballots for.
     #[error("station '{station}' does not collect ballots for contest '{contest}'")]
-    NotServed { station: String, contest: String },
+    NotServed {
+        /// The station's id.
+        station: String,
+        /// The contest's id.
+        contest: String,
+    },
+    /// The ballot fails its own checks.
     #[error(transparent)]
     Ballot(#[from] BallotError),
+    /// The close's tally sheet fails its own checks.
     #[error(transparent)]
     Sheet(#[from] SheetError),
+    /// An issued event with a count of 0.
     #[error("contest '{contest}': ballots issued must be at least 1, not 0")]
-    NothingIssued { contest: String },
+    NothingIssued {
+        /// The contest's id.
+        contest: String,
+    },
+    /// An issued event with a count over [`MAX_ISSUED_PER_EVENT`].
     #[error(
         "contest '{contest}': {} ballots issued at once is more than the {} allowed",
         figure(*.count),
         figure(*.max)
     )]
     TooManyIssued {
+        /// The contest's id.
         contest: String,
+        /// Ballots the event says were issued.
         count: u64,
+        /// Most ballots one event may issue.
         max: u64,
     },
+    /// A cancel with an empty or blank reason.
     #[error("cancel of ballot {ballot_id}: a reason is required")]
-    EmptyReason { ballot_id: BallotId },
+    EmptyReason {
+        /// The ballot the cancel names.
+        ballot_id: BallotId,
+    },
+    /// A cancel reason longer than [`MAX_REASON_CHARS`].
     #[error(
         "cancel of ballot {ballot_id}: the reason is {chars} characters long; at most {max} are allowed"
     )]
     ReasonTooLong {
+        /// The ballot the cancel names.
         ballot_id: BallotId,
+        /// The reason's length, in characters.
         chars: usize,
+        /// Most characters allowed.
         max: usize,
     },
+    /// A cancel reason holding a control or invisible formatting character.
     #[error("cancel of ballot {ballot_id}: the reason {shown} contains a control character")]
-    ReasonControlCharacter { ballot_id: BallotId, shown: String },
+    ReasonControlCharacter {
+        /// The ballot the cancel names.
+        ballot_id: BallotId,
+        /// The reason, quoted for display (cut short, control characters escaped).
+        shown: String,
+    },
 }
 
 impl StationEvent {

@@ -24,9 +24,11 @@ pub const MAX_REPORTED_MISTAKES: usize = 200;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {}{reason}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
 pub struct DefinitionError {
+    /// The file the definition came from, as the caller named it.
     pub file: String,
     /// TOML path, e.g. `contest[3].candidates[1].id`; empty for the whole file.
     pub path: String,
+    /// What is wrong, in words an official can act on.
     pub reason: String,
 }
 

@@ -26,7 +26,9 @@ pub struct TallySheet {
     pub issued: u64,
     /// Ballots recorded (所投的票数).
     pub returned: u64,
+    /// Ballots valid: FOR votes no more than the seats; blank ballots included.
     pub valid: u64,
+    /// Ballots void (作废): more FOR votes than seats; they add no votes.
     pub void: u64,
     /// FOR votes per formal candidate id.
     #[serde(rename = "for", default)]
@@ -42,38 +44,60 @@ pub struct TallySheet {
 /// Why a tally sheet cannot be accepted for a contest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SheetError {
+    /// A `for` or `against` entry names a candidate not on the contest's list.
     #[error(
         "tally sheet of contest '{contest}': '{candidate}' in \"{map}\" is not a candidate of this contest"
     )]
     UnknownCandidate {
+        /// The contest's id.
         contest: String,
+        /// The map the entry is in: `for` or `against`.
         map: &'static str,
+        /// The candidate id given, quoted for display (cut short, control characters escaped).
         candidate: String,
     },
+    /// A figure over [`MAX_SHEET_FIGURE`].
     #[error("tally sheet of contest '{contest}': {what} is {value}; no figure may exceed {max}")]
     FigureTooLarge {
+        /// The contest's id.
         contest: String,
+        /// Which figure, e.g. `ballots issued` or `for of candidate 'D-001-1'`.
         what: String,
+        /// The figure on the sheet.
         value: u64,
+        /// Largest figure allowed.
         max: u64,
     },
+    /// More write-in names than [`MAX_SHEET_WRITE_INS`].
     #[error(
         "tally sheet of contest '{contest}' lists {count} write-in names; at most {max} are allowed"
     )]
     TooManyWriteIns {
+        /// The contest's id.
         contest: String,
+        /// Write-in names on the sheet.
         count: usize,
+        /// Most write-in names allowed.
         max: usize,
     },
+    /// A write-in name that cannot be recorded.
     #[error("tally sheet of contest '{contest}': {error}")]
     WriteIn {
+        /// The contest's id.
         contest: String,
+        /// What is wrong with the name.
         error: WriteInError,
     },
+    /// A write-in name not trimmed.
     #[error(
         "tally sheet of contest '{contest}': write-in name {shown} has spaces at its start or end"
     )]
-    WriteInNotTrimmed { contest: String, shown: String },
+    WriteInNotTrimmed {
+        /// The contest's id.
+        contest: String,
+        /// The name, quoted for display (cut short, control characters escaped).
+        shown: String,
+    },
 }
 
 impl TallySheet {

@@ -14,7 +14,9 @@ use crate::rules::{ContestOutcome, ContestStatus};
 /// A count and its share of the elected deputies (0 when none is elected).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Share {
+    /// Deputies counted.
     pub count: u64,
+    /// Their share of the deputies elected, a fraction from 0 to 1.
     pub share: f64,
 }
 
@@ -38,22 +40,28 @@ pub struct Makeup {
 /// Figures summed over a set of contests.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TotalFigures {
+    /// Contests summed.
     pub contests: u64,
+    /// Seats to fill over those contests.
     pub seats: u64,
     /// Seats filled.
     pub elected: u64,
     /// Contests per status; statuses with no contest are left out.
     pub contests_by_status: BTreeMap<ContestStatus, u64>,
+    /// Ballots issued over those contests, as their outcomes count them.
     pub issued: u64,
+    /// Voters on the roll over those contests.
     pub registered: u64,
     /// Ballots issued / voters on the roll.
     pub turnout: f64,
+    /// Who the elected deputies are.
     pub makeup: Makeup,
 }
 
 /// Totals for the whole election, each level, and each unit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Totals {
+    /// Figures for the whole election (flattened into the top level of the JSON).
     #[serde(flatten)]
     pub overall: TotalFigures,
     /// Levels that have contests.

@@ -68,12 +68,15 @@ pub struct Token(String);
 /// Why a token was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
+    /// Shorter than `MIN_TOKEN_CHARS`; holds its length, in characters.
     #[error(
         "the HTTP access token has {0} characters; use at least {MIN_TOKEN_CHARS} (for example `openssl rand -hex 24`)"
     )]
     TooShort(usize),
+    /// Longer than `MAX_TOKEN_CHARS`; holds its length, in characters.
     #[error("the HTTP access token has {0} characters; at most {MAX_TOKEN_CHARS} are accepted")]
     TooLong(usize),
+    /// A character outside visible ASCII (a space, a control character, non-ASCII).
     #[error("the HTTP access token may hold only visible ASCII characters (no spaces)")]
     BadCharacters,
 }

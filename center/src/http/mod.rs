@@ -73,16 +73,26 @@ pub struct HttpConfig {
 /// Why the HTTP side could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
+    /// Bound beyond loopback without an access token.
     #[error(
         "the operators' HTTP address {addr} is not a loopback address: set an access token (POLLSYNC_HTTP_TOKEN or --http-token-file FILE) so that only operators can read it"
     )]
-    TokenRequired { addr: SocketAddr },
+    TokenRequired {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// Bound beyond loopback without a certificate for HTTPS.
     #[error(
         "the operators' HTTP address {addr} is not a loopback address: it is served over HTTPS only, and no certificate was given"
     )]
-    HttpsRequired { addr: SocketAddr },
+    HttpsRequired {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// The certificate and key for HTTPS could not be set up.
     #[error("HTTPS: {0}")]
     Tls(#[from] pollsync_proto::tls::TlsSetupError),
+    /// The listener could not be bound or served.
     #[error("HTTP server: {0}")]
     Io(#[from] std::io::Error),
 }

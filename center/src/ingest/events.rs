@@ -23,8 +23,11 @@ pub const EVENT_BUFFER: usize = 4_096;
 pub enum IngestEvent {
     /// A batch applied: its ballots are in the tallies.
     Accepted {
+        /// The station's id.
         station: String,
+        /// The batch's sequence number in the station's chain.
         sequence: u64,
+        /// Ballot events the batch carries.
         ballots: u64,
         /// What it changed in the ballots counted: its ballots less those its
         /// cancels withdrew, over every contest it carries.
@@ -33,15 +36,26 @@ pub enum IngestEvent {
         closed: Vec<String>,
     },
     /// A batch the center already held (a resend); nothing changed.
-    Duplicate { station: String, sequence: u64 },
+    Duplicate {
+        /// The station's id.
+        station: String,
+        /// The batch's sequence number in the station's chain.
+        sequence: u64,
+    },
     /// A batch refused; `alert` tells whether it raises an alert (a gap only asks
     /// the station to resend and raises none; past a station's limit the alert is
     /// counted, not stored: see `ingest::alerts`).
     Rejected {
+        /// The station's id, as its certificate proves it.
         station: String,
+        /// The sequence number the batch claims.
         sequence: u64,
+        /// The reject reason's short name, e.g. `BAD_SIGNATURE`; `/metrics` counts
+        /// rejections by it.
         reason: &'static str,
+        /// What was wrong, in words naming the batch.
         detail: String,
+        /// Whether the rejection raises an alert.
         alert: bool,
     },
 }
@@ -89,8 +103,11 @@ impl Pace {
 /// Running counters since this center process started.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Batches applied (`pollsync_batches_accepted`).
     pub batches_accepted: AtomicU64,
+    /// Ballot events in the batches applied (`pollsync_ballots_counted`), before cancels.
     pub ballots_counted: AtomicU64,
+    /// Resent batches the center already held (`pollsync_batches_duplicate`).
     pub batches_duplicate: AtomicU64,
     /// Group transactions committed.
     pub groups_committed: AtomicU64,

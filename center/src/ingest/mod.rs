@@ -67,7 +67,7 @@ pub const MAX_GROUP_BATCHES: usize = 4_096;
 /// bound (`serve::MAX_PUSH_BYTES_IN_FLIGHT`, at least a kilobyte a batch) stays
 /// under it, checked at compile time there; a job beyond it is refused at once
 /// (its caller sees the center fail, and a station tries again later) rather than
-/// queued without limit ([`queue`]).
+/// queued without limit (`ingest::queue`).
 pub const MAX_QUEUED_JOBS: usize = 262_144;
 /// Most batch bytes in one group commit.
 pub const MAX_GROUP_BYTES: usize = 256 * 1024 * 1024;

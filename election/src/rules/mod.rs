@@ -47,13 +47,16 @@ pub fn rule_ids() -> Vec<&'static str> {
 /// What a rule set decides from: the contest and every station that serves it.
 #[derive(Debug, Clone)]
 pub struct ContestInput<'a> {
+    /// The contest being decided.
     pub contest: &'a Contest,
+    /// Every station that serves the contest, in definition order.
     pub stations: Vec<StationReport>,
 }
 
 /// One station's part in a contest, as the center sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StationReport {
+    /// The station's id.
     pub station_id: String,
     /// The station has closed the contest (its close event has reached the center).
     pub closed: bool,

@@ -32,6 +32,7 @@ pub enum ContestStatus {
 }
 
 impl ContestStatus {
+    /// Every status, in the order the rules test them.
     pub const ALL: [ContestStatus; 7] = [
         ContestStatus::Pending,
         ContestStatus::Discrepancy,
@@ -42,6 +43,7 @@ impl ContestStatus {
         ContestStatus::Elected,
     ];
 
+    /// The word of the results and the API, e.g. `runoff`.
     pub fn as_str(self) -> &'static str {
         match self {
             ContestStatus::Pending => "pending",
@@ -64,34 +66,46 @@ impl fmt::Display for ContestStatus {
 /// Stations of a contest: expected, closed, fully synced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StationProgress {
+    /// Stations that serve the contest.
     pub expected: u64,
+    /// Of those, stations whose close has reached the center.
     pub closed: u64,
+    /// Of those, stations whose sealed events have all reached the center and that are not cut off.
     pub synced: u64,
 }
 
 /// A formal candidate's votes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CandidateResult {
+    /// The candidate's id.
     pub id: String,
+    /// The candidate's name as printed on the ballot.
     pub name: String,
+    /// FOR votes (JSON key `for`), from valid ballots.
     #[serde(rename = "for")]
     pub for_votes: u64,
+    /// AGAINST votes, from valid ballots.
     pub against: u64,
+    /// Whether the candidate takes a seat.
     pub elected: bool,
 }
 
 /// A write-in name's votes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteInResult {
+    /// The name as written in, trimmed.
     pub name: String,
+    /// FOR votes (JSON key `for`), from valid ballots.
     #[serde(rename = "for")]
     pub for_votes: u64,
+    /// Whether the name takes a seat.
     pub elected: bool,
 }
 
 /// Seats left open and who stands for them in the next vote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Runoff {
+    /// Seats still to fill in the next vote.
     pub seats: u32,
     /// Candidate ids or write-in names, best first.
     pub candidates: Vec<String>,
@@ -102,12 +116,17 @@ pub struct Runoff {
 pub struct ContestOutcome {
     /// The contest's id.
     pub contest: String,
+    /// Where the contest stands.
     pub status: ContestStatus,
+    /// The contest's stations: expected, closed, fully synced.
     pub stations: StationProgress,
     /// Ballots issued ("voters who took part"), summed over the stations.
     pub issued: u64,
+    /// Ballots returned (所投的票数), summed over the stations.
     pub returned: u64,
+    /// Valid ballots, summed over the stations.
     pub valid: u64,
+    /// Void ballots, summed over the stations.
     pub void: u64,
     /// Ballots issued / voters on the roll.
     pub turnout: f64,
@@ -200,18 +219,22 @@ impl ContestOutcome {
 /// Whether an entrant is a formal candidate (at its ballot position) or a write-in.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EntrantKind {
+    /// A formal candidate, at this index in the contest's ballot order.
     Candidate(usize),
+    /// A name written in.
     WriteIn,
 }
 
 /// Anyone who can receive votes: a formal candidate or a write-in name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entrant {
+    /// Formal candidate or write-in (and the candidate's ballot position).
     pub kind: EntrantKind,
     /// Candidate id, or the write-in name.
     pub key: String,
     /// How an operator reads it: `候选人1 (D-001-1)` or `write-in 王五`.
     pub label: String,
+    /// FOR votes.
     pub votes: u64,
 }
 

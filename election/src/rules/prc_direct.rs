@@ -14,6 +14,7 @@ use crate::words::{counted, figure, joined};
 
 /// Fewest and most deputies one electoral district elects (art. 25).
 pub const MIN_SEATS: u32 = 1;
+/// Most deputies one electoral district elects (art. 25).
 pub const MAX_SEATS: u32 = 3;
 
 /// The `prc-direct` rule set.
