@@ -434,7 +434,11 @@ impl Store {
                 signed.batch.len(),
                 batch.events.len()
             );
-            assert_eq!(batch.sequence, head.sequence + 1, "a batch follows its head");
+            assert_eq!(
+                batch.sequence,
+                head.sequence + 1,
+                "a batch follows its head"
+            );
             let hash = chain.head().hash;
             tx.execute(
                 "INSERT INTO batches (sequence, hash, signed, events, ballots) VALUES (?1, ?2, ?3, ?4, ?5)",
