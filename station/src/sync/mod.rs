@@ -2,6 +2,9 @@
 //!
 //! - [`sender`]: the sans-IO state machine: what to send next, what the center now
 //!   holds, what each acknowledgement means and what to do about it.
+//! - [`core`]: the sans-IO core around the sender, with time as an input: the
+//!   phases and deadlines of a connection (heartbeats, ack silence, give-up), the
+//!   goal of `station sync`, the seal hold, what a refusal means.
 //! - [`client`]: the tokio driver around it: mTLS gRPC connection, Hello, the Push
 //!   stream, heartbeats, recording acknowledgements in the store, reconnecting with
 //!   backoff; and the two ways to use it, `station run` ([`client::run`]) and
@@ -14,6 +17,7 @@
 pub mod backoff;
 pub mod client;
 pub mod connect;
+pub mod core;
 pub mod recover;
 pub mod sender;
 
