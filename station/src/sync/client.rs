@@ -14,11 +14,11 @@
 //! - [`note`]: what the person at the station is told.
 //!
 //! Two ways to use it:
-//! - [`run`] (`station run`): seal every `seal_interval_ms`, push as batches appear,
+//! - [`run()`] (`station run`): seal every `seal_interval_ms`, push as batches appear,
 //!   reconnect forever, until told to stop. A terminal rejection stops pushing but
 //!   not sealing (G5: recording never stops), except when the center holds batches
 //!   this device lacks: then sealing stops too, because new batches would fork.
-//! - [`sync`] (`station sync`): connect, compare heads, seal everything, push until
+//! - [`sync()`] (`station sync`): connect, compare heads, seal everything, push until
 //!   the center has acknowledged it all; give up after a time without progress.
 
 mod clock;

@@ -8,8 +8,8 @@
 //! - [`client`]: the tokio driver around the core, split by job: the mTLS gRPC
 //!   session (Hello, the Push stream, heartbeats when the core says), recording
 //!   acknowledgements in the store, sealing beside `station run`, reconnecting with
-//!   backoff; and the two ways to use it, `station run` ([`client::run`]) and
-//!   `station sync` ([`client::sync`]). It moves bytes, does store I/O and sleeps
+//!   backoff; and the two ways to use it, `station run` ([`client::run()`]) and
+//!   `station sync` ([`client::sync()`]). It moves bytes, does store I/O and sleeps
 //!   until the core's next deadline.
 //! - [`connect`]: TCP, then TLS 1.3 only with the station's certificate, under gRPC.
 //! - [`recover`]: `station recover`, fetching back this station's batches that the
