@@ -5,9 +5,11 @@
 //! - Stations: real `pollsync_station::Store`s in temporary folders, provisioned from
 //!   real enrollment bundles (`center init` + `center enroll` on a small generated
 //!   election), recording ballots drawn by `pollsync_sim::ballots` through the real
-//!   import door, sealing real signed batches. Every decision of what to send and
-//!   what an acknowledgement means is the sans-IO `sync::Sender`'s; the harness only
-//!   carries messages, as the tokio driver does.
+//!   import door, sealing real signed batches. Every decision of what to send, what
+//!   an acknowledgement means, when to send a heartbeat and when a silent link is
+//!   dead is the sans-IO `sync::core::Core`'s; the harness only carries messages and
+//!   runs a virtual clock (milliseconds it advances and hands to the core), waking
+//!   each core at the deadline it asks for, as the tokio driver does.
 //! - Center: the real ingest (`pollsync_center::ingest::start_with`) on a real store;
 //!   a center restart shuts the ingest down, joins its writer and starts a fresh one
 //!   on the same folder (what the center's network buffers held is lost).
@@ -20,7 +22,7 @@
 //!
 //! After the schedule, a healing phase records and closes everything left and lets
 //! every station finish on a perfect link (a call waiting for answers to batches
-//! the link lost ends as the driver's acknowledgement timeout ends it). Then: the
+//! the link lost ends when virtual time reaches the core's acknowledgement timeout). Then: the
 //! center's per-station tallies are exactly the drawn ground truth, the center holds
 //! each station's chain byte for byte, every sealed batch is acknowledged, there is
 //! no alert, `center audit` is clean, and no acknowledgement a station received was
@@ -52,8 +54,9 @@ use pollsync_sim::ballots::{self, StationContest, Turnout};
 use pollsync_station::Store;
 use pollsync_station::commands::{self, SheetSource};
 use pollsync_station::store::{Provisioned, new_ballot_id};
+use pollsync_station::sync::core::{Core, DeadLink, Goal, Timeout};
+use pollsync_station::sync::recover;
 use pollsync_station::sync::sender::{self, AckOutcome, SessionStart, Stop};
-use pollsync_station::sync::{Sender, recover};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestError, TestRunner};
 
@@ -239,6 +242,9 @@ enum Step {
     Replace { station: usize },
     /// A replaced device of the station tries again: Hello and a batch with its key.
     OldDeviceTries { station: usize },
+    /// Virtual time passes: every core is woken at the deadlines it asked for on the
+    /// way (heartbeats; a link silent too long with batches in flight is dead).
+    Wait { ms: u64 },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -276,6 +282,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => station.clone().prop_map(|station| Step::Restore { station }),
         1 => station.clone().prop_map(|station| Step::Replace { station }),
         1 => station.prop_map(|station| Step::OldDeviceTries { station }),
+        3 => prop_oneof![0u64..2_000, 0u64..40_000].prop_map(|ms| Step::Wait { ms }),
     ]
 }
 
@@ -304,6 +311,7 @@ struct Seen {
     carried_accepted: u64,
     carried_duplicates: u64,
     ack_timeouts: u64,
+    heartbeats: u64,
     restored: u64,
     pending_dropped_at_restore: u64,
     replaced: u64,
@@ -326,6 +334,7 @@ impl Seen {
         self.carried_accepted += o.carried_accepted;
         self.carried_duplicates += o.carried_duplicates;
         self.ack_timeouts += o.ack_timeouts;
+        self.heartbeats += o.heartbeats;
         self.restored += o.restored;
         self.pending_dropped_at_restore += o.pending_dropped_at_restore;
         self.replaced += o.replaced;
@@ -371,7 +380,8 @@ struct StationSide {
     dir: PathBuf,
     store: Store,
     prov: Provisioned,
-    sender: Sender,
+    /// The sync core (the sender inside, with time as an input).
+    core: Core,
     link: Link,
     progress: Vec<ContestProgress>,
     stray: Option<Stray>,
@@ -393,6 +403,8 @@ struct World<'t> {
     stations: Vec<StationSide>,
     files: u64,
     seen: Seen,
+    /// The virtual clock every core is given, in ms.
+    now_ms: u64,
     tmp: tempfile::TempDir,
 }
 
@@ -425,7 +437,7 @@ impl<'t> World<'t> {
                 dir,
                 store,
                 prov,
-                sender: Sender::new(0, 0),
+                core: Core::new(0, 0, Goal::Run, 0),
                 link: Link::default(),
                 progress: drawn.iter().map(|_| ContestProgress::default()).collect(),
                 stray: None,
@@ -447,6 +459,7 @@ impl<'t> World<'t> {
             stations,
             files: 0,
             seen: Seen::default(),
+            now_ms: 0,
             tmp,
         }
     }
@@ -474,7 +487,7 @@ impl<'t> World<'t> {
             Step::Seal { station } => self.seal(station),
             Step::Close { station, contest } => self.close(station, contest),
             Step::Send { station, max } => {
-                if !self.stations[station].sender.connected() {
+                if !self.stations[station].core.sender().connected() {
                     self.hello(station);
                 }
                 self.send(station, max);
@@ -494,6 +507,22 @@ impl<'t> World<'t> {
             Step::Restore { station } => self.restore(station),
             Step::Replace { station } => self.replace(station),
             Step::OldDeviceTries { station } => self.old_device_tries(station),
+            Step::Wait { ms } => self.wait(ms),
+        }
+        // What the step made due at once (a heartbeat owed since before a session
+        // went idle), as the driver's sleep until a past deadline would.
+        for i in 0..self.stations.len() {
+            self.wake(i);
+        }
+        for s in &self.stations {
+            if let Some(deadline) = s.core.next_deadline_ms() {
+                assert!(
+                    deadline > self.now_ms,
+                    "{}: a deadline at {deadline} ms, not after now ({} ms)",
+                    s.id,
+                    self.now_ms
+                );
+            }
         }
     }
 
@@ -627,7 +656,7 @@ impl<'t> World<'t> {
         let s = &mut self.stations[i];
         let made = s.store.seal(&s.prov).expect("the station seals");
         let head = s.store.head().expect("head").sequence;
-        s.sender.on_sealed(head);
+        s.core.on_sealed(head);
         if let Some(stray) = &mut s.stray {
             stray.sealed |= !made.is_empty();
         }
@@ -639,9 +668,12 @@ impl<'t> World<'t> {
     fn hello(&mut self, i: usize) {
         let center = self.center.as_ref().expect("the center runs").0.clone();
         let s = &mut self.stations[i];
-        if s.sender.stopped().is_some() {
+        if s.core.sender().stopped().is_some() {
             return;
         }
+        let now_ms = self.now_ms;
+        s.core.on_connecting(now_ms);
+        s.core.on_connected(now_ms);
         let head = s.store.head().expect("head");
         let request = hello_request(s, head);
         let reply = self
@@ -660,17 +692,24 @@ impl<'t> World<'t> {
         } else {
             None
         };
-        let resume = s
-            .sender
-            .on_hello(&SessionStart {
-                center_head_sequence: center_head,
-                center_head_hash: reply.center_head_hash.clone(),
-                max_in_flight: reply.max_in_flight,
-                local_head_sequence: local_head,
-                local_hash_at_center_head: local_hash,
-                evidence_sequence: reply.evidence_sequence,
-            })
+        let started = s
+            .core
+            .on_hello(
+                now_ms,
+                &SessionStart {
+                    center_head_sequence: center_head,
+                    center_head_hash: reply.center_head_hash.clone(),
+                    max_in_flight: reply.max_in_flight,
+                    local_head_sequence: local_head,
+                    local_hash_at_center_head: local_hash,
+                    evidence_sequence: reply.evidence_sequence,
+                },
+                reply.heartbeat_interval_ms,
+            )
             .unwrap_or_else(|t| panic!("honest station {} stopped at hello: {t}", s.id));
+        assert_eq!(s.core.poll_hold(), None, "{}: sealing held", s.id);
+        assert!(!started.seal_first, "`station run` seals on its own");
+        let resume = started.resume;
         assert_eq!(
             resume.center_regressed_from, None,
             "station {}: the center holds {center_head} batch(es) but had acknowledged more: an acknowledgement was not durable",
@@ -682,13 +721,16 @@ impl<'t> World<'t> {
         // A new call: nothing of an older one travels on it.
         s.link.up.clear();
         s.link.down.clear();
+        s.core.on_opening(now_ms);
+        s.core.on_push_open(now_ms);
         self.seen.hellos += 1;
     }
 
     fn send(&mut self, i: usize, max: usize) {
+        let now_ms = self.now_ms;
         let s = &mut self.stations[i];
         for _ in 0..max {
-            let Some(sequence) = s.sender.poll_send() else {
+            let Some(sequence) = s.core.poll_send(now_ms) else {
                 break;
             };
             let batch = s
@@ -705,12 +747,13 @@ impl<'t> World<'t> {
     fn station_reads(&mut self, i: usize, max: usize) {
         let center_heads: Option<u64> =
             self.center().head(&self.stations[i].id).map(|h| h.sequence);
+        let now_ms = self.now_ms;
         let s = &mut self.stations[i];
         for _ in 0..max {
             let Some(ack) = s.link.down.pop_front() else {
                 break;
             };
-            match s.sender.on_ack(&ack) {
+            match s.core.on_ack(now_ms, &ack) {
                 Ok(AckOutcome::Acknowledged {
                     through,
                     advanced,
@@ -769,6 +812,56 @@ impl<'t> World<'t> {
         drop_connection(&mut self.stations[i], center_keeps_unread);
     }
 
+    // --- time -------------------------------------------------------------------
+
+    /// Virtual time passes by `ms`: each core is woken at every deadline it asks for
+    /// on the way, earliest first, as the driver's sleep would.
+    fn wait(&mut self, ms: u64) {
+        let until = self.now_ms + ms;
+        while let Some((deadline, i)) = self
+            .stations
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.core.next_deadline_ms().map(|d| (d, i)))
+            .min()
+            .filter(|&(d, _)| d <= until)
+        {
+            // A deadline already passed (a heartbeat owed since before a session
+            // went idle) is due now, as the driver's sleep until it would be.
+            self.now_ms = self.now_ms.max(deadline);
+            self.wake(i);
+        }
+        self.now_ms = until;
+    }
+
+    /// Time passes until station `i`'s next deadline, if it has one.
+    fn wait_for(&mut self, i: usize) {
+        if let Some(deadline) = self.stations[i].core.next_deadline_ms() {
+            self.wait(deadline - self.now_ms);
+        }
+    }
+
+    /// Station `i`'s core is woken now: whatever is due, done.
+    fn wake(&mut self, i: usize) {
+        let now_ms = self.now_ms;
+        while let Some(due) = self.stations[i].core.on_timeout(now_ms) {
+            match due {
+                // The in-process center takes batches only; a heartbeat changes
+                // nothing it holds.
+                Timeout::Heartbeat { .. } => self.seen.heartbeats += 1,
+                Timeout::Dead(DeadLink::AckSilence) => {
+                    // The core ended the call; what it carried may still be read.
+                    self.seen.ack_timeouts += 1;
+                    self.disconnect(i, true);
+                }
+                other => panic!("{}: unexpected {other:?}", self.stations[i].id),
+            }
+        }
+        if let Some(deadline) = self.stations[i].core.next_deadline_ms() {
+            assert!(deadline > now_ms, "woken at {now_ms}, next at {deadline}");
+        }
+    }
+
     fn station_restart(&mut self, i: usize) {
         let s = &mut self.stations[i];
         drop_connection(s, true);
@@ -776,7 +869,7 @@ impl<'t> World<'t> {
         s.prov = s.store.provisioned().expect("provisioned");
         let head = s.store.head().expect("head").sequence;
         let acknowledged = s.store.acknowledged_through().expect("acknowledged");
-        s.sender = Sender::new(head, acknowledged);
+        s.core = Core::new(head, acknowledged, Goal::Run, self.now_ms);
         self.seen.station_restarts += 1;
     }
 
@@ -788,12 +881,12 @@ impl<'t> World<'t> {
         let s = &mut self.stations[i];
         let (count, _) = commands::export(&s.dir, &file).expect("station export");
         let head = s.store.head().expect("head").sequence;
-        if head > s.sender.local_head()
+        if head > s.core.sender().local_head()
             && let Some(stray) = &mut s.stray
         {
             stray.sealed = true;
         }
-        s.sender.on_sealed(head);
+        s.core.on_sealed(head);
         if count == 0 {
             return;
         }
@@ -813,19 +906,19 @@ impl<'t> World<'t> {
     fn settle(&mut self, i: usize) {
         self.seal(i);
         for _ in 0..MAX_HEAL_ROUNDS {
-            if !self.stations[i].sender.connected() {
+            if !self.stations[i].core.sender().connected() {
                 self.hello(i);
             }
             let s = &self.stations[i];
-            if s.sender.is_idle()
+            if s.core.sender().is_idle()
                 && s.link.is_quiet()
-                && s.sender.acknowledged_through() == s.sender.local_head()
+                && s.core.sender().acknowledged_through() == s.core.sender().local_head()
             {
                 return;
             }
-            if s.sender.in_flight() > 0 && s.link.is_quiet() {
-                self.seen.ack_timeouts += 1;
-                self.disconnect(i, false);
+            if s.core.sender().in_flight() > 0 && s.link.is_quiet() {
+                // Nothing will ever answer: time passes until the core's deadline.
+                self.wait_for(i);
                 continue;
             }
             self.send(i, usize::MAX);
@@ -877,7 +970,7 @@ impl<'t> World<'t> {
         s.dir = dir;
         let head = s.store.head().expect("head").sequence;
         let acknowledged = s.store.acknowledged_through().expect("acknowledged");
-        s.sender = Sender::new(head, acknowledged);
+        s.core = Core::new(head, acknowledged, Goal::Run, self.now_ms);
     }
 
     fn restore(&mut self, i: usize) {
@@ -919,19 +1012,28 @@ impl<'t> World<'t> {
         let s = &mut self.stations[i];
         if head.sequence < center_head.sequence {
             // Hello stops the restored device: the center holds batches it lacks.
-            let stop = s.sender.on_hello(&SessionStart {
-                center_head_sequence: center_head.sequence,
-                center_head_hash: center_head.hash.to_vec(),
-                max_in_flight: 8,
-                local_head_sequence: head.sequence,
-                local_hash_at_center_head: None,
-                evidence_sequence: 0,
-            });
+            let now_ms = self.now_ms;
+            s.core.on_connecting(now_ms);
+            s.core.on_connected(now_ms);
+            let stop = s.core.on_hello(
+                now_ms,
+                &SessionStart {
+                    center_head_sequence: center_head.sequence,
+                    center_head_hash: center_head.hash.to_vec(),
+                    max_in_flight: 8,
+                    local_head_sequence: head.sequence,
+                    local_hash_at_center_head: None,
+                    evidence_sequence: 0,
+                },
+                0,
+            );
             assert!(
                 matches!(stop, Err(sender::Terminal::CenterAhead { .. })),
                 "{}: {stop:?}",
                 s.id
             );
+            // The core holds sealing on the restored device until it recovers.
+            assert!(s.core.poll_hold().is_some(), "{}: no seal hold", s.id);
         }
         let forward = self.fetch(i, head, center_head.sequence);
         let s = &mut self.stations[i];
@@ -950,7 +1052,7 @@ impl<'t> World<'t> {
         // As the driver starts: from what the store says (batches carried by hand
         // before the backup are acknowledged by the next Hello).
         let acknowledged = s.store.acknowledged_through().expect("acknowledged");
-        s.sender = Sender::new(head, acknowledged);
+        s.core = Core::new(head, acknowledged, Goal::Run, self.now_ms);
         self.seen.restored += 1;
     }
 
@@ -989,7 +1091,7 @@ impl<'t> World<'t> {
         s.store
             .recover(start, &history, &[])
             .unwrap_or_else(|e| panic!("{}: recover history: {e}", s.id));
-        s.sender = Sender::new(start.sequence, start.sequence);
+        s.core = Core::new(start.sequence, start.sequence, Goal::Run, self.now_ms);
         s.backup = None;
         if let Some(signed) = signed {
             s.replaced.push((old_peer, signed));
@@ -1103,10 +1205,11 @@ impl<'t> World<'t> {
             let held = self.center().head(&s.id).unwrap_or_default();
             let recorded = s.store.acknowledged_through().expect("acknowledged");
             assert!(
-                held.sequence >= recorded && held.sequence >= s.sender.acknowledged_through(),
+                held.sequence >= recorded
+                    && held.sequence >= s.core.sender().acknowledged_through(),
                 "{}: acknowledged through {recorded} (sender {}), but the restarted center holds {}",
                 s.id,
-                s.sender.acknowledged_through(),
+                s.core.sender().acknowledged_through(),
                 held.sequence
             );
             if held.sequence > 0 {
@@ -1138,22 +1241,21 @@ impl<'t> World<'t> {
         }
         for _ in 0..MAX_HEAL_ROUNDS {
             if self.stations.iter().all(|s| {
-                s.sender.is_idle()
+                s.core.sender().is_idle()
                     && s.link.is_quiet()
-                    && s.sender.acknowledged_through() == s.sender.local_head()
+                    && s.core.sender().acknowledged_through() == s.core.sender().local_head()
             }) {
                 return;
             }
             for i in 0..self.stations.len() {
                 let s = &self.stations[i];
-                if s.sender.in_flight() > 0 && s.link.is_quiet() {
+                if s.core.sender().in_flight() > 0 && s.link.is_quiet() {
                     // Batches in flight, and nothing on its way in either direction:
-                    // the driver's acknowledgement timeout (`ACK_TIMEOUT_MS`) ends
-                    // the call.
-                    self.seen.ack_timeouts += 1;
-                    self.disconnect(i, false);
+                    // time passes until the core's acknowledgement timeout ends the
+                    // call.
+                    self.wait_for(i);
                 }
-                if !self.stations[i].sender.connected() {
+                if !self.stations[i].core.sender().connected() {
                     self.hello(i);
                 }
                 self.send(i, usize::MAX);
@@ -1170,8 +1272,8 @@ impl<'t> World<'t> {
     fn check_final(mut self) -> Seen {
         for s in &self.stations {
             let head = s.store.head().expect("head").sequence;
-            assert!(s.sender.stopped().is_none(), "{}: stopped", s.id);
-            assert_eq!(s.sender.acknowledged_through(), head, "{}", s.id);
+            assert!(s.core.sender().stopped().is_none(), "{}: stopped", s.id);
+            assert_eq!(s.core.sender().acknowledged_through(), head, "{}", s.id);
             assert_eq!(
                 s.store.acknowledged_through().expect("acknowledged"),
                 head,
@@ -1190,7 +1292,7 @@ impl<'t> World<'t> {
             self.disconnect(i, false);
             self.hello(i);
             let s = &self.stations[i];
-            assert!(s.sender.is_idle(), "{}: nothing left to send", s.id);
+            assert!(s.core.sender().is_idle(), "{}: nothing left to send", s.id);
         }
         let (handle, writer) = self.center.take().expect("the center runs");
         handle.shutdown();
@@ -1272,7 +1374,7 @@ fn drop_connection(s: &mut StationSide, center_keeps_unread: bool) {
     }
     s.link.up.clear();
     s.link.down.clear();
-    s.sender.on_disconnected();
+    s.core.on_disconnected();
 }
 
 fn disturb<T: Clone>(queue: &mut VecDeque<T>, fault: Fault, at: usize) {
@@ -1357,7 +1459,8 @@ fn honest_stations_are_counted_exactly_once_whatever_the_schedule() {
 }
 
 /// The schedules do reach what they are meant to test: duplicates acknowledged,
-/// GAP answers, broken links detected, late batches of dead connections applied,
+/// GAP answers, broken links detected, heartbeats and ack timeouts on the virtual
+/// clock, late batches of dead connections applied,
 /// center restarts with acknowledged batches, cancels in a later batch than their
 /// ballot, closes (a fixed seed, so this does not depend on luck).
 #[test]
@@ -1389,6 +1492,10 @@ fn the_schedules_reach_the_fault_paths() {
     assert!(seen.pending_dropped_at_restore > 0, "{seen:?}");
     assert!(seen.replaced > 0, "{seen:?}");
     assert!(seen.stale_refused > 0, "{seen:?}");
+    // Virtual time reaches the core's timers: heartbeats when idle, and links
+    // declared dead by the ack timeout.
+    assert!(seen.heartbeats > 0, "{seen:?}");
+    assert!(seen.ack_timeouts > 0, "{seen:?}");
 }
 
 /// A station's last batches lost on the way (nothing sent after them to reveal the

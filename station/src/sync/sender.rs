@@ -511,6 +511,14 @@ impl Sender {
                 s.window
             );
             debug_assert!(s.next >= 1 && s.next <= self.local_head + 1);
+            // What the center holds was sent (or held at Hello): never beyond the
+            // next sequence to send.
+            debug_assert!(
+                s.center_holds < s.next,
+                "the center holds {} but {} is next to send",
+                s.center_holds,
+                s.next
+            );
             // Batches of the current epoch were sent in increasing order, ending
             // before `next` (contiguous but for skips over batches the center is
             // known to hold).
