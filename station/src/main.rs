@@ -431,6 +431,22 @@ fn run_agent(
     }
 }
 
+/// `station sync --json` when every batch is acknowledged: `ok` and the summary.
+#[derive(serde::Serialize)]
+struct SyncReport<'a> {
+    ok: bool,
+    #[serde(flatten)]
+    summary: &'a sync::SyncSummary,
+}
+
+/// `station sync --json` when it fails: `ok` false, the kind and the words.
+#[derive(serde::Serialize)]
+struct SyncFailure {
+    ok: bool,
+    error: String,
+    message: String,
+}
+
 fn sync_now(dir: &std::path::Path, timeout_s: u64, json: bool) -> anyhow::Result<()> {
     let rt = runtime()?;
     let options = SyncOptions {
@@ -439,9 +455,14 @@ fn sync_now(dir: &std::path::Path, timeout_s: u64, json: bool) -> anyhow::Result
     match rt.block_on(sync::sync(dir, options, stderr_log())) {
         Ok(summary) => {
             if json {
-                let mut v = serde_json::to_value(&summary)?;
-                v["ok"] = serde_json::Value::Bool(true);
-                outln!("{}", serde_json::to_string_pretty(&v)?);
+                let report = SyncReport {
+                    ok: true,
+                    summary: &summary,
+                };
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::to_value(&report)?)?
+                );
             } else {
                 outln!(
                     "all {} sealed batch(es) are acknowledged by the center at {} ({} sent, {} already there; {} ms)",
@@ -458,7 +479,11 @@ fn sync_now(dir: &std::path::Path, timeout_s: u64, json: bool) -> anyhow::Result
             if json {
                 outln!(
                     "{}",
-                    serde_json::json!({"ok": false, "error": e.kind(), "message": e.to_string()})
+                    serde_json::to_value(SyncFailure {
+                        ok: false,
+                        error: e.kind(),
+                        message: e.to_string(),
+                    })?
                 );
             }
             Err(e.into())

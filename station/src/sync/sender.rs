@@ -540,10 +540,7 @@ pub fn reason_name(reason: pb::RejectReason, code: i32) -> String {
     if reason == pb::RejectReason::Unspecified && code != 0 {
         return format!("UNKNOWN_REASON_{code}");
     }
-    let name = reason.as_str_name();
-    name.strip_prefix("REJECT_REASON_")
-        .unwrap_or(name)
-        .to_string()
+    reason.short_name().to_string()
 }
 
 /// What a reject reason means, in words.
