@@ -29,6 +29,8 @@ fn record_event(store: &mut Store, prov: &Provisioned, event: StationEvent) -> R
     store.append(std::slice::from_ref(&event), &mut |_| {})
 }
 
+/// `station init`: set up a station in `dir` from its signed bundle, optionally
+/// overriding the center's `HOST:PORT`. Returns the text to print.
 pub fn init(dir: &Path, bundle: &Path, center: Option<&str>) -> Result<String> {
     let store = Store::create(dir, bundle, center)?;
     let prov = store.provisioned()?;
@@ -58,6 +60,8 @@ pub fn init(dir: &Path, bundle: &Path, center: Option<&str>) -> Result<String> {
     Ok(text)
 }
 
+/// `station issue`: record that `count` more ballots were issued for `contest`.
+/// Returns the text to print.
 pub fn issue(dir: &Path, contest: &str, count: u64) -> Result<String> {
     let mut store = Store::open(dir)?;
     let prov = store.provisioned()?;
@@ -76,6 +80,8 @@ pub fn issue(dir: &Path, contest: &str, count: u64) -> Result<String> {
     ))
 }
 
+/// `station record`: record one ballot returned for `contest`, with the candidate
+/// ids marked FOR and AGAINST and its write-in names. Returns the new ballot's id.
 pub fn record(
     dir: &Path,
     contest: &str,
@@ -93,6 +99,8 @@ pub fn record(
     Ok(id)
 }
 
+/// `station cancel`: cancel the recorded ballot `ballot`, giving the reason.
+/// Returns the text to print.
 pub fn cancel(dir: &Path, ballot: &str, reason: &str) -> Result<String> {
     let ballot_id: BallotId = ballot.parse()?;
     let mut store = Store::open(dir)?;
@@ -188,6 +196,8 @@ pub fn close(dir: &Path, contest: &str, source: SheetSource<'_>) -> Result<(Stri
     Ok((text, differences))
 }
 
+/// `station tally`: the station's id and, per contest it serves, the tally its
+/// records give.
 pub fn tally(dir: &Path) -> Result<(String, Vec<ContestTally>)> {
     let store = Store::open(dir)?;
     let prov = store.provisioned()?;
@@ -222,6 +232,8 @@ pub struct TallyReport<'a> {
     pub contests: &'a [ContestTally],
 }
 
+/// `station tally` in words: per contest, its tally sheet and each candidate's FOR
+/// and AGAINST.
 pub fn tally_text(
     prov_def: &pollsync_election::ElectionDefinition,
     station: &str,
@@ -389,6 +401,8 @@ pub fn status_text(v: &StationStatus) -> String {
     )
 }
 
+/// `station seal`: seal what is pending into batches. Returns the batches made,
+/// oldest first.
 pub fn seal(dir: &Path) -> Result<Vec<SealedBatch>> {
     let mut store = Store::open(dir)?;
     let prov = store.provisioned()?;

@@ -23,23 +23,45 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 /// How many bad lines are listed one by one; the rest are counted.
 pub const MAX_REPORTED_LINES: usize = 100;
 
+/// Why an import wrote nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// The file could not be read.
     #[error("{}: {source}", file.display())]
     Read {
+        /// The import file.
         file: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
     #[error("{}: the file is {bytes} bytes; at most {max} are imported at once", file.display())]
-    TooLarge { file: PathBuf, bytes: u64, max: u64 },
-    #[error("{}: the file holds no ballots", file.display())]
-    Empty { file: PathBuf },
-    #[error("{}", bad_lines_text(file, lines, *total))]
-    BadLines {
+    /// The file is larger than [`MAX_IMPORT_BYTES`].
+    TooLarge {
+        /// The import file.
         file: PathBuf,
+        /// Its size, in bytes.
+        bytes: u64,
+        /// The largest file imported, in bytes.
+        max: u64,
+    },
+    #[error("{}: the file holds no ballots", file.display())]
+    /// The file holds only blank lines.
+    Empty {
+        /// The import file.
+        file: PathBuf,
+    },
+    #[error("{}", bad_lines_text(file, lines, *total))]
+    /// Some lines are not ballots this station can take.
+    BadLines {
+        /// The import file.
+        file: PathBuf,
+        /// The first [`MAX_REPORTED_LINES`] bad lines: line number (from 1) and
+        /// what is wrong with it.
         lines: Vec<(usize, String)>,
+        /// How many lines are bad in all.
         total: usize,
     },
+    /// The station store refused or failed.
     #[error(transparent)]
     Store(#[from] StationError),
 }
@@ -62,6 +84,8 @@ fn bad_lines_text(file: &Path, lines: &[(usize, String)], total: usize) -> Strin
 /// Ballots imported per contest.
 pub type Imported = BTreeMap<String, u64>;
 
+/// Check every line of `file` as a ballot for this station, then append them all
+/// to the log in one transaction. Returns the ballots imported per contest.
 pub fn import(store: &mut Store, prov: &Provisioned, file: &Path) -> Result<Imported, ImportError> {
     let raw = read_at_most(file, MAX_IMPORT_BYTES).map_err(|e| match e {
         BoundedReadError::Io(source) => ImportError::Read {

@@ -9,7 +9,9 @@ use serde::Serialize;
 /// One contest as `station tally` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContestTally {
+    /// The contest's id.
     pub id: String,
+    /// Whether the station has closed the contest with its tally sheet.
     pub closed: bool,
     /// What the records say.
     #[serde(flatten)]

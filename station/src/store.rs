@@ -86,13 +86,17 @@ pub const META_LAST_CONTACT_MS: &str = "last_contact_unix_ms";
 
 /// What the enrollment bundle provisioned, loaded once per command.
 pub struct Provisioned {
+    /// The signed enrollment bundle as `station init` stored it: the station's and
+    /// election's ids, its identity and the center's address.
     pub bundle: EnrollmentBundle,
+    /// The election definition the bundle carries.
     pub definition: ElectionDefinition,
     /// Where to reach the center (the bundle's, unless `init --center` overrode it).
     pub center_address: String,
 }
 
 impl Provisioned {
+    /// The id of the station this device records for.
     pub fn station_id(&self) -> &str {
         &self.bundle.station_id
     }
@@ -117,9 +121,13 @@ pub struct Counts {
     pub pending_events: u64,
     /// Ballots waiting for their group of K.
     pub ballots_waiting: u64,
+    /// Events in sealed batches.
     pub sealed_events: u64,
+    /// Ballots in sealed batches.
     pub sealed_ballots: u64,
+    /// Batches held on this device, sealed here or recovered from the center.
     pub batches_sealed: u64,
+    /// Of those, the batches the center has acknowledged.
     pub batches_acknowledged: u64,
 }
 
@@ -159,11 +167,15 @@ pub struct Recovered {
 /// One batch made by [`Store::seal`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SealedBatch {
+    /// Its sequence in the station's chain (the first batch is 1).
     pub sequence: u64,
+    /// Events it carries.
     pub events: u64,
+    /// Ballots among them.
     pub ballots: u64,
 }
 
+/// The station's durable store, open on its SQLite file.
 pub struct Store {
     conn: Connection,
     /// K: a batch carries a contest's ballots only in groups of at least this many.
@@ -303,6 +315,8 @@ impl Store {
         self.min_ballots_per_batch
     }
 
+    /// What `station init` provisioned: the bundle, its election definition and the
+    /// center's address.
     pub fn provisioned(&self) -> Result<Provisioned> {
         let bundle_json: Vec<u8> =
             self.meta(META_BUNDLE)?
@@ -330,10 +344,12 @@ impl Store {
         })
     }
 
+    /// The stored value of the meta entry `key`, if set.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         meta_of(&self.conn, key)
     }
 
+    /// Set the meta entry `key` to `value`, replacing any earlier value.
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -342,6 +358,7 @@ impl Store {
         Ok(())
     }
 
+    /// The contests this station has closed.
     pub fn closed_contests(&self) -> Result<BTreeSet<String>> {
         closed_contests(&self.conn)
     }
@@ -810,6 +827,7 @@ impl Store {
         Ok(())
     }
 
+    /// Events, ballots and batches by state, for `station status`.
     pub fn counts(&self) -> Result<Counts> {
         let pending: i64 = self
             .conn

@@ -9,6 +9,7 @@ pub const INITIAL_BACKOFF_MS: u64 = 200;
 /// Longest wait between attempts.
 pub const MAX_BACKOFF_MS: u64 = 10_000;
 
+/// The backoff between one station's reconnection attempts.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     initial_ms: u64,
@@ -23,6 +24,8 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// A backoff whose first step is `initial_ms` (at least 1) and whose step
+    /// doubles up to `max_ms` (at least the first step).
     pub fn new(initial_ms: u64, max_ms: u64) -> Self {
         let initial_ms = initial_ms.max(1);
         Backoff {

@@ -74,10 +74,13 @@ pub const RECORD_RETRY_MS: u64 = 500;
 /// A store call that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
+    /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StationError),
+    /// The blocking task running the call panicked or was cancelled; holds its error.
     #[error("a store task failed: {0}")]
     Task(String),
+    /// An earlier store task panicked while holding the store.
     #[error("the store was left unusable by a failed task")]
     Poisoned,
 }
@@ -85,38 +88,62 @@ pub enum LocalError {
 /// Why `station sync` (or `station run`, at start) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
+    /// The station's store or enrollment could not be used.
     #[error(transparent)]
     Station(#[from] StationError),
+    /// A store call on the blocking pool failed.
     #[error(transparent)]
     Local(#[from] LocalError),
+    /// The center's address, or the TLS set-up to reach it, is unusable.
     #[error("center address '{address}' cannot be used: {reason}")]
-    BadAddress { address: String, reason: String },
+    BadAddress {
+        /// The center's address as configured.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The center rejected a batch, or the chains disagree, so pushing stopped.
     #[error("{0}")]
     Rejected(Terminal),
+    /// The center refused this station outright (a gRPC status no retry can fix).
     #[error("the center at {center} refused this station ({code}): {message}")]
     Refused {
+        /// The center's address.
         center: String,
+        /// The gRPC status code's name.
         code: String,
+        /// The center's words.
         message: String,
     },
     #[error(
         "gave up after {waited_s:.1} s: could not reach the center at {center} ({attempts} attempt(s)); last error: {last_error}"
     )]
+    /// No Hello to the center succeeded before the timeout.
     Unreachable {
+        /// The center's address.
         center: String,
+        /// Time spent trying, in seconds.
         waited_s: f64,
+        /// Connection attempts made.
         attempts: u32,
+        /// The last attempt's error.
         last_error: String,
     },
     #[error(
         "gave up after {waited_s:.1} s without progress from the center at {center} ({attempts} attempt(s)); last error: {last_error}"
     )]
+    /// The center was reached but acknowledged nothing new before the timeout.
     NoProgress {
+        /// The center's address.
         center: String,
+        /// Time spent trying, in seconds.
         waited_s: f64,
+        /// Connection attempts made.
         attempts: u32,
+        /// The last attempt's error.
         last_error: String,
     },
+    /// Recording the center's acknowledgements in the store failed; holds why.
     #[error("the center acknowledged everything, but recording that on this device failed: {0}")]
     Record(String),
 }
@@ -138,6 +165,7 @@ impl SyncError {
 /// Options of `station run`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// Time between seals, in ms.
     pub seal_interval_ms: u64,
 }
 
@@ -169,6 +197,7 @@ impl Default for SyncOptions {
 pub struct Counters {
     /// Successful Hellos.
     pub connections: u64,
+    /// Batches sent to the center, resends included.
     pub batches_sent: u64,
     /// Batches newly known to be held by the center.
     pub batches_acknowledged: u64,
@@ -181,13 +210,17 @@ pub struct Counters {
 /// What `station sync` did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SyncSummary {
+    /// The center's address.
     pub center: String,
-    /// Batches and ballots sealed by this command.
+    /// Batches sealed by this command.
     pub sealed_batches: u64,
+    /// Ballots in the batches sealed by this command.
     pub sealed_ballots: u64,
-    /// Highest sealed sequence, and the center holds all of them.
+    /// The highest sequence sealed on this device.
     pub local_head: u64,
+    /// The center holds every batch up to this sequence (recorded on this device).
     pub acknowledged_through: u64,
+    /// Counters over the command.
     #[serde(flatten)]
     pub counters: Counters,
     /// From the start of the command to everything acknowledged and recorded.
@@ -200,11 +233,16 @@ pub struct SyncSummary {
 /// What `station run` did before it was stopped.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunSummary {
+    /// The center's address.
     pub center: String,
+    /// The highest sequence sealed on this device at the stop.
     pub local_head: u64,
+    /// The center holds every batch up to this sequence (recorded on this device).
     pub acknowledged_through: u64,
+    /// Counters over the command.
     #[serde(flatten)]
     pub counters: Counters,
+    /// How long the command ran, in ms.
     pub running_ms: u64,
     /// Set if the center rejected this station and pushing stopped.
     pub stopped: Option<RunStop>,

@@ -49,7 +49,10 @@ pub enum Goal {
     /// `station sync`: seal once after the first good Hello, then push until the
     /// center holds all of it; give up after `no_progress_ms` without the center
     /// acknowledging anything new (or without reaching it at all).
-    Sync { no_progress_ms: u64 },
+    Sync {
+        /// How long, in ms, to keep trying without progress.
+        no_progress_ms: u64,
+    },
 }
 
 /// Where the current connection is.
@@ -90,7 +93,9 @@ pub enum Timeout {
     /// Nothing to send for a heartbeat interval: send a heartbeat with these values
     /// (and record the contact).
     Heartbeat {
+        /// The highest sequence sealed on this device.
         local_head: u64,
+        /// Batches sealed on this device that the center has not acknowledged.
         sealed_unacknowledged: u64,
     },
     /// The connection is dead: end the session (the driver reconnects).
@@ -104,12 +109,16 @@ pub enum Timeout {
 /// Why the core declares a connection dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DeadLink {
+    /// TCP + TLS took longer than [`CONNECT_TIMEOUT_MS`].
     #[error("timed out connecting")]
     Connect,
+    /// The center did not answer Hello within [`HELLO_TIMEOUT_MS`].
     #[error("timed out waiting for the Hello reply")]
     Hello,
+    /// Opening the Push call took longer than [`HELLO_TIMEOUT_MS`].
     #[error("timed out opening the push stream")]
     OpenPush,
+    /// With batches in flight, the center said nothing for [`ACK_TIMEOUT_MS`].
     #[error("no acknowledgement from the center for {} s", ACK_TIMEOUT_MS / 1_000)]
     AckSilence,
 }
@@ -127,7 +136,10 @@ pub enum SessionEnd {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
     /// Connect again at this time (ms on the driver's clock).
-    At { at_ms: u64 },
+    At {
+        /// When to connect, in ms on the driver's clock.
+        at_ms: u64,
+    },
     /// `station sync`: no attempt left before its time without progress runs out.
     GiveUp,
 }

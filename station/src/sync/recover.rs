@@ -35,22 +35,53 @@ use crate::store::{Recovered, RecoveredBatch, Store};
 /// Why a recovery did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
+    /// The station's store or enrollment could not be used.
     #[error(transparent)]
     Station(#[from] StationError),
+    /// Connecting, Hello or fetching failed or timed out.
     #[error("cannot reach the center at {center}: {reason}")]
-    Unreachable { center: String, reason: String },
+    Unreachable {
+        /// The center's address.
+        center: String,
+        /// Why it could not be reached.
+        reason: String,
+    },
+    /// The center answered Hello or a fetch with an error status.
     #[error("the center at {center} refused this station: {message}")]
-    Refused { center: String, message: String },
+    Refused {
+        /// The center's address.
+        center: String,
+        /// The status code and the center's words.
+        message: String,
+    },
     #[error(
         "this device's batch {sequence} is not the center's: the chains forked (a clone, or a backup that sealed anew). It cannot recover; `station sync` sends the center its signed batch as evidence. Call an operator"
     )]
-    Forked { sequence: u64 },
+    /// This device's chain differs from the center's.
+    Forked {
+        /// The sequence at which they differ.
+        sequence: u64,
+    },
     #[error(
         "batch {sequence} fetched from the center does not check out: {reason}; nothing was recovered"
     )]
-    BadBatch { sequence: u64, reason: String },
+    /// A fetched batch failed its checks.
+    BadBatch {
+        /// The batch's sequence.
+        sequence: u64,
+        /// Which check it failed.
+        reason: String,
+    },
     #[error("the center sent {got} of the batches {from} to {to}; nothing was recovered")]
-    Short { from: u64, to: u64, got: u64 },
+    /// The center did not send exactly the batches asked for.
+    Short {
+        /// The first sequence asked for.
+        from: u64,
+        /// The last sequence asked for.
+        to: u64,
+        /// How many batches arrived (counting stops one past the range).
+        got: u64,
+    },
 }
 
 /// What `station recover` found and did.

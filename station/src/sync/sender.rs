@@ -79,12 +79,18 @@ pub enum AckOutcome {
     /// The center holds every batch up to `through`; `advanced` if that is news
     /// (record it), `duplicate` if the answer was `DUPLICATE`.
     Acknowledged {
+        /// The center holds every batch up to this sequence.
         through: u64,
+        /// Whether `through` is further than the center had acknowledged before.
         advanced: bool,
+        /// Whether the answer was `DUPLICATE` (the center already had the batch).
         duplicate: bool,
     },
     /// `GAP`: sending starts again at `from`.
-    Resend { from: u64 },
+    Resend {
+        /// The first sequence to send again.
+        from: u64,
+    },
     /// A `GAP` answer to a batch sent before the last resend: already handled.
     Stale,
 }
@@ -114,14 +120,22 @@ pub enum Terminal {
     #[error(
         "this device lost sealed batches: the center holds batches up to {center_head}, but this device has sealed only up to {local_head} (restored from an old backup?). Run `station recover` to bring them back from the center; until then nothing more is sealed or sent from this device, because new batches would conflict with the center's"
     )]
-    CenterAhead { center_head: u64, local_head: u64 },
+    CenterAhead {
+        /// The highest sequence the center holds.
+        center_head: u64,
+        /// The highest sequence sealed on this device.
+        local_head: u64,
+    },
     /// The center's batch at its head is not this device's batch of that sequence.
     #[error(
         "the center holds a different batch {sequence} than this device (center's chain hash {center_hash}, this device's {local_hash}): the two copies have forked. Call an operator; nothing more is sent"
     )]
     HeadMismatch {
+        /// The sequence of the center's head batch.
         sequence: u64,
+        /// The center's chain hash at that sequence, hex.
         center_hash: String,
+        /// This device's chain hash at that sequence, hex.
         local_hash: String,
     },
 }
@@ -161,22 +175,47 @@ impl Terminal {
 /// The center broke the protocol; the session ends and the driver reconnects.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Violation {
+    /// An `Ack` arrived before Hello started a session.
     #[error("an acknowledgement arrived outside a session")]
     NoSession,
+    /// An `Ack` arrived with no batch in flight.
     #[error("an acknowledgement for batch {got} arrived while no batch was waiting for one")]
-    Unsolicited { got: u64 },
+    Unsolicited {
+        /// The sequence the `Ack` answered.
+        got: u64,
+    },
+    /// An `Ack` answered another batch than the oldest in flight.
     #[error(
         "an acknowledgement for batch {got} arrived while batch {expected} was the oldest unanswered one (acknowledgements must come in order)"
     )]
-    OutOfOrder { expected: u64, got: u64 },
+    OutOfOrder {
+        /// The oldest batch in flight.
+        expected: u64,
+        /// The sequence the `Ack` answered.
+        got: u64,
+    },
+    /// An `Ack` of a kind this station does not know.
     #[error("an acknowledgement of unknown kind {kind} arrived for batch {sequence}")]
-    UnknownKind { sequence: u64, kind: i32 },
+    UnknownKind {
+        /// The sequence the `Ack` answered.
+        sequence: u64,
+        /// The kind's number as received.
+        kind: i32,
+    },
+    /// An acceptance carried sequence 0.
     #[error("an acceptance arrived without a sequence")]
     ZeroSequence,
+    /// A `GAP` rejection asked to resend from a sequence not before the batch it
+    /// answered.
     #[error(
         "a GAP rejection of batch {sequence} asks for sequence {expected}, which is not before it"
     )]
-    BadGap { sequence: u64, expected: u64 },
+    BadGap {
+        /// The batch the rejection answered.
+        sequence: u64,
+        /// The sequence the center expects next.
+        expected: u64,
+    },
 }
 
 /// Why [`Sender`] ends a session.

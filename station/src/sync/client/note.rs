@@ -7,48 +7,82 @@ use std::sync::Arc;
 /// A state change worth telling the person at the station, printed by the binary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
+    /// The center answered Hello.
     Connected {
+        /// The center's address.
         center: String,
+        /// The highest sequence the center holds of this station's chain.
         center_head: u64,
+        /// The highest sequence sealed on this device.
         local_head: u64,
+        /// The most batches sent ahead of the center's acknowledgements.
         window: usize,
     },
+    /// The center acknowledged more batches.
     Progress {
+        /// The center holds every batch up to this sequence.
         acknowledged_through: u64,
+        /// The highest sequence sealed on this device.
         local_head: u64,
+        /// Batches acknowledged over this connection.
         this_connection: u64,
     },
+    /// The center reported a gap: batches are sent again.
     Resending {
+        /// The sequence sending starts again from.
         from: u64,
     },
+    /// The center now holds fewer batches than it had acknowledged (restored from a
+    /// backup, say): they are sent again.
     CenterRegressed {
+        /// The sequence the center had acknowledged through.
         acknowledged_before: u64,
+        /// The highest sequence it holds now.
         center_head: u64,
     },
+    /// An attempt to reach the center failed before Hello.
     Unreachable {
+        /// The center's address.
         center: String,
+        /// Why the attempt failed.
         error: String,
+        /// Wait before the next attempt, in ms.
         retry_in_ms: u64,
     },
+    /// A connection that had said Hello failed.
     ConnectionLost {
+        /// The center's address.
         center: String,
+        /// Why it failed.
         error: String,
+        /// Wait before reconnecting, in ms.
         retry_in_ms: u64,
     },
+    /// The center rejected this station or a batch: pushing stops until an operator
+    /// acts.
     Stopped {
+        /// What the center said and what to do.
         message: String,
     },
+    /// Sealing stops on this device (ballots are still recorded) until an operator
+    /// has looked at it.
     SealingStopped,
+    /// `station run` sealed new batches.
     Sealed {
+        /// Batches sealed.
         batches: u64,
+        /// Ballots in them.
         ballots: u64,
     },
+    /// A store call on this device failed; the driver retries.
     LocalProblem {
+        /// What failed.
         error: String,
     },
     /// This device's chain differs from the center's at `sequence`: its batch goes
     /// to the center as evidence, and nothing more is sealed here.
     ForkEvidence {
+        /// The sequence at which the chains differ.
         sequence: u64,
     },
 }

@@ -36,8 +36,12 @@ pub fn refused_name(code: tonic::Code) -> String {
 /// Why pushing stopped during `station run`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RunStop {
+    /// Its short name: the reject reason (`FORK`, …), `CENTER_AHEAD`,
+    /// `HEAD_MISMATCH` or `REFUSED_…`.
     pub reason: String,
+    /// What happened and what to do, in words.
     pub message: String,
+    /// Whether sealing stopped on this device too.
     pub sealing_stopped: bool,
 }
 
