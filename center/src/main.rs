@@ -132,8 +132,9 @@ enum Command {
         /// Only this contest.
         #[arg(long, value_name = "ID")]
         contest: Option<String>,
-        /// table (for people), json (SPEC shape), csv (one row per candidate).
-        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
+        /// table (for people), json (SPEC shape), csv (one row per candidate), nist
+        /// (NIST SP 1500-100 v2 election results, JSON).
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "csv", "nist"])]
         format: String,
     },
     /// Re-verify every stored batch from its raw signed bytes, count every station's
@@ -374,6 +375,9 @@ fn main() -> ExitCode {
                     match format.as_str() {
                         "json" => print_json(&results.to_json()),
                         "csv" => emit(&results.to_csv()),
+                        "nist" => {
+                            print_json(&results.to_nist(pollsync_center::store::now_unix_ms()))
+                        }
                         _ => emit(&results.to_table()),
                     }
                     ExitCode::SUCCESS

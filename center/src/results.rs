@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 use crate::error::{CenterError, Result};
 use crate::store::{AlertRow, Records, StationRow};
 
+mod nist;
+
 /// Every contest's outcome and the totals.
 pub struct Results {
     /// The election definition the outcomes are decided under.
@@ -21,6 +23,9 @@ pub struct Results {
     pub outcomes: Vec<ContestOutcome>,
     /// Sums per unit, per level and for the whole election.
     pub totals: Totals,
+    /// Per contest (by id), each of its stations' part as the outcome was decided
+    /// from it: closed, synced, and the tally computed from its ballots.
+    pub reports: BTreeMap<String, Vec<StationReport>>,
 }
 
 /// Whether the center holds everything a station sealed for a contest, and the station
@@ -76,6 +81,7 @@ pub fn compute(store: &dyn Records, only: Option<&str>) -> Result<Results> {
     let alerts = store.alerts()?;
 
     let mut outcomes = Vec::new();
+    let mut by_contest = BTreeMap::new();
     for contest in &definition.contests {
         if only.is_some_and(|id| id != contest.id) {
             continue;
@@ -95,6 +101,7 @@ pub fn compute(store: &dyn Records, only: Option<&str>) -> Result<Results> {
                 }
             })
             .collect();
+        by_contest.insert(contest.id.clone(), reports.clone());
         let mut outcome = rules.decide(&ContestInput {
             contest,
             stations: reports,
@@ -109,6 +116,7 @@ pub fn compute(store: &dyn Records, only: Option<&str>) -> Result<Results> {
         definition,
         outcomes,
         totals,
+        reports: by_contest,
     })
 }
 
@@ -447,6 +455,7 @@ contests = ["D-001", "T-001"]
             definition,
             outcomes,
             totals,
+            reports: BTreeMap::new(),
         }
     }
 
