@@ -770,6 +770,32 @@ mod exactly_once {
             .collect()
     }
 
+    /// A closing tally sheet with more write-in names than a ballot has candidate marks
+    /// (the wire once allowed only 1,024 rows): as many as the election allows a sheet
+    /// must travel, or the station's chain would be stuck at its close.
+    #[tokio::test]
+    async fn a_close_with_many_write_in_names_is_accepted() {
+        let center = Center::new();
+        let (h, writer) = ingest::start(&center.data).unwrap();
+        let mut s1 = center.chain("S-0001");
+        let names: Vec<String> = (0..1_100).map(|i| format!("选民{i}")).collect();
+        let mut events: Vec<StationEvent> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| ballot(10_000 + i as u32, "D-001", &[N, N, N], &[name.as_str()]))
+            .collect();
+        events.push(issued("D-001", names.len() as u64));
+        let sheet = truth(&events).remove("D-001").unwrap();
+        assert_eq!(sheet.write_in.len(), 1_100);
+        events.push(close("D-001", sheet.clone()));
+        let ack = push(&h, "S-0001", s1.batch(&events)).await;
+        assert_eq!(ack.kind(), AckKind::Accepted, "{ack:?}");
+        h.shutdown();
+        writer.join().unwrap();
+        assert_eq!(tallies(&center)["S-0001"]["D-001"], sheet);
+        assert!(alerts(&center).is_empty());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(12))]
 

@@ -33,6 +33,7 @@ const _: () = {
     assert!(MAX_WRITE_INS == ballot::MAX_WRITE_INS_PER_BALLOT);
     assert!(MAX_ID_BYTES == definition::MAX_ID_LEN);
     assert!(MAX_MARKS >= definition::MAX_CANDIDATES_PER_CONTEST);
+    assert!(MAX_SHEET_WRITE_INS == pollsync_election::tally::MAX_SHEET_WRITE_INS);
     assert!(MAX_NAME_BYTES >= 4 * ballot::MAX_WRITE_IN_CHARS);
 };
 
@@ -63,6 +64,10 @@ pub const MAX_WRITE_INS: usize = 10;
 
 /// Most candidate marks on one ballot (one per formal candidate).
 pub const MAX_MARKS: usize = 1024;
+
+/// Most write-in rows on one tally sheet (as `pollsync-election` allows): more
+/// than a station could ever have, each row still inside the batch's bytes.
+pub const MAX_SHEET_WRITE_INS: usize = 10_000;
 
 /// Length of an Ed25519 signature.
 pub const SIGNATURE_BYTES: usize = 64;

@@ -5,7 +5,7 @@
 //! write-in names, tally-sheet rows) against the limits in [`crate::limits`],
 //! without allocating itself.
 
-use crate::limits::{MAX_BATCH_EVENTS, MAX_MARKS, MAX_WRITE_INS};
+use crate::limits::{MAX_BATCH_EVENTS, MAX_MARKS, MAX_SHEET_WRITE_INS, MAX_WRITE_INS};
 
 /// What is wrong with the raw bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,7 +137,7 @@ pub fn varint_field(bytes: &[u8], number: u64) -> Option<u64> {
 
 /// Checks the repeated fields of an encoded `Batch` against the limits: at most
 /// `MAX_BATCH_EVENTS` events, `MAX_WRITE_INS` write-ins per ballot, `MAX_MARKS`
-/// rows per list of a tally sheet.
+/// FOR and AGAINST rows and `MAX_SHEET_WRITE_INS` write-in rows on a tally sheet.
 pub fn check_batch_counts(batch: &[u8]) -> Result<(), WireError> {
     count(batch, 6, "events of the batch", MAX_BATCH_EVENTS)?;
     fields(batch, |f| {
@@ -152,7 +152,12 @@ pub fn check_batch_counts(batch: &[u8]) -> Result<(), WireError> {
                 (2, Some(sheet)) => {
                     count(sheet, 5, "FOR rows of a tally sheet", MAX_MARKS)?;
                     count(sheet, 6, "AGAINST rows of a tally sheet", MAX_MARKS)?;
-                    count(sheet, 7, "write-in rows of a tally sheet", MAX_MARKS)
+                    count(
+                        sheet,
+                        7,
+                        "write-in rows of a tally sheet",
+                        MAX_SHEET_WRITE_INS,
+                    )
                 }
                 _ => Ok(()),
             }),
@@ -209,18 +214,22 @@ mod tests {
                 ..
             })
         ));
-        let sheet = pb::TallySheet {
-            write_in: vec![pb::WriteInCount::default(); MAX_MARKS + 1],
-            ..pb::TallySheet::default()
-        };
-        let close = pb::Event {
+        let close = |write_ins: usize| pb::Event {
             kind: Some(pb::event::Kind::Close(pb::Close {
                 contest: "D".into(),
-                sheet: Some(sheet),
+                sheet: Some(pb::TallySheet {
+                    write_in: vec![pb::WriteInCount::default(); write_ins],
+                    ..pb::TallySheet::default()
+                }),
             })),
         };
+        // As many write-in names as the election allows a sheet pass the wire.
+        assert_eq!(
+            check_batch_counts(&batch(vec![close(MAX_SHEET_WRITE_INS)])),
+            Ok(())
+        );
         assert!(matches!(
-            check_batch_counts(&batch(vec![close])),
+            check_batch_counts(&batch(vec![close(MAX_SHEET_WRITE_INS + 1)])),
             Err(WireError::TooMany {
                 what: "write-in rows of a tally sheet",
                 ..
