@@ -770,6 +770,36 @@ mod exactly_once {
             .collect()
     }
 
+    /// A cancel must follow the ballot it takes back, as the log's rules (and audit)
+    /// read a station's log: a crafted batch with the cancel first is refused, and the
+    /// same events in the log's order are taken.
+    #[tokio::test]
+    async fn a_cancel_before_its_ballot_in_the_same_batch_is_refused() {
+        let center = Center::new();
+        let (h, writer) = ingest::start(&center.data).unwrap();
+        let mut s1 = center.chain("S-0001");
+        let backwards = s1.batch(&[cancel(7), ballot(7, "D-001", &[F, N, N], &[])]);
+        let ack = push(&h, "S-0001", backwards).await;
+        assert_eq!(
+            (ack.kind(), ack.reason()),
+            (AckKind::Rejected, R::InvalidContent),
+            "{ack:?}"
+        );
+        assert!(ack.detail.contains("only after it"), "{}", ack.detail);
+        let mut s1 = center.chain("S-0001");
+        let ordered = s1.batch(&[ballot(7, "D-001", &[F, N, N], &[]), cancel(7)]);
+        let ack = push(&h, "S-0001", ordered).await;
+        assert_eq!(ack.kind(), AckKind::Accepted, "{ack:?}");
+        h.shutdown();
+        writer.join().unwrap();
+        let d = &tallies(&center)["S-0001"]["D-001"];
+        assert_eq!(
+            (d.returned, d.for_of("D-001-1")),
+            (0, 0),
+            "the ballot is taken back"
+        );
+    }
+
     /// A closing tally sheet with more write-in names than a ballot has candidate marks
     /// (the wire once allowed only 1,024 rows): as many as the election allows a sheet
     /// must travel, or the station's chain would be stuck at its close.

@@ -231,13 +231,24 @@ fn check_content(ctx: &Context, batch: &pb::Batch) -> Result<Content, String> {
         ));
     }
     content.ballot_ids = ballots.iter().map(|(id, _)| *id).collect();
-    for (_, other) in &mut content.others {
+    for (index, other) in &mut content.others {
         if let Other::Cancel { ballot, in_batch } = other
             && let Ok(i) = ballots.binary_search_by(|(k, _)| k.cmp(ballot))
-            && let Some(pb::event::Kind::Ballot(b)) =
-                batch.events.get(ballots[i].1).and_then(|e| e.kind.as_ref())
         {
-            *in_batch = Some(Box::new(b.clone()));
+            // The log's order (`election::log`): a cancel names a ballot recorded
+            // before it, in this batch as in an earlier one.
+            let at = ballots[i].1;
+            if at > *index {
+                return Err(format!(
+                    "event #{index}: cancel of ballot {}, which this station records only after it (event #{at})",
+                    BallotId::from_bytes(*ballot)
+                ));
+            }
+            if let Some(pb::event::Kind::Ballot(b)) =
+                batch.events.get(at).and_then(|e| e.kind.as_ref())
+            {
+                *in_batch = Some(Box::new(b.clone()));
+            }
         }
     }
     Ok(content)
