@@ -696,14 +696,7 @@ impl<'t> World<'t> {
             .core
             .on_hello(
                 now_ms,
-                &SessionStart {
-                    center_head_sequence: center_head,
-                    center_head_hash: reply.center_head_hash.clone(),
-                    max_in_flight: reply.max_in_flight,
-                    local_head_sequence: local_head,
-                    local_hash_at_center_head: local_hash,
-                    evidence_sequence: reply.evidence_sequence,
-                },
+                &SessionStart::of(&reply, local_head, local_hash),
                 reply.heartbeat_interval_ms,
             )
             .unwrap_or_else(|t| panic!("honest station {} stopped at hello: {t}", s.id));

@@ -53,6 +53,25 @@ pub struct SessionStart {
     pub evidence_sequence: u64,
 }
 
+impl SessionStart {
+    /// The start of a session from the center's `reply` and this device's own head
+    /// and hash at the center's head, read after the reply arrived.
+    pub fn of(
+        reply: &pb::HelloReply,
+        local_head: u64,
+        local_hash: Option<[u8; 32]>,
+    ) -> SessionStart {
+        SessionStart {
+            center_head_sequence: reply.center_head_sequence,
+            center_head_hash: reply.center_head_hash.clone(),
+            max_in_flight: reply.max_in_flight,
+            local_head_sequence: local_head,
+            local_hash_at_center_head: local_hash,
+            evidence_sequence: reply.evidence_sequence,
+        }
+    }
+}
+
 /// How a session resumes after Hello.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resume {

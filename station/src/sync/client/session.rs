@@ -104,25 +104,23 @@ impl From<LocalError> for SessionError {
 /// An error and its sources on one line.
 pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
+    append_sources(&mut text, e.source());
     text
 }
 
+/// A status's code, message and sources on one line.
 fn status_text(status: &tonic::Status) -> String {
     let mut text = format!("{:?}", status.code());
     if !status.message().is_empty() {
         text.push_str(": ");
         text.push_str(status.message());
     }
-    let mut source = std::error::Error::source(status);
+    append_sources(&mut text, std::error::Error::source(status));
+    text
+}
+
+/// Appends each source not already said to `text`.
+fn append_sources(text: &mut String, mut source: Option<&(dyn std::error::Error + 'static)>) {
     while let Some(s) = source {
         let part = s.to_string();
         if !text.contains(&part) {
@@ -131,7 +129,6 @@ fn status_text(status: &tonic::Status) -> String {
         }
         source = s.source();
     }
-    text
 }
 
 /// Session-local bookkeeping for progress notes.
@@ -223,14 +220,7 @@ impl Agent {
         .await?;
         let started = self.core.on_hello(
             self.clock.now_ms(),
-            &SessionStart {
-                center_head_sequence: center_head,
-                center_head_hash: reply.center_head_hash.clone(),
-                max_in_flight: reply.max_in_flight,
-                local_head_sequence: local_head,
-                local_hash_at_center_head: local_hash,
-                evidence_sequence: reply.evidence_sequence,
-            },
+            &SessionStart::of(&reply, local_head, local_hash),
             reply.heartbeat_interval_ms,
         );
         if let Some(why) = self.core.poll_hold() {
