@@ -420,10 +420,11 @@ pub fn apply_effects(
             }
         }
         for (name, votes) in &delta.write_in {
-            let now: i64 = write_in_upsert
+            let stored: i64 = write_in_upsert
                 .query_row(params![station, contest_id, name, votes], |r| r.get(0))?;
-            never_negative(station, contest_id, name, now)?;
-            if *votes < 0 {
+            never_negative(station, contest_id, name, stored)?;
+            // A name whose votes are all taken back leaves no row behind.
+            if stored == 0 {
                 write_in_prune.execute(params![station, contest_id, name])?;
             }
         }
