@@ -101,11 +101,13 @@ pub fn compute(store: &dyn Records, only: Option<&str>) -> Result<Results> {
                 }
             })
             .collect();
-        by_contest.insert(contest.id.clone(), reports.clone());
-        let mut outcome = rules.decide(&ContestInput {
+        let input = ContestInput {
             contest,
             stations: reports,
-        });
+        };
+        let mut outcome = rules.decide(&input);
+        // Kept, not copied: the reports the outcome was decided from.
+        by_contest.insert(contest.id.clone(), input.stations);
         outcome
             .problems
             .extend(alert_problems(&definition, &contest.id, &alerts));
