@@ -183,11 +183,13 @@ impl LogRules {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{Ballot, Mark, TallySheet, load};
 
-    const DEF: &str = r#"
+    /// A one-unit election whose station S-1 serves a district contest D-1 (one
+    /// seat) and a town contest T-1 (two seats): the log and ledger tests share it.
+    pub(crate) const DEF: &str = r#"
 [election]
 id = "t"
 name = "t"
@@ -211,11 +213,24 @@ candidates = [
   { id = "D-1-2", name = "b", gender = "M", ethnicity = "汉族", party = "中共", incumbent = false },
 ]
 
+[[contest]]
+id = "T-1"
+level = "town"
+unit = "u"
+name = "t"
+seats = 2
+registered = 100
+candidates = [
+  { id = "T-1-1", name = "c", gender = "F", ethnicity = "汉族", party = "中共", incumbent = false },
+  { id = "T-1-2", name = "d", gender = "M", ethnicity = "汉族", party = "中共", incumbent = false },
+  { id = "T-1-3", name = "e", gender = "M", ethnicity = "汉族", party = "中共", incumbent = false },
+]
+
 [[station]]
 id = "S-1"
 name = "s"
 kind = "fixed"
-contests = ["D-1"]
+contests = ["D-1", "T-1"]
 "#;
 
     fn ballot(id: u8) -> StationEvent {

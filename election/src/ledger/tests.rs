@@ -7,50 +7,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::ballot::Mark;
 use crate::load;
-
-const DEF: &str = r#"
-[election]
-id = "t"
-name = "t"
-date = "2021-11-01"
-rules = "prc-direct"
-
-[[unit]]
-id = "u"
-name = "u"
-kind = "town"
-
-[[contest]]
-id = "D-1"
-level = "district"
-unit = "u"
-name = "d"
-seats = 1
-registered = 100
-candidates = [
-  { id = "D-1-1", name = "a", gender = "F", ethnicity = "汉族", party = "中共", incumbent = false },
-  { id = "D-1-2", name = "b", gender = "M", ethnicity = "汉族", party = "中共", incumbent = false },
-]
-
-[[contest]]
-id = "T-1"
-level = "town"
-unit = "u"
-name = "t"
-seats = 2
-registered = 100
-candidates = [
-  { id = "T-1-1", name = "c", gender = "F", ethnicity = "汉族", party = "中共", incumbent = false },
-  { id = "T-1-2", name = "d", gender = "M", ethnicity = "汉族", party = "中共", incumbent = false },
-  { id = "T-1-3", name = "e", gender = "M", ethnicity = "汉族", party = "中共", incumbent = false },
-]
-
-[[station]]
-id = "S-1"
-name = "s"
-kind = "fixed"
-contests = ["D-1", "T-1"]
-"#;
+use crate::log::tests::DEF;
 
 const CONTESTS: [&str; 2] = ["D-1", "T-1"];
 const WRITE_INS: [&str; 3] = ["王五", "赵六", "孙七"];
