@@ -41,6 +41,18 @@ fn schema_errors(report: &Value) -> Vec<String> {
         .collect()
 }
 
+/// `center results --format nist`, checked against the schema.
+fn valid_report(center: &Center) -> Value {
+    let report = results(center, "nist");
+    let errors = schema_errors(&report);
+    assert!(
+        errors.is_empty(),
+        "schema violations:\n{}",
+        errors.join("\n")
+    );
+    report
+}
+
 /// The vote count of `selection` at `gpu` of `kind` (`total`, or `other` with
 /// `OtherType` `against`).
 fn count(report: &Value, selection: &str, gpu: &str, against: bool) -> Option<u64> {
@@ -102,13 +114,7 @@ async fn the_nist_report_is_valid_and_restates_the_counts_per_station_and_distri
         assert_eq!(ack.kind(), AckKind::Accepted, "{ack:?}");
     }
 
-    let report = results(&center, "nist");
-    let errors = schema_errors(&report);
-    assert!(
-        errors.is_empty(),
-        "schema violations:\n{}",
-        errors.join("\n")
-    );
+    let report = valid_report(&center);
     assert_eq!(report["@type"], "ElectionResults.ElectionReport");
     assert_eq!(
         report["Status"], "unofficial-partial",
@@ -212,13 +218,7 @@ async fn the_nist_report_is_valid_and_restates_the_counts_per_station_and_distri
     }
     h.shutdown();
     writer.join().expect("the writer ends");
-    let report = results(&center, "nist");
-    let errors = schema_errors(&report);
-    assert!(
-        errors.is_empty(),
-        "schema violations:\n{}",
-        errors.join("\n")
-    );
+    let report = valid_report(&center);
     assert_eq!(report["Status"], "unofficial-complete");
 }
 
