@@ -33,7 +33,8 @@ use std::time::Duration;
 use pollsync_proto::limits::{MAX_IN_FLIGHT, MAX_MESSAGE_BYTES};
 use pollsync_proto::pb::station_sync_server::{StationSync, StationSyncServer};
 use pollsync_proto::pb::{
-    self, Ack, FetchRequest, FetchedBatch, HelloReply, HelloRequest, PushMessage,
+    self, Ack, FetchRequest, FetchedBatch, HelloReply, HelloRequest, ProveReply, ProveRequest,
+    PushMessage,
 };
 use pollsync_proto::tls;
 use tokio::net::TcpListener;
@@ -241,6 +242,8 @@ fn refusal_status(r: HelloRefusal) -> Status {
         RefusalCode::Unauthenticated => Status::unauthenticated(r.detail),
         RefusalCode::PermissionDenied => Status::permission_denied(r.detail),
         RefusalCode::FailedPrecondition => Status::failed_precondition(r.detail),
+        RefusalCode::NotFound => Status::not_found(r.detail),
+        RefusalCode::Unavailable => Status::unavailable(r.detail),
     }
 }
 
@@ -404,6 +407,29 @@ impl StationSync for SyncService {
         Ok(Response::new(Box::pin(tokio_stream::iter(
             batches.into_iter().map(Ok),
         ))))
+    }
+
+    async fn prove(&self, request: Request<ProveRequest>) -> Result<Response<ProveReply>, Status> {
+        let peer = authenticated("prove", &request)?;
+        let addr = request.remote_addr();
+        let want = request.into_inner();
+        let ingest = self.ingest.clone();
+        let proving = peer.clone();
+        let reply = tokio::task::spawn_blocking(move || {
+            ingest.prove(&proving, want.sequence, want.known_size)
+        })
+        .await
+        .map_err(|_| Status::internal("the proof task failed"))?;
+        match reply {
+            Ok(reply) => Ok(Response::new(reply)),
+            // Not yet in a checkpoint, or no such batch: the station's own
+            // question, not an attack; nothing to log beyond debug.
+            Err(r) if matches!(r.code, RefusalCode::Unavailable | RefusalCode::NotFound) => {
+                tracing::debug!(station = text(&peer.station), detail = %r.detail, "no receipt yet");
+                Err(refusal_status(r))
+            }
+            Err(r) => Err(refused("prove", &peer, addr, r)),
+        }
     }
 }
 

@@ -16,7 +16,9 @@ use pollsync_center::store::Store;
 use pollsync_center::{commands, results, status};
 use pollsync_election::{Mark, StationEvent, TallySheet};
 use pollsync_proto::pb::{self, AckKind};
+use pollsync_proto::tlog::{self, Leaf};
 use serde_json::Value;
+use sha2::Digest as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -101,9 +103,8 @@ impl Served {
     }
 }
 
-/// A whole HTTP/1.1 exchange of `request` (its head and body as text): status
-/// code, head and body.
-async fn exchange(addr: std::net::SocketAddr, request: &str) -> (u16, String, String) {
+/// A whole HTTP/1.1 exchange of `request`: status code, head, and body as bytes.
+async fn exchange_bytes(addr: std::net::SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
     let mut tcp = within("connect", TcpStream::connect(addr))
         .await
         .expect("connect");
@@ -112,14 +113,30 @@ async fn exchange(addr: std::net::SocketAddr, request: &str) -> (u16, String, St
     within("response", tcp.read_to_end(&mut raw))
         .await
         .expect("read");
-    let text = String::from_utf8(raw).expect("utf-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head and body");
+    let head = String::from_utf8(raw[..end].to_vec()).expect("utf-8 head");
     let code = head
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("status code");
-    (code, head.to_owned(), body.to_owned())
+    (code, head, raw[end + 4..].to_vec())
+}
+
+/// A whole HTTP/1.1 exchange of `request` (its head and body as text): status
+/// code, head and body.
+async fn exchange(addr: std::net::SocketAddr, request: &str) -> (u16, String, String) {
+    let (code, head, body) = exchange_bytes(addr, request).await;
+    (code, head, String::from_utf8(body).expect("utf-8 body"))
+}
+
+/// `GET path` with no credentials: status code, head, body as bytes.
+async fn get_bytes(addr: std::net::SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    exchange_bytes(addr, &req).await
 }
 
 /// `GET path` with the Host of the bound address and `extra` header lines.
@@ -651,4 +668,185 @@ async fn beyond_loopback_it_is_served_over_https_with_the_centers_certificate() 
     tokio::task::spawn_blocking(move || writer.join().expect("writer"))
         .await
         .expect("join");
+}
+
+/// The public log of a served center, read over HTTP with no credentials.
+struct PublicLog {
+    addr: std::net::SocketAddr,
+    verifier_key: String,
+}
+
+impl PublicLog {
+    /// The newest checkpoint, verified with the log key.
+    async fn checkpoint(&self) -> tlog::Checkpoint {
+        let (code, head, note) = get_bytes(self.addr, "/log/checkpoint").await;
+        assert_eq!(code, 200, "{head}");
+        tlog::open_checkpoint(&note, &self.verifier_key)
+            .expect("a checkpoint signed by the log key")
+    }
+
+    /// Waits (polling, bounded by the test deadline) for a checkpoint of `size`.
+    async fn checkpoint_of(&self, size: u64) -> tlog::Checkpoint {
+        within(&format!("a checkpoint of {size} leaves"), async {
+            loop {
+                let checkpoint = self.checkpoint().await;
+                assert!(checkpoint.size() <= size, "more leaves than recorded");
+                if checkpoint.size() == size {
+                    return checkpoint;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+    }
+
+    async fn fetch(&self, tile: &tlog::Tile) -> Vec<u8> {
+        let path = format!("/log/{}", tlog::tile_path(tile));
+        let (code, head, body) = get_bytes(self.addr, &path).await;
+        assert_eq!(code, 200, "{path}: {head}");
+        assert!(
+            head.contains("immutable"),
+            "{path}: tiles are cacheable: {head}"
+        );
+        body
+    }
+}
+
+/// The tiles of a tree, fetched over HTTP beforehand (the tile reader is sync).
+struct FetchedTiles(std::collections::HashMap<tlog::Tile, Vec<u8>>);
+
+impl tlog::tlog_tiles::TileReader for FetchedTiles {
+    fn height(&self) -> u8 {
+        tlog::TILE_HEIGHT
+    }
+
+    fn read_tiles(&self, tiles: &[tlog::Tile]) -> Result<Vec<Vec<u8>>, tlog::tlog_tiles::Error> {
+        tiles
+            .iter()
+            .map(|t| {
+                self.0
+                    .get(t)
+                    .cloned()
+                    .ok_or(tlog::tlog_tiles::Error::IndexesNotInTree)
+            })
+            .collect()
+    }
+
+    fn save_tiles(&self, _: &[tlog::Tile], _: &[Vec<u8>]) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_log_holds_every_accepted_batch_fork_and_standing_change() {
+    // A token is set: the log is still public.
+    let served = Served::start(Some(TOKEN)).await;
+    let log = PublicLog {
+        addr: served.addr,
+        verifier_key: served.store().meta().expect("meta").log_verifier_key,
+    };
+    let empty = log.checkpoint_of(0).await;
+    assert_eq!(empty.origin(), "pollsync/test-2021/test");
+
+    let mut s1 = served.center.chain("S-0001");
+    let mut s2 = served.center.chain("S-0002");
+    let mut expected = Vec::new();
+    // More than a full tile of leaves, from two stations interleaved.
+    for i in 0..150u64 {
+        for (station, chain) in [("S-0001", &mut s1), ("S-0002", &mut s2)] {
+            let batch = chain.batch(&[issued("D-001", 1 + i % 3)]);
+            let hash = pollsync_proto::chain_hash(&batch.batch);
+            assert_eq!(
+                served.submit(station, batch).await.kind(),
+                AckKind::Accepted
+            );
+            expected.push(Leaf::batch(station, i + 1, hash));
+        }
+    }
+    // A resend and a gap add nothing.
+    let mut resend = s1.clone();
+    resend.resume(150, resend.prev());
+    let mut ahead = s2.clone();
+    ahead.resume(160, [7; 32]);
+    assert_eq!(
+        served
+            .submit("S-0002", ahead.batch(&[issued("D-001", 1)]))
+            .await
+            .kind(),
+        AckKind::Rejected
+    );
+    // A fork of S-0001's last batch: signed evidence, a leaf of its own.
+    let mut clone = s1.clone();
+    let at_149 = served.store().stored_hash("S-0001", 149).unwrap().unwrap();
+    clone.resume(150, at_149);
+    let other = clone.batch(&[issued("T-001", 9)]);
+    let other_hash = pollsync_proto::chain_hash(&other.batch);
+    let fork = served.submit("S-0001", other).await;
+    assert_eq!(fork.reason(), pb::RejectReason::Fork, "{}", fork.detail);
+    expected.push(Leaf::fork("S-0001", 150, other_hash));
+    // A standing change by an offline command while the center serves.
+    assert!(
+        Store::open(&served.center.data)
+            .unwrap()
+            .revoke("S-0002", "device lost")
+            .unwrap()
+    );
+    let record = served.store().standing_records().unwrap();
+    assert_eq!(record.len(), 1);
+    assert!(record[0].2.contains("change REVOKED\n") && record[0].2.contains("\"device lost\""));
+    let size = expected.len() as u64 + 1;
+
+    let checkpoint = log.checkpoint_of(size).await;
+    // The entry bundles say exactly what happened, in order.
+    let mut leaves = Vec::new();
+    for tile in tlog::Tile::new_tiles(tlog::TILE_HEIGHT, 0, size) {
+        if tile.level() != 0 {
+            continue;
+        }
+        let mut data = tile;
+        data.set_is_data();
+        let bundle = log.fetch(&data).await;
+        for entry in tlog::parse_entry_bundle(&bundle).expect("an entry bundle") {
+            leaves.push(Leaf::from_bytes(entry).expect("a leaf record"));
+        }
+    }
+    assert_eq!(leaves.len() as u64, size);
+    assert_eq!(&leaves[..expected.len()], &expected[..]);
+    let standing = leaves.last().unwrap();
+    assert_eq!(
+        (standing.kind, standing.station.as_str()),
+        (tlog::LeafKind::Standing, "S-0002")
+    );
+    assert_eq!(
+        standing.hash,
+        <[u8; 32]>::from(sha2::Sha256::digest(record[0].2.as_bytes()))
+    );
+
+    // The hash tiles authenticate against the checkpoint, and prove each leaf.
+    let mut fetched = std::collections::HashMap::new();
+    for tile in tlog::Tile::new_tiles(tlog::TILE_HEIGHT, 0, size) {
+        fetched.insert(tile, log.fetch(&tile).await);
+    }
+    let tiles = FetchedTiles(fetched);
+    let reader = tlog::tlog_tiles::TileHashReader::new(size, *checkpoint.hash(), &tiles);
+    assert_eq!(
+        tlog::tlog_tiles::tree_hash(size, &reader).expect("tiles verify"),
+        *checkpoint.hash()
+    );
+    for index in [0, 1, 255, 256, size - 1] {
+        let proof = tlog::tlog_tiles::prove_record(size, index, &reader).expect("a proof");
+        let leaf = leaves[index as usize].leaf_hash();
+        tlog::check_inclusion(&proof, size, *checkpoint.hash(), index, leaf).expect("included");
+    }
+
+    // Nothing beyond the checkpoint, nothing that is not a tile path.
+    for path in [
+        format!("/log/tile/entries/{:03}", size / 256 + 1),
+        "/log/tile/0/001".to_owned(),
+        "/log/tile/0/000.p/0".to_owned(),
+        "/log/tile/8/0/000".to_owned(),
+        "/log/tile/../checkpoint".to_owned(),
+    ] {
+        let (code, head, _) = get_bytes(served.addr, &path).await;
+        assert_eq!(code, 404, "{path}: {head}");
+    }
+    served.stop().await;
 }

@@ -51,6 +51,11 @@ pub struct EnrollmentBundle {
     /// first enrollment (the chain starts at genesis).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_head: Option<BundleHead>,
+    /// The verifier key of the center's transparency log (C2SP signed-note key
+    /// text): the station checks the checkpoints of its receipts with it. `center
+    /// enroll` always sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_key: Option<String>,
 }
 
 /// A chain position carried in a bundle: sequence and chain hash (hex).
@@ -147,6 +152,12 @@ pub enum BundleCheckError {
         /// The hash given (shown escaped, cut).
         hash: String,
     },
+    /// `log_key` is not a verifier key of this election's log.
+    #[error("log_key: not the verifier key of a transparency log of election '{election}'")]
+    LogKey {
+        /// The bundle's election.
+        election: String,
+    },
 }
 
 /// Why a bundle file cannot be written or read; always names the file.
@@ -209,6 +220,7 @@ impl EnrollmentBundle {
             station_key_pem: station.key_pem,
             election_toml: election_toml.to_owned(),
             start_head: None,
+            log_key: None,
         })
     }
 
@@ -274,6 +286,14 @@ impl EnrollmentBundle {
                 sequence: head.sequence,
                 hash: crate::limits::truncate_chars(&format!("{:?}", head.hash), 80),
             });
+        }
+        if let Some(key) = &self.log_key {
+            let name = crate::tlog::verifier_key_name(key);
+            if !name.is_some_and(|n| n.starts_with(&format!("pollsync/{}/", self.election_id))) {
+                return Err(BundleCheckError::LogKey {
+                    election: self.election_id.clone(),
+                });
+            }
         }
         Ok(())
     }

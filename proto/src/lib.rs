@@ -27,6 +27,7 @@ mod messages;
 pub mod output;
 pub mod shape;
 pub mod time;
+pub mod tlog;
 pub mod tls;
 pub mod wire;
 

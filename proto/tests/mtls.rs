@@ -63,6 +63,13 @@ impl StationSync for Sync {
         Err(Status::unimplemented("this test server keeps no batches"))
     }
 
+    async fn prove(
+        &self,
+        _request: Request<pb::ProveRequest>,
+    ) -> Result<Response<pb::ProveReply>, Status> {
+        Err(Status::unimplemented("this test server keeps no log"))
+    }
+
     type PushStream = ReceiverStream<Result<pb::Ack, Status>>;
 
     async fn push(

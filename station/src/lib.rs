@@ -8,6 +8,7 @@ pub mod error;
 pub mod import;
 pub mod ledger;
 pub mod logging;
+pub mod receipt;
 pub mod store;
 pub mod sync;
 

@@ -10,6 +10,7 @@ use pollsync_proto::{out, outln};
 use pollsync_station::commands::{self, SheetSource};
 use pollsync_station::import;
 use pollsync_station::logging::{self, LogFormat};
+use pollsync_station::receipt::ReceiptError;
 use pollsync_station::store::Store;
 use pollsync_station::sync::client::{DEFAULT_SEAL_INTERVAL_MS, DEFAULT_SYNC_TIMEOUT_S, Log};
 use pollsync_station::sync::{self, Note, RunOptions, SyncOptions};
@@ -174,6 +175,17 @@ enum Command {
         so and cannot recover."
     )]
     Recover(Json),
+    /// Print the station's receipt, to post at the polling station: its tally sheets, its last batch's hash, and the proof that the center's public log holds it.
+    #[command(
+        long_about = "Print the station's receipt, to post at the polling station (张榜公布).\n\n        Asks the center (if it can be reached) to prove that this station's newest acknowledged \
+        batch is in the center's public transparency log, checks the proof and the center's signed \
+        checkpoint itself, and keeps them. Prints what the records say per contest (the tally \
+        sheets), the hash of the last batch, its place in the log, the inclusion proof and the \
+        signed checkpoint, so that an observer can check the posted count against the public log. \
+        If the center ever showed two different histories of its log, the receipt says so first \
+        and the exit status is non-zero: call the election authority."
+    )]
+    Receipt(Json),
     /// Write every batch the center has not acknowledged into one signed file, to carry by hand (USB).
     Export {
         /// The file to write.
@@ -316,6 +328,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => run_agent(dir, seal_interval_ms, log_format, json.json)?,
         Command::Sync { timeout_s, json } => sync_now(dir, timeout_s, json.json)?,
+        Command::Receipt(json) => {
+            let rt = runtime()?;
+            let report = rt.block_on(sync::receipt::receipt(dir))?;
+            if json.json {
+                outln!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let prov = Store::open(dir)?.provisioned()?;
+                out!("{}", sync::receipt::receipt_text(&prov, &report));
+            }
+            if let Some(alarm) = &report.alarm {
+                anyhow::bail!(
+                    "the center's transparency log is not one history: {}",
+                    alarm.detail
+                );
+            }
+        }
         Command::Recover(json) => {
             let rt = runtime()?;
             let report = rt.block_on(sync::recover::recover(dir))?;
@@ -454,6 +482,17 @@ fn sync_now(dir: &std::path::Path, timeout_s: u64, json: bool) -> anyhow::Result
     };
     match rt.block_on(sync::sync(dir, options, stderr_log())) {
         Ok(summary) => {
+            // The receipt of what was just acknowledged (SPEC §10); a center whose
+            // log shows two histories fails the sync.
+            let store = Store::open(dir)?;
+            let prov = store.provisioned()?;
+            match rt.block_on(sync::receipt::take(&store, &prov)) {
+                Ok(_) => {}
+                Err(e @ sync::receipt::TakeError::Receipt(ReceiptError::TwoHistories(_))) => {
+                    return Err(e.into());
+                }
+                Err(e) => eprintln!("warning: no receipt from the center's log: {e}"),
+            }
             if json {
                 let report = SyncReport {
                     ok: true,

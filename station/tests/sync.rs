@@ -187,6 +187,13 @@ impl StationSync for Sync {
         ))
     }
 
+    async fn prove(
+        &self,
+        _request: Request<pb::ProveRequest>,
+    ) -> Result<Response<pb::ProveReply>, Status> {
+        Err(Status::unimplemented("the fake center keeps no log"))
+    }
+
     type PushStream = ReceiverStream<Result<pb::Ack, Status>>;
 
     async fn push(

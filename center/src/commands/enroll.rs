@@ -123,7 +123,9 @@ pub fn enroll(data_dir: &Path, request: &EnrollRequest) -> Result<EnrollReport> 
     let mut bundles = Vec::with_capacity(stations.len());
     let mut records = Vec::with_capacity(stations.len());
     for s in &stations {
-        let bundle = EnrollmentBundle::issue(&ca, s, meta.center_address(), &meta.election_toml)?;
+        let mut bundle =
+            EnrollmentBundle::issue(&ca, s, meta.center_address(), &meta.election_toml)?;
+        bundle.log_key = Some(meta.log_verifier_key.clone());
         let cert_der = bundle.station_cert_der()?;
         let public_key = verifying_key_from_cert_der(&cert_der)?.to_bytes();
         records.push(EnrollRecord {

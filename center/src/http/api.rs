@@ -106,21 +106,73 @@ pub(super) async fn alerts(State(state): State<AppState>) -> Response {
     .await
 }
 
-/// Runs `compute` on a fresh read of the store, at most
-/// [`super::MAX_CONCURRENT_VIEWS`] at a time.
-async fn view(
+/// Why a read of the store gave no value.
+pub(super) enum ReadFailure {
+    /// The computation failed.
+    Store(CenterError),
+    /// The blocking task did not finish (the center is shutting down).
+    Gone,
+    /// It took longer than [`VIEW_TIMEOUT_MS`].
+    Timeout,
+}
+
+/// Runs `compute` on a fresh read of the store in a blocking task, holding one of
+/// `permits` while it runs, for at most [`VIEW_TIMEOUT_MS`].
+pub(super) async fn read_store<T: Send + 'static>(
     state: &AppState,
-    compute: impl FnOnce(&dyn Records) -> Result<Value, CenterError> + Send + 'static,
-) -> Response {
+    permits: &tokio::sync::Semaphore,
+    compute: impl FnOnce(&dyn Records) -> Result<T, CenterError> + Send + 'static,
+) -> Result<T, ReadFailure> {
     let work = async {
-        let _permit = state.views.acquire().await.ok()?;
+        let _permit = permits.acquire().await.ok()?;
         let dir = state.data_dir.clone();
         tokio::task::spawn_blocking(move || Store::open(&dir).and_then(|s| compute(&s)))
             .await
             .ok()
     };
     match tokio::time::timeout(Duration::from_millis(VIEW_TIMEOUT_MS), work).await {
-        Ok(Some(Ok(value))) => (
+        Ok(Some(Ok(value))) => Ok(value),
+        Ok(Some(Err(e))) => Err(ReadFailure::Store(e)),
+        Ok(None) => Err(ReadFailure::Gone),
+        Err(_) => Err(ReadFailure::Timeout),
+    }
+}
+
+impl IntoResponse for ReadFailure {
+    fn into_response(self) -> Response {
+        match self {
+            ReadFailure::Store(CenterError::UnknownContest { contest }) => (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": format!("contest '{contest}' is not in this election")})),
+            )
+                .into_response(),
+            ReadFailure::Store(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": e.to_string()})),
+            )
+                .into_response(),
+            ReadFailure::Gone => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": "the view could not be computed (the center is shutting down)"})),
+            )
+                .into_response(),
+            ReadFailure::Timeout => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": format!("the view took longer than {VIEW_TIMEOUT_MS} ms; try again")})),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// Runs `compute` on a fresh read of the store, at most
+/// [`super::MAX_CONCURRENT_VIEWS`] at a time, and answers its JSON.
+async fn view(
+    state: &AppState,
+    compute: impl FnOnce(&dyn Records) -> Result<Value, CenterError> + Send + 'static,
+) -> Response {
+    match read_store(state, &state.views, compute).await {
+        Ok(value) => (
             [
                 (header::CACHE_CONTROL, "no-store"),
                 (header::CONTENT_TYPE, "application/json"),
@@ -128,26 +180,7 @@ async fn view(
             pollsync_proto::limits::escape_output(&value.to_string()).into_owned(),
         )
             .into_response(),
-        Ok(Some(Err(CenterError::UnknownContest { contest }))) => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("contest '{contest}' is not in this election")})),
-        )
-            .into_response(),
-        Ok(Some(Err(e))) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": e.to_string()})),
-        )
-            .into_response(),
-        Ok(None) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": "the view could not be computed (the center is shutting down)"})),
-        )
-            .into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": format!("the view took longer than {VIEW_TIMEOUT_MS} ms; try again")})),
-        )
-            .into_response(),
+        Err(failure) => failure.into_response(),
     }
 }
 

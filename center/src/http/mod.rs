@@ -15,6 +15,7 @@
 mod api;
 mod auth;
 mod events;
+mod log;
 mod metrics;
 mod tls;
 
@@ -54,6 +55,8 @@ struct AppState {
     https: bool,
     /// Event streams open.
     streams: Arc<Semaphore>,
+    /// Permits for the public log's reads.
+    log_reads: Arc<Semaphore>,
     /// Turns true when the center stops (ends the event streams).
     stop: watch::Receiver<bool>,
 }
@@ -119,7 +122,11 @@ fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_host,
         ));
-    protected.merge(open).with_state(state)
+    // The transparency log is public: no token, any host name (SPEC §8, §10).
+    let public = Router::new()
+        .route("/log/checkpoint", get(log::checkpoint))
+        .route("/log/tile/{*path}", get(log::tile));
+    protected.merge(open).merge(public).with_state(state)
 }
 
 /// The host names a request may name: loopback names, the bound address (unless
@@ -190,6 +197,7 @@ pub async fn serve_http_with(
         hosts: Arc::new(allowed_hosts(addr, &config.hosts)),
         https: config.tls.is_some(),
         streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
+        log_reads: Arc::new(Semaphore::new(log::MAX_CONCURRENT_LOG_READS)),
         stop,
     };
     let app = router(state);

@@ -41,6 +41,7 @@ use std::thread::JoinHandle;
 use pollsync_proto::limits::{
     HEARTBEAT_INTERVAL_MS, MAX_BATCH_EVENTS, MAX_IN_FLIGHT, MAX_MESSAGE_BYTES,
 };
+use pollsync_proto::tlog::LogKey;
 use pollsync_proto::{ChainHead, pb};
 use tokio::sync::oneshot;
 
@@ -61,6 +62,9 @@ pub const REFRESH_INTERVAL_MS: u64 = 500;
 pub const STALE_KEY_ALERT_INTERVAL_MS: u64 = 10 * 60 * 1_000;
 /// Shortest time between two writes of the operators' presence view.
 pub const PRESENCE_FLUSH_INTERVAL_MS: u64 = 1_000;
+/// How often the writer signs a checkpoint of the transparency log while it grows
+/// (SPEC §10: "at least every few seconds").
+pub const LOG_CHECKPOINT_INTERVAL_MS: u64 = 1_000;
 /// Most batches in one group commit.
 pub const MAX_GROUP_BATCHES: usize = 4_096;
 /// Most jobs waiting for the writer (each a batch, or an alert). The network's own
@@ -95,6 +99,10 @@ pub enum RefusalCode {
     PermissionDenied,
     /// Other election, other definition digest, or quarantined.
     FailedPrecondition,
+    /// Nothing of that name (a receipt of a batch the center does not hold).
+    NotFound,
+    /// Not yet (a receipt before a checkpoint covers the batch): ask again soon.
+    Unavailable,
 }
 
 impl RefusalCode {
@@ -104,6 +112,8 @@ impl RefusalCode {
             RefusalCode::Unauthenticated => "UNAUTHENTICATED",
             RefusalCode::PermissionDenied => "PERMISSION_DENIED",
             RefusalCode::FailedPrecondition => "FAILED_PRECONDITION",
+            RefusalCode::NotFound => "NOT_FOUND",
+            RefusalCode::Unavailable => "UNAVAILABLE",
         }
     }
 }
@@ -240,7 +250,11 @@ pub fn start_with(
         closed: AtomicBool::new(false),
         publisher: events::Publisher::new(),
     });
-    let writer = writer::Writer::new(SqliteIngest::new(store)?, ctx, Arc::clone(&shared))?;
+    let log_key =
+        LogKey::from_signer_text(&meta.log_signer_key).map_err(|e| CenterError::Corrupt {
+            detail: format!("the stored log key: {e}"),
+        })?;
+    let writer = writer::Writer::new(SqliteIngest::new(store)?, ctx, Arc::clone(&shared), log_key)?;
     let thread = std::thread::Builder::new()
         .name("center-ingest-writer".into())
         .spawn(move || writer.run(rx))
@@ -545,6 +559,70 @@ impl IngestHandle {
                 code: RefusalCode::FailedPrecondition,
                 detail: format!("the center cannot read its store: {e}"),
             })
+    }
+
+    /// The receipt of `peer`'s accepted batch `sequence` (docs/PROTOCOL.md §13.5):
+    /// the newest checkpoint, the batch's inclusion proof in it, and a consistency
+    /// proof from the checkpoint of `known_size` leaves the station saw before.
+    /// Refused as any station RPC is; `Unavailable` while no checkpoint covers the
+    /// batch yet (one is signed within [`LOG_CHECKPOINT_INTERVAL_MS`]).
+    pub fn prove(
+        &self,
+        peer: &Peer,
+        sequence: u64,
+        known_size: u64,
+    ) -> Result<pb::ProveReply, HelloRefusal> {
+        self.check_peer(peer)?;
+        let refuse = |code, detail: String| HelloRefusal { code, detail };
+        let store_error = |e: CenterError| {
+            refuse(
+                RefusalCode::FailedPrecondition,
+                format!("the center cannot read its store: {e}"),
+            )
+        };
+        let reader = lock(&self.shared.reader);
+        let leaf = reader
+            .batch_leaf(&peer.station, sequence)
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                refuse(
+                    RefusalCode::NotFound,
+                    format!("the center holds no batch {sequence} of this station"),
+                )
+            })?;
+        let Some((size, note)) = reader.latest_checkpoint().map_err(store_error)? else {
+            return Err(refuse(RefusalCode::Unavailable, "no checkpoint yet".into()));
+        };
+        if leaf >= size {
+            return Err(refuse(
+                RefusalCode::Unavailable,
+                format!(
+                    "batch {sequence} is not in a checkpoint yet; one is signed within {LOG_CHECKPOINT_INTERVAL_MS} ms"
+                ),
+            ));
+        }
+        if known_size > size {
+            return Err(refuse(
+                RefusalCode::FailedPrecondition,
+                format!(
+                    "the station saw a checkpoint of {known_size} leaves; the newest here has {size}"
+                ),
+            ));
+        }
+        let inclusion =
+            crate::store::log::inclusion_proof(&**reader, size, leaf).map_err(store_error)?;
+        let consistency = if known_size == 0 || known_size == size {
+            Vec::new()
+        } else {
+            crate::store::log::consistency_proof(&**reader, size, known_size)
+                .map_err(store_error)?
+        };
+        Ok(pb::ProveReply {
+            checkpoint: note,
+            leaf_index: leaf,
+            inclusion: inclusion.into_iter().map(|h| h.0.to_vec()).collect(),
+            consistency: consistency.into_iter().map(|h| h.0.to_vec()).collect(),
+        })
     }
 
     fn hello_now(

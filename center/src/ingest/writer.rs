@@ -13,16 +13,18 @@ use super::queue;
 use std::time::{Duration, Instant};
 
 use pollsync_proto::pb;
+use pollsync_proto::tlog::{Leaf, LogKey};
 use tokio::sync::oneshot;
 
 use super::alerts::AlertBook;
 use super::events::IngestEvent;
 use super::judge::{self, Context, Lookups, Prepared, StationKey, StationState, StoredAt, Verdict};
 use super::{
-    MAX_GROUP_BATCHES, MAX_GROUP_BYTES, MAX_WAL_BYTES_BEFORE_CHECKPOINT,
-    PRESENCE_FLUSH_INTERVAL_MS, REFRESH_INTERVAL_MS, Shared, lock,
+    LOG_CHECKPOINT_INTERVAL_MS, MAX_GROUP_BATCHES, MAX_GROUP_BYTES,
+    MAX_WAL_BYTES_BEFORE_CHECKPOINT, PRESENCE_FLUSH_INTERVAL_MS, REFRESH_INTERVAL_MS, Shared, lock,
 };
 use crate::error::Result;
+use crate::store;
 use crate::store::apply::Presence;
 use crate::store::{EvidenceBatch, ForkEvidence, now_unix_ms};
 use crate::store::{IngestOps, IngestStore, IngestTx as _, Unit as _};
@@ -75,6 +77,10 @@ pub(super) struct Writer<S: IngestStore> {
     group_events: Vec<IngestEvent>,
     /// What the writer remembers per station beside its state.
     books: Books,
+    /// Signs the transparency log's checkpoints.
+    log_key: LogKey,
+    /// When the writer last looked whether the log needs a new checkpoint.
+    last_log_checkpoint: Instant,
 }
 
 /// Per station, beside its state: what the writer remembers of the store, cleared
@@ -103,7 +109,12 @@ type BallotIndex = HashMap<String, HashMap<judge::BallotKey, u64>>;
 pub const TRACE_ENV: &str = "POLLSYNC_INGEST_TRACE";
 
 impl<S: IngestStore> Writer<S> {
-    pub(super) fn new(store: S, ctx: Arc<Context>, shared: Arc<Shared>) -> Result<Writer<S>> {
+    pub(super) fn new(
+        store: S,
+        ctx: Arc<Context>,
+        shared: Arc<Shared>,
+        log_key: LogKey,
+    ) -> Result<Writer<S>> {
         let mut writer = Writer {
             store,
             ctx,
@@ -119,8 +130,12 @@ impl<S: IngestStore> Writer<S> {
             uncheckpointed_bytes: 0,
             group_events: Vec::new(),
             books: Books::default(),
+            log_key,
+            last_log_checkpoint: Instant::now(),
         };
         writer.reload()?;
+        // The log is published from the start, even before its first leaf.
+        writer.publish_checkpoint()?;
         Ok(writer)
     }
 
@@ -149,6 +164,7 @@ impl<S: IngestStore> Writer<S> {
                         break;
                     }
                     self.idle();
+                    self.checkpoint_when_due();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -165,6 +181,7 @@ impl<S: IngestStore> Writer<S> {
             if self.last_refresh.elapsed() >= tick {
                 self.idle();
             }
+            self.checkpoint_when_due();
         }
         self.flush_presence_now();
     }
@@ -187,6 +204,29 @@ impl<S: IngestStore> Writer<S> {
         if self.uncheckpointed_bytes > 0 {
             self.checkpoint();
         }
+    }
+
+    /// Signs a checkpoint of the log every [`LOG_CHECKPOINT_INTERVAL_MS`] while it
+    /// grows (a standing change made by an offline command counts too).
+    fn checkpoint_when_due(&mut self) {
+        if self.last_log_checkpoint.elapsed() < Duration::from_millis(LOG_CHECKPOINT_INTERVAL_MS) {
+            return;
+        }
+        if let Err(e) = self.publish_checkpoint() {
+            tracing::error!(error = %e, "cannot publish a checkpoint of the transparency log");
+        }
+    }
+
+    /// Signs and stores a checkpoint of the log as it stands, if it grew.
+    fn publish_checkpoint(&mut self) -> Result<()> {
+        self.last_log_checkpoint = Instant::now();
+        let tx = self.store.write()?;
+        let signed = store::log::checkpoint(tx.ops(), &self.log_key)?;
+        tx.commit()?;
+        if let Some(size) = signed {
+            tracing::debug!(size, "transparency log checkpoint published");
+        }
+        Ok(())
     }
 
     /// The store's housekeeping (SQLite: copies the WAL into the database file,
@@ -530,12 +570,15 @@ fn judge_and_apply(
     let verdict = judge::judge(ctx, peer, state, prepared, &lookups);
     match &verdict {
         Verdict::Accept(effects) => {
+            let leaf =
+                store::log::append(conn, &Leaf::batch(peer, effects.sequence, effects.hash))?;
             conn.apply_effects(
                 ctx,
                 peer,
                 &prepared.signed.batch,
                 &prepared.signed.signature,
                 effects,
+                leaf,
             )?;
             if let Some(known) = ballot_ids.get_mut(peer) {
                 for id in prepared.ballot_ids() {
@@ -551,18 +594,20 @@ fn judge_and_apply(
             if r.quarantines() {
                 conn.quarantine(peer)?;
                 if let (Some(stored), Some(other_key_no)) = (stored_row, prepared.verified_key()) {
+                    let other_hash = pollsync_proto::chain_hash(&prepared.signed.batch);
                     conn.insert_fork_evidence(&ForkEvidence {
                         station: peer.to_owned(),
                         sequence: r.sequence,
                         stored,
                         other: EvidenceBatch {
-                            hash: pollsync_proto::chain_hash(&prepared.signed.batch),
+                            hash: other_hash,
                             batch: prepared.signed.batch.clone(),
                             signature: prepared.signed.signature.clone(),
                             key_no: other_key_no,
                         },
                         unix_ms: now,
                     })?;
+                    store::log::append(conn, &Leaf::fork(peer, r.sequence, other_hash))?;
                 }
             }
         }

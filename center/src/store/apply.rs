@@ -335,10 +335,11 @@ pub fn apply_effects(
     batch_bytes: &[u8],
     signature: &[u8],
     effects: &Effects,
+    leaf: u64,
 ) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO batches (station, sequence, hash, batch, signature, key_no, events, ballots)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO batches (station, sequence, hash, batch, signature, key_no, events, ballots, leaf)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         station,
@@ -348,7 +349,8 @@ pub fn apply_effects(
         signature,
         effects.key_no,
         to_i64(effects.events),
-        to_i64(effects.ballots)
+        to_i64(effects.ballots),
+        to_i64(leaf)
     ])?;
     let updated = conn
         .prepare_cached(
@@ -497,5 +499,104 @@ pub fn write_presence<'a>(
             p.connections > 0
         ])?;
     }
+    Ok(())
+}
+
+/// The log leaf of `station`'s accepted batch `sequence`.
+pub fn batch_leaf(conn: &Connection, station: &str, sequence: u64) -> Result<Option<u64>> {
+    let leaf: Option<i64> = conn
+        .prepare_cached("SELECT leaf FROM batches WHERE station = ?1 AND sequence = ?2")?
+        .query_row(params![station, to_i64(sequence)], |r| r.get(0))
+        .optional()?;
+    Ok(leaf.map(to_u64))
+}
+
+/// Leaves in the transparency log (the next leaf's index).
+pub fn log_size(conn: &Connection) -> Result<u64> {
+    let next: i64 = conn
+        .prepare_cached("SELECT coalesce(max(leaf) + 1, 0) FROM log_leaves")?
+        .query_row([], |r| r.get(0))?;
+    Ok(to_u64(next))
+}
+
+/// The log's stored hashes at `indexes`, in order; stops at the first one not
+/// stored (the caller sees fewer hashes than it asked for).
+pub fn log_hashes(conn: &Connection, indexes: &[u64]) -> Result<Vec<[u8; 32]>> {
+    let mut stmt = conn.prepare_cached("SELECT hash FROM log_hashes WHERE idx = ?1")?;
+    let mut out = Vec::with_capacity(indexes.len());
+    for index in indexes {
+        let hash: Option<Vec<u8>> = stmt.query_row([to_i64(*index)], |r| r.get(0)).optional()?;
+        match hash {
+            Some(hash) => out.push(hash32(&hash, "log hash")?),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The records of leaves `from..to`, in order.
+pub fn log_entries(conn: &Connection, from: u64, to: u64) -> Result<Vec<Vec<u8>>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT entry FROM log_leaves WHERE leaf >= ?1 AND leaf < ?2 ORDER BY leaf",
+    )?;
+    let rows = stmt.query_map([to_i64(from), to_i64(to)], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Stores leaf `leaf`'s record and the stored hashes it adds (from index `first`).
+pub fn log_put(
+    conn: &Connection,
+    leaf: u64,
+    entry: &[u8],
+    first: u64,
+    hashes: &[[u8; 32]],
+) -> Result<()> {
+    conn.prepare_cached("INSERT INTO log_leaves (leaf, entry) VALUES (?1, ?2)")?
+        .execute(params![to_i64(leaf), entry])?;
+    let mut put = conn.prepare_cached("INSERT INTO log_hashes (idx, hash) VALUES (?1, ?2)")?;
+    for (i, hash) in (first..).zip(hashes) {
+        put.execute(params![to_i64(i), hash.as_slice()])?;
+    }
+    Ok(())
+}
+
+/// Stores a standing change's text for its leaf.
+pub fn put_standing_record(conn: &Connection, leaf: u64, station: &str, text: &str) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO standing_records (leaf, station, record) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![to_i64(leaf), station, text])?;
+    Ok(())
+}
+
+/// Every standing change: leaf, station, text, by leaf.
+pub fn standing_records(conn: &Connection) -> Result<Vec<(u64, String, String)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT leaf, station, record FROM standing_records ORDER BY leaf")?;
+    let rows = stmt.query_map([], |r| Ok((to_u64(r.get(0)?), r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The newest checkpoint: its size and signed note.
+pub fn latest_checkpoint(conn: &Connection) -> Result<Option<(u64, Vec<u8>)>> {
+    Ok(conn
+        .prepare_cached("SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1")?
+        .query_row([], |r| Ok((to_u64(r.get(0)?), r.get(1)?)))
+        .optional()?)
+}
+
+/// The checkpoint of `size` leaves, if one was published.
+pub fn checkpoint_of_size(conn: &Connection, size: u64) -> Result<Option<Vec<u8>>> {
+    Ok(conn
+        .prepare_cached("SELECT note FROM log_checkpoints WHERE size = ?1")?
+        .query_row([to_i64(size)], |r| r.get(0))
+        .optional()?)
+}
+
+/// Stores a signed checkpoint (a second one of the same size is refused: one
+/// history).
+pub fn log_put_checkpoint(conn: &Connection, size: u64, note: &[u8]) -> Result<()> {
+    conn.prepare_cached("INSERT INTO log_checkpoints (size, note) VALUES (?1, ?2)")?
+        .execute(params![to_i64(size), note])?;
     Ok(())
 }

@@ -60,6 +60,20 @@ pub trait Records {
     /// `station`'s stored batches `from..=to`, in sequence, each with the
     /// certificate that signed it.
     fn fetch_batches(&self, station: &str, from: u64, to: u64) -> Result<Vec<pb::FetchedBatch>>;
+    /// Leaves in the transparency log.
+    fn log_size(&self) -> Result<u64>;
+    /// The log leaf of `station`'s accepted batch `sequence`.
+    fn batch_leaf(&self, station: &str, sequence: u64) -> Result<Option<u64>>;
+    /// The log's stored hashes at `indexes`, in order (fewer if one is not stored).
+    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>>;
+    /// The records of leaves `from..to`, in order.
+    fn log_entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>>;
+    /// The newest signed checkpoint: its size and note.
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>>;
+    /// The signed checkpoint of `size` leaves, if one was published.
+    fn checkpoint_of_size(&self, size: u64) -> Result<Option<Vec<u8>>>;
+    /// Every standing change's text: leaf, station, text, by leaf.
+    fn standing_records(&self) -> Result<Vec<(u64, String, String)>>;
 }
 
 /// The ingest writer's operations, inside its transaction (or a savepoint of it).
@@ -72,8 +86,8 @@ pub trait IngestOps {
     fn station_batches(&self, station: &str) -> Result<Vec<Vec<u8>>>;
     /// `station`'s stored batch `sequence`, whole (as fork evidence would keep it).
     fn stored_batch_row(&self, station: &str, sequence: u64) -> Result<Option<EvidenceBatch>>;
-    /// Writes an accepted batch: its raw bytes and signature, the station's new
-    /// head, the tallies, the contests it closes.
+    /// Writes an accepted batch: its raw bytes and signature, its log leaf, the
+    /// station's new head, the tallies, the contests it closes.
     fn apply_effects(
         &self,
         ctx: &Context,
@@ -81,6 +95,7 @@ pub trait IngestOps {
         batch_bytes: &[u8],
         signature: &[u8],
         effects: &Effects,
+        leaf: u64,
     ) -> Result<()>;
     /// Marks `station` quarantined.
     fn quarantine(&self, station: &str) -> Result<()>;
@@ -99,6 +114,19 @@ pub trait IngestOps {
     ) -> Result<()>;
     /// Records the stations' presence (last contact, connection, local heads).
     fn write_presence(&self, entries: &HashMap<String, Presence>) -> Result<()>;
+    /// Leaves in the transparency log (the next leaf's index).
+    fn log_size(&self) -> Result<u64>;
+    /// The log's stored hashes at `indexes`, in order (fewer if one is not stored).
+    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>>;
+    /// Stores leaf `leaf`'s record and the stored hashes it adds, from stored-hash
+    /// index `first` on.
+    fn log_put(&self, leaf: u64, entry: &[u8], first: u64, hashes: &[[u8; 32]]) -> Result<()>;
+    /// Stores the text of the standing change that leaf `leaf` records.
+    fn put_standing_record(&self, leaf: u64, station: &str, text: &str) -> Result<()>;
+    /// The size of the newest stored checkpoint.
+    fn latest_checkpoint_size(&self) -> Result<Option<u64>>;
+    /// Stores a signed checkpoint of `size` leaves.
+    fn log_put_checkpoint(&self, size: u64, note: &[u8]) -> Result<()>;
 }
 
 /// A unit of work: a transaction or a savepoint. Dropped without [`Unit::commit`],

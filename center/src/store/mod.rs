@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod engine;
+pub mod log;
 pub mod schema;
 pub mod sqlite;
 pub mod state;
@@ -25,9 +26,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pollsync_election::{ElectionDefinition, TallySheet, load};
+use pollsync_proto::tlog::{self, LogKey, StandingRecord};
 use pollsync_proto::{ChainHead, ElectionCa, GENESIS_HASH};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, TransactionBehavior, params};
 use serde::Serialize;
+use sha2::{Digest as _, Sha256};
 
 use crate::error::{CenterError, Result};
 use pollsync_proto::pb;
@@ -141,6 +144,10 @@ pub struct CenterMeta {
     pub server_key_pem: String,
     /// Advertised addresses.
     pub advertise: Vec<String>,
+    /// The transparency log's signer key text (secret).
+    pub log_signer_key: String,
+    /// The transparency log's verifier key text (public).
+    pub log_verifier_key: String,
 }
 
 impl fmt::Debug for CenterMeta {
@@ -151,6 +158,8 @@ impl fmt::Debug for CenterMeta {
             .field("advertise", &self.advertise)
             .field("ca_key_pem", &"<redacted>")
             .field("server_key_pem", &"<redacted>")
+            .field("log_verifier_key", &self.log_verifier_key)
+            .field("log_signer_key", &"<redacted>")
             .finish_non_exhaustive()
     }
 }
@@ -363,6 +372,16 @@ pub struct StoredBatch {
     pub key_no: u32,
 }
 
+/// `station`'s head sequence, inside a transaction.
+fn head_sequence(conn: &Connection, station: &str) -> Result<u64> {
+    let head: i64 = conn.query_row(
+        "SELECT head_sequence FROM stations WHERE station = ?1",
+        [station],
+        |r| r.get(0),
+    )?;
+    Ok(to_u64(head))
+}
+
 pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
@@ -454,13 +473,18 @@ impl Store {
         let advertise = serde_json::to_vec(setup.advertise).map_err(|e| CenterError::Corrupt {
             detail: e.to_string(),
         })?;
+        let election = &setup.definition.election;
+        let log_key = LogKey::generate(&tlog::origin(&election.id, election.mode.as_str()))
+            .map_err(|e| CenterError::Corrupt {
+                detail: format!("cannot make the log key: {e}"),
+            })?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(SCHEMA)?;
         {
             let mut put = tx.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
             let version = SCHEMA_VERSION.to_string();
             let created = now_unix_ms().to_string();
-            let rows: [(&str, &[u8]); 9] = [
+            let rows: [(&str, &[u8]); 11] = [
                 (META_SCHEMA_VERSION, version.as_bytes()),
                 (META_ELECTION_ID, setup.definition.election.id.as_bytes()),
                 (META_ELECTION_TOML, setup.election_toml.as_bytes()),
@@ -470,6 +494,8 @@ impl Store {
                 (META_SERVER_KEY_PEM, setup.server_key_pem.as_bytes()),
                 (META_ADVERTISE, &advertise),
                 (META_CREATED_UNIX_MS, created.as_bytes()),
+                (META_LOG_SIGNER_KEY, log_key.signer_text().as_bytes()),
+                (META_LOG_VERIFIER_KEY, log_key.verifier_text().as_bytes()),
             ];
             for (key, value) in rows {
                 put.execute(params![key, value])?;
@@ -584,6 +610,17 @@ impl Store {
                 params![r.station, next, r.cert_der, r.public_key.as_slice(), to_i64(now)],
             )?;
             if next > 1 {
+                log::append_standing(
+                    &*tx,
+                    &StandingRecord {
+                        station: r.station.clone(),
+                        change: "REPLACED".to_owned(),
+                        head_sequence: head.sequence,
+                        new_cert_sha256: hex::encode(Sha256::digest(&r.cert_der)),
+                        unix_ms: now,
+                        reason: replace_reason.to_owned(),
+                    },
+                )?;
                 apply::insert_alert(
                     &tx,
                     &r.station,
@@ -615,6 +652,18 @@ impl Store {
             [station],
         )?;
         if changed > 0 {
+            let now = now_unix_ms();
+            log::append_standing(
+                &*tx,
+                &StandingRecord {
+                    station: station.to_owned(),
+                    change: "REVOKED".to_owned(),
+                    head_sequence: head_sequence(&tx, station)?,
+                    new_cert_sha256: String::new(),
+                    unix_ms: now,
+                    reason: reason.to_owned(),
+                },
+            )?;
             apply::insert_alert(
                 &tx,
                 station,
@@ -623,7 +672,7 @@ impl Store {
                 &format!(
                     "revoked by the center's operator (center revoke): its hellos are refused and its batches rejected from now on. Reason: {reason}"
                 ),
-                now_unix_ms(),
+                now,
             )?;
         }
         tx.commit()?;
@@ -681,6 +730,18 @@ impl Store {
             ),
             None => "its current key did not sign the fork and stays accepted".to_owned(),
         };
+        let now = now_unix_ms();
+        log::append_standing(
+            &*tx,
+            &StandingRecord {
+                station: station.to_owned(),
+                change: "RELEASED".to_owned(),
+                head_sequence: head_sequence(&tx, station)?,
+                new_cert_sha256: String::new(),
+                unix_ms: now,
+                reason: reason.to_owned(),
+            },
+        )?;
         apply::insert_alert(
             &tx,
             station,
@@ -689,7 +750,7 @@ impl Store {
             &format!(
                 "quarantine lifted by the center's operator (center release); the center's chain stays as it is; {after}. Reason: {reason}"
             ),
-            now_unix_ms(),
+            now,
         )?;
         tx.commit()?;
         Ok(Released {
@@ -718,6 +779,8 @@ impl Records for Store {
             server_cert_pem: self.meta_text(META_SERVER_CERT_PEM)?,
             server_key_pem: self.meta_text(META_SERVER_KEY_PEM)?,
             advertise,
+            log_signer_key: self.meta_text(META_LOG_SIGNER_KEY)?,
+            log_verifier_key: self.meta_text(META_LOG_VERIFIER_KEY)?,
         })
     }
 
@@ -942,5 +1005,33 @@ impl Records for Store {
 
     fn fetch_batches(&self, station: &str, from: u64, to: u64) -> Result<Vec<pb::FetchedBatch>> {
         apply::fetch_batches(&self.conn, station, from, to)
+    }
+
+    fn log_size(&self) -> Result<u64> {
+        apply::log_size(&self.conn)
+    }
+
+    fn batch_leaf(&self, station: &str, sequence: u64) -> Result<Option<u64>> {
+        apply::batch_leaf(&self.conn, station, sequence)
+    }
+
+    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>> {
+        apply::log_hashes(&self.conn, indexes)
+    }
+
+    fn log_entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>> {
+        apply::log_entries(&self.conn, from, to)
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        apply::latest_checkpoint(&self.conn)
+    }
+
+    fn checkpoint_of_size(&self, size: u64) -> Result<Option<Vec<u8>>> {
+        apply::checkpoint_of_size(&self.conn, size)
+    }
+
+    fn standing_records(&self) -> Result<Vec<(u64, String, String)>> {
+        apply::standing_records(&self.conn)
     }
 }

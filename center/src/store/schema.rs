@@ -10,7 +10,7 @@
 //! Keys are (station, …) texts: a few hundred rows per commit, never random.
 
 /// Version of this schema, kept in `meta` under [`META_SCHEMA_VERSION`].
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// `meta` key: [`SCHEMA_VERSION`] as text.
 pub const META_SCHEMA_VERSION: &str = "schema_version";
@@ -35,6 +35,12 @@ pub const META_SERVER_KEY_PEM: &str = "server_key_pem";
 /// `meta` key: the advertised `HOST:PORT` addresses, a JSON array; the first goes
 /// into enrollment bundles.
 pub const META_ADVERTISE: &str = "advertise";
+/// `meta` key: the transparency log's signer key, a C2SP signed-note key text
+/// (`PRIVATE+KEY+…`, secret: it signs the checkpoints).
+pub const META_LOG_SIGNER_KEY: &str = "log_signer_key";
+/// `meta` key: the transparency log's verifier key text (public: in every bundle
+/// and in the evidence).
+pub const META_LOG_VERIFIER_KEY: &str = "log_verifier_key";
 /// `meta` key: when `center init` ran (Unix ms, text).
 pub const META_CREATED_UNIX_MS: &str = "created_unix_ms";
 
@@ -95,8 +101,9 @@ CREATE TABLE fork_evidence (
 ) WITHOUT ROWID;
 
 -- Every accepted batch: the exact signed bytes as received (batch = the bytes of
--- SignedBatch.batch, signature = SignedBatch.signature), its chain hash and the
--- key that verified it. No time is kept (secret ballot, G6).
+-- SignedBatch.batch, signature = SignedBatch.signature), its chain hash, the
+-- key that verified it and its leaf in the transparency log. No time is kept
+-- (secret ballot, G6).
 CREATE TABLE batches (
     station TEXT NOT NULL,
     sequence INTEGER NOT NULL,
@@ -106,6 +113,7 @@ CREATE TABLE batches (
     key_no INTEGER NOT NULL,
     events INTEGER NOT NULL,
     ballots INTEGER NOT NULL,
+    leaf INTEGER NOT NULL,
     PRIMARY KEY (station, sequence)
 );
 
@@ -155,5 +163,24 @@ CREATE TABLE alerts (
     sequence INTEGER NOT NULL,
     detail TEXT NOT NULL,
     unix_ms INTEGER NOT NULL
+);
+
+-- The transparency log (SPEC section 10, docs/PROTOCOL.md section 9): an
+-- append-only Merkle tree in the C2SP tlog-tiles layout. log_leaves holds each
+-- leaf's record (leaf = its index, from 0), log_hashes every stored hash of the
+-- tree by its stored-hash index (Go sumdb/tlog numbering): tiles are read from
+-- it. A leaf is appended in the same transaction as what it records.
+CREATE TABLE log_leaves (leaf INTEGER PRIMARY KEY, entry BLOB NOT NULL);
+CREATE TABLE log_hashes (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+
+-- Every signed checkpoint published (a C2SP signed note), by tree size.
+CREATE TABLE log_checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL);
+
+-- The text of each standing change (revoke, replace, release) whose SHA-256 is
+-- the hash of its standing leaf.
+CREATE TABLE standing_records (
+    leaf INTEGER PRIMARY KEY,
+    station TEXT NOT NULL,
+    record TEXT NOT NULL
 );
 ";

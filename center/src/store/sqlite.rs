@@ -108,8 +108,9 @@ impl IngestOps for Connection {
         batch_bytes: &[u8],
         signature: &[u8],
         effects: &Effects,
+        leaf: u64,
     ) -> Result<()> {
-        apply::apply_effects(self, ctx, station, batch_bytes, signature, effects)
+        apply::apply_effects(self, ctx, station, batch_bytes, signature, effects, leaf)
     }
 
     fn quarantine(&self, station: &str) -> Result<()> {
@@ -137,5 +138,29 @@ impl IngestOps for Connection {
 
     fn write_presence(&self, entries: &HashMap<String, Presence>) -> Result<()> {
         apply::write_presence(self, entries)
+    }
+
+    fn log_size(&self) -> Result<u64> {
+        apply::log_size(self)
+    }
+
+    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>> {
+        apply::log_hashes(self, indexes)
+    }
+
+    fn log_put(&self, leaf: u64, entry: &[u8], first: u64, hashes: &[[u8; 32]]) -> Result<()> {
+        apply::log_put(self, leaf, entry, first, hashes)
+    }
+
+    fn put_standing_record(&self, leaf: u64, station: &str, text: &str) -> Result<()> {
+        apply::put_standing_record(self, leaf, station, text)
+    }
+
+    fn latest_checkpoint_size(&self) -> Result<Option<u64>> {
+        Ok(apply::latest_checkpoint(self)?.map(|(size, _)| size))
+    }
+
+    fn log_put_checkpoint(&self, size: u64, note: &[u8]) -> Result<()> {
+        apply::log_put_checkpoint(self, size, note)
     }
 }

@@ -20,6 +20,7 @@ pub mod backoff;
 pub mod client;
 pub mod connect;
 pub mod core;
+pub mod receipt;
 pub mod recover;
 pub mod sender;
 
