@@ -161,6 +161,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the public record (definition, CA, every station certificate, every
+    /// signed batch as received, fork evidence, standing changes, the transparency
+    /// log's tiles and a fresh checkpoint, the results in JSON and NIST form) into
+    /// a new folder, for `pollsync-verify DIR` or any verifier written from
+    /// docs/PROTOCOL.md.
+    ExportEvidence {
+        /// The folder to write (must not exist).
+        dir: PathBuf,
+        /// Print JSON for scripts instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn print_json(value: &serde_json::Value) {
@@ -430,6 +442,29 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
+        Command::ExportEvidence { dir, json } => {
+            match pollsync_center::commands::evidence::export_evidence(&data, &dir) {
+                Ok(report) => {
+                    if json {
+                        print_json(&to_value(&report));
+                    } else {
+                        outln!(
+                            "evidence of {} written to {}: {} files; {} stations, {} batches, {} fork(s), {} standing change(s); log of {} leaves with a fresh checkpoint",
+                            report.election,
+                            report.dir.display(),
+                            report.files,
+                            report.stations,
+                            report.batches,
+                            report.forks,
+                            report.standing_changes,
+                            report.log_size
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
         Command::Import { files, json } => match import::import(&data, &files) {
             Ok(reports) => {
                 if json {

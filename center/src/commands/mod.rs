@@ -6,9 +6,11 @@
 //! - [`revoke`]: refuse a station from now on.
 //! - [`alerts`]: list every alert.
 //! - [`import`]: ingest station export files through the network's own path.
+//! - [`evidence`]: write the public record for anyone to verify.
 
 pub mod alerts;
 pub mod enroll;
+pub mod evidence;
 pub mod import;
 pub mod init;
 pub mod revoke;

@@ -641,6 +641,28 @@ impl Store {
         Ok(())
     }
 
+    /// Runs `read` on one consistent snapshot of the store, after signing, in the
+    /// same write transaction, a checkpoint that covers the log as it stands; other
+    /// writers wait until it ends. (`center export-evidence`.)
+    pub fn snapshot_signed<T>(
+        &mut self,
+        key: &LogKey,
+        read: impl FnOnce(&dyn Records) -> Result<T>,
+    ) -> Result<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = log::checkpoint(&self.conn, key).and_then(|_| read(self));
+        match result {
+            Ok(value) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// Revokes `station` (every key it has or will have) and stores a REVOKED alert
     /// with `reason`. Returns false if it was revoked already (nothing changes then).
     pub fn revoke(&mut self, station: &str, reason: &str) -> Result<bool> {
