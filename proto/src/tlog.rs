@@ -366,6 +366,51 @@ impl LogKey {
     }
 }
 
+/// First line of the note that signs an export's results.
+pub const RESULTS_NOTE_HEADER: &str = "pollsync results v1";
+
+impl LogKey {
+    /// Signs the results of an evidence export: a note whose text is
+    /// [`RESULTS_NOTE_HEADER`] then one `<file> <sha256 hex>` line per file.
+    pub fn sign_results(&self, files: &[(&str, &[u8])]) -> Result<Vec<u8>, CheckpointError> {
+        let mut text = format!("{RESULTS_NOTE_HEADER}\n");
+        for (name, bytes) in files {
+            text.push_str(&format!("{name} {}\n", hex::encode(Sha256::digest(bytes))));
+        }
+        let mut note = Note::new(text.as_bytes(), &[]).map_err(|_| CheckpointError::Text)?;
+        note.add_sigs(&[&self.signer])
+            .map_err(|e| CheckpointError::Signature(e.to_string()))?;
+        Ok(note.to_bytes())
+    }
+}
+
+/// Verifies a results note ([`LogKey::sign_results`]) with the log's verifier key
+/// text: each file name with the SHA-256 (hex) it names.
+pub fn open_results(
+    note: &[u8],
+    verifier_key: &str,
+) -> Result<Vec<(String, String)>, CheckpointError> {
+    if note.len() > MAX_CHECKPOINT_BYTES {
+        return Err(CheckpointError::TooLong);
+    }
+    let verifier = StandardVerifier::new(verifier_key).map_err(|_| CheckpointError::VerifierKey)?;
+    let note = Note::from_bytes(note).map_err(|e| CheckpointError::Signature(e.to_string()))?;
+    note.verify(&VerifierList::new(vec![Box::new(verifier)]))
+        .map_err(|e| CheckpointError::Signature(e.to_string()))?;
+    let text = std::str::from_utf8(note.text()).map_err(|_| CheckpointError::Text)?;
+    let mut lines = text.lines();
+    if lines.next() != Some(RESULTS_NOTE_HEADER) {
+        return Err(CheckpointError::Text);
+    }
+    lines
+        .map(|l| {
+            l.split_once(' ')
+                .map(|(name, hash)| (name.to_owned(), hash.to_owned()))
+                .ok_or(CheckpointError::Text)
+        })
+        .collect()
+}
+
 /// Verifies a signed checkpoint against the log's verifier key text and reads it;
 /// the origin must be the key's name.
 pub fn open_checkpoint(note: &[u8], verifier_key: &str) -> Result<Checkpoint, CheckpointError> {

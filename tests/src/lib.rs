@@ -36,6 +36,8 @@ pub fn bin(name: &str) -> PathBuf {
             "pollsync-station",
             "-p",
             "pollsync-sim",
+            "-p",
+            "pollsync-verify",
         ]);
         if release {
             cmd.arg("--release");

@@ -58,6 +58,11 @@ impl Evidence {
         let ca = |reason: String| Failure::new("V2", "ca.pem", reason);
         let pem = String::from_utf8(pem).map_err(|_| ca("not UTF-8".into()))?;
         let ca_der = identity::cert_der_from_pem(&pem).map_err(|e| ca(e.to_string()))?;
+        if pem != canonical_pem(&ca_der) {
+            return Err(ca(
+                "not exactly one certificate in PEM (BEGIN line, base64 lines of 64, END line, each ending in a newline)".into(),
+            ));
+        }
         identity::verify_issued_by(&ca_der, &ca_der)
             .map_err(|e| ca(format!("not signed by its own key: {e}")))?;
         let ou = identity::election_id_from_cert_der(&ca_der).map_err(|e| ca(e.to_string()))?;
@@ -169,6 +174,19 @@ fn read_file(dir: &Path, relative: &str, step: &'static str) -> Step<Vec<u8>> {
         return Err(fail(format!("longer than {MAX_FILE_BYTES} bytes")));
     }
     Ok(bytes)
+}
+
+/// A certificate in PEM as the center writes it (RFC 7468, lines of 64, `\n`).
+fn canonical_pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
 }
 
 /// Text from the evidence, shown escaped and cut.

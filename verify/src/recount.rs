@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use pollsync_election::{ContestInput, ContestOutcome, StationReport, TallySheet, rules_by_id};
+use pollsync_proto::tlog;
 use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
 
 use crate::chains::Chains;
 use crate::evidence::Evidence;
@@ -50,10 +52,33 @@ pub fn check(evidence: &Evidence, chains: &Chains) -> Step<String> {
     compare_results(&published, &outcomes)?;
     let nist = read_json(evidence, "results-nist.json", "V11")?;
     compare_nist(&nist, &outcomes)?;
+    signed_results(evidence)?;
     Ok(format!(
-        "V10 recount: {} contests counted again, equal to results.json; V11: results-nist.json agrees",
+        "V10 recount: {} contests counted again, equal to results.json; V11: results-nist.json agrees; V12: both signed by the log key",
         outcomes.len()
     ))
+}
+
+/// V12: `results.sig`, signed by the log key, names the SHA-256 of both results
+/// files.
+fn signed_results(evidence: &Evidence) -> Step<()> {
+    let note = evidence.read("results.sig", "V12")?;
+    let named = tlog::open_results(&note, &evidence.log_key)
+        .map_err(|e| Failure::new("V12", "results.sig", e.to_string()))?;
+    for file in ["results.json", "results-nist.json"] {
+        let digest = hex::encode(Sha256::digest(evidence.read(file, "V12")?));
+        if !named
+            .iter()
+            .any(|(name, hash)| name == file && *hash == digest)
+        {
+            return Err(Failure::new(
+                "V12",
+                file,
+                "its SHA-256 is not the one results.sig signs",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn read_json(evidence: &Evidence, path: &str, step: &'static str) -> Step<Value> {

@@ -22,6 +22,13 @@ use crate::error::{CenterError, Result};
 use crate::results;
 use crate::store::{Records, Store, now_unix_ms};
 
+/// The results (SPEC §7 JSON).
+pub const RESULTS_JSON: &str = "results.json";
+/// The results in NIST SP 1500-100 v2 form.
+pub const RESULTS_NIST: &str = "results-nist.json";
+/// The log key's signature over the two results files' digests.
+pub const RESULTS_SIG: &str = "results.sig";
+
 /// Folder mode of the export (it is public, but written by the operator only).
 const EVIDENCE_DIR_MODE: u32 = 0o755;
 
@@ -65,7 +72,23 @@ pub fn export_evidence(data_dir: &Path, out: &Path) -> Result<EvidenceReport> {
     let key = LogKey::from_signer_text(&meta.log_signer_key).map_err(|e| CenterError::Corrupt {
         detail: format!("the stored log key: {e}"),
     })?;
-    let (files, mut report) = store.snapshot_signed(&key, |records| collect(records))?;
+    let (mut files, mut report) = store.snapshot_signed(&key, |records| collect(records))?;
+    let signed = {
+        let results = |name: &str| {
+            files
+                .get(Path::new(name))
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        };
+        key.sign_results(&[
+            (RESULTS_JSON, results(RESULTS_JSON)),
+            (RESULTS_NIST, results(RESULTS_NIST)),
+        ])
+        .map_err(|e| CenterError::Corrupt {
+            detail: format!("cannot sign the results: {e}"),
+        })?
+    };
+    files.insert(PathBuf::from(RESULTS_SIG), signed);
     report.dir = out.to_owned();
     report.files = files.len();
     write_all(out, &files)?;
@@ -171,9 +194,9 @@ fn collect(records: &dyn Records) -> Result<(Files, EvidenceReport)> {
     }
 
     let computed = results::compute(records, None)?;
-    put("results.json".into(), pretty(&computed.to_json()));
+    put(RESULTS_JSON.into(), pretty(&computed.to_json()));
     put(
-        "results-nist.json".into(),
+        RESULTS_NIST.into(),
         pretty(&computed.to_nist(now_unix_ms())),
     );
 
