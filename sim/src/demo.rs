@@ -421,13 +421,15 @@ async fn day(
         None
     };
     let center_dir = fleet.center_dir.clone();
-    let (results, audit, alerts, tallies) = tokio::task::spawn_blocking(move || {
+    let evidence_dir = workdir.join("evidence");
+    let (results, audit, alerts, tallies, evidence) = tokio::task::spawn_blocking(move || {
         let store = pollsync_center::store::Store::open(&center_dir)?;
         let results = pollsync_center::results::compute(&store, None)?;
         let audit = pollsync_center::audit::audit(&store)?;
         let alerts = store.alerts()?;
         let tallies = store.tally_map()?;
-        Ok::<_, pollsync_center::CenterError>((results, audit, alerts, tallies))
+        let evidence = report::EvidenceCheck::run(&center_dir, &evidence_dir)?;
+        Ok::<_, pollsync_center::CenterError>((results, audit, alerts, tallies, evidence))
     })
     .await
     .map_err(|e| FleetError::Task(e.to_string()))?
@@ -447,6 +449,7 @@ async fn day(
         audit,
         alerts,
         truth_differences,
+        evidence,
         agent_notes: notes.kept(),
         kept_dir,
     };

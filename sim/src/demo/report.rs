@@ -49,6 +49,76 @@ impl Phases {
 }
 
 /// What the demo found at the end.
+/// The day's public record: exported (`center export-evidence`) and verified from the
+/// files alone (`pollsync-verify`), each timed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvidenceCheck {
+    /// The evidence folder.
+    pub dir: PathBuf,
+    /// Files written.
+    pub files: usize,
+    /// Leaves of the transparency log it holds.
+    pub log_size: u64,
+    /// Time to export.
+    pub export_ms: u64,
+    /// Time to verify.
+    pub verify_ms: u64,
+    /// The first step that failed (`None`: all held).
+    pub failure: Option<String>,
+    /// Notes of the verifier (findings that are not failures).
+    pub notes: Vec<String>,
+}
+
+impl EvidenceCheck {
+    /// Exports the evidence of the center in `center_dir` to `dir` and verifies it.
+    pub fn run(
+        center_dir: &std::path::Path,
+        dir: &std::path::Path,
+    ) -> Result<EvidenceCheck, pollsync_center::CenterError> {
+        let started = std::time::Instant::now();
+        let exported = pollsync_center::commands::evidence::export_evidence(center_dir, dir)?;
+        let export_ms = started.elapsed().as_millis() as u64;
+        let started = std::time::Instant::now();
+        let verified = pollsync_verify::verify(dir);
+        let verify_ms = started.elapsed().as_millis() as u64;
+        let (failure, notes) = match verified {
+            Ok(report) => (None, report.notes),
+            Err(failure) => (Some(failure.to_string()), Vec::new()),
+        };
+        Ok(EvidenceCheck {
+            dir: dir.to_owned(),
+            files: exported.files,
+            log_size: exported.log_size,
+            export_ms,
+            verify_ms,
+            failure,
+            notes,
+        })
+    }
+
+    /// One or two lines for the demo's report.
+    pub fn to_text(&self) -> String {
+        let head = format!(
+            "public evidence: {} files, a log of {} leaves, exported in {:.1} s; ",
+            self.files,
+            self.log_size,
+            self.export_ms as f64 / 1e3
+        );
+        match &self.failure {
+            None => format!(
+                "{head}pollsync-verify checked every certificate, signature, chain, log leaf and the recount from the files alone in {:.1} s{}\n",
+                self.verify_ms as f64 / 1e3,
+                if self.notes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} note(s), first: {})", self.notes.len(), self.notes[0])
+                }
+            ),
+            Some(f) => format!("{head}EVIDENCE DOES NOT VERIFY: {f}\n"),
+        }
+    }
+}
+
 pub struct DemoReport {
     pub election: String,
     pub seed: u64,
@@ -61,15 +131,20 @@ pub struct DemoReport {
     pub alerts: Vec<pollsync_center::store::AlertRow>,
     /// Differences between the center's per-station tallies and the ground truth.
     pub truth_differences: Vec<String>,
+    /// The public record exported and verified by `pollsync-verify`.
+    pub evidence: EvidenceCheck,
     pub agent_notes: Vec<String>,
     /// The folder kept (with `--dir` or `--keep-serving`).
     pub kept_dir: Option<PathBuf>,
 }
 
 impl DemoReport {
-    /// Every check holds: the truth, the audit, and no alert.
+    /// Every check holds: the truth, the audit, no alert, and the evidence verifies.
     pub fn all_good(&self) -> bool {
-        self.truth_differences.is_empty() && self.audit.is_clean() && self.alerts.is_empty()
+        self.truth_differences.is_empty()
+            && self.audit.is_clean()
+            && self.alerts.is_empty()
+            && self.evidence.failure.is_none()
     }
 
     pub fn to_json(&self) -> Value {
@@ -91,6 +166,7 @@ impl DemoReport {
                 "differences": self.audit.differences,
             },
             "alerts": pollsync_center::commands::alerts::to_json(&self.alerts),
+            "evidence": self.evidence,
             "agent_notes": self.agent_notes,
             "dir": self.kept_dir,
             "results": self.results.to_json(),
@@ -115,6 +191,7 @@ impl DemoReport {
                 out.push_str(&format!("  {d}\n"));
             }
         }
+        out.push_str(&self.evidence.to_text());
         if self.alerts.is_empty() {
             out.push_str("alerts: none\n");
         } else {
