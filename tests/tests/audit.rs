@@ -158,8 +158,8 @@ fn audit_names_a_forged_key_row_and_a_batch_that_breaks_the_rules() {
     }]);
     let signed = chain.seal(&batch);
     db.execute(
-        "INSERT INTO batches (station, sequence, hash, batch, signature, key_no, events, ballots)
-         VALUES (?1, ?2, ?3, ?4, ?5, 1, 1, 1)",
+        "INSERT INTO batches (station, sequence, hash, batch, signature, key_no, events, ballots, leaf)
+         VALUES (?1, ?2, ?3, ?4, ?5, 1, 1, 1, 999999)",
         rusqlite::params![
             honest,
             head + 1,
