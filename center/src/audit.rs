@@ -9,11 +9,15 @@
 //! compared with the live tallies the ingest kept, and every ballot id is checked
 //! to be in one batch only. Each fork's kept evidence is checked to prove the fork
 //! on its own. Any difference is named (G4).
+//!
+//! A station whose chain does not start with a zero report (SPEC §3) is a finding:
+//! named, as the ingest flagged it (`NO_ZERO_REPORT`), but no difference, since the
+//! center counted exactly what the batches say.
 
 use std::collections::{BTreeMap, HashMap};
 
 use ed25519_dalek::VerifyingKey;
-use pollsync_election::{Ledger, TallySheet};
+use pollsync_election::{Ledger, StationEvent, TallySheet, log};
 use pollsync_proto::convert::event_from_pb;
 use pollsync_proto::envelope::{ChainHead, Placement, decode_batch_bytes};
 use pollsync_proto::identity::{
@@ -36,6 +40,9 @@ pub struct AuditReport {
     pub ballots: u64,
     /// Every difference or failed check, in words naming the station and batch.
     pub differences: Vec<String>,
+    /// What the batches show that operators must look at, though the center's
+    /// counts agree with them: a chain that does not start with a zero report.
+    pub findings: Vec<String>,
 }
 
 impl AuditReport {
@@ -153,6 +160,20 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
                 sequence: head.next_sequence(),
                 hash,
             };
+            if stored.sequence == 1 {
+                let first = batch.events.first().map(event_from_pb);
+                let opening = first.as_ref().and_then(|e| e.as_ref().ok());
+                if !log::starts_with_zero_report(opening) {
+                    let opens = match (&first, opening) {
+                        (None, _) => "holds no event".to_owned(),
+                        (Some(_), Some(e)) => format!("opens with a {} event", e.kind()),
+                        (Some(_), None) => "opens with an event that does not read".to_owned(),
+                    };
+                    report.findings.push(format!(
+                        "station {station}: its chain does not start with a zero report (batch 1 {opens})"
+                    ));
+                }
+            }
             for event in &batch.events {
                 if let Some(pb::event::Kind::Ballot(b)) = &event.kind {
                     let first = *first_seen.entry(b.id.clone()).or_insert(stored.sequence);
@@ -165,7 +186,7 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
                 }
                 match event_from_pb(event) {
                     Ok(e) => {
-                        if let pollsync_election::StationEvent::Ballot(b) = &e
+                        if let StationEvent::Ballot(b) = &e
                             && def.contest(&b.contest).is_some()
                         {
                             report.ballots += 1;

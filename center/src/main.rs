@@ -410,6 +410,9 @@ fn main() -> ExitCode {
                         for d in &report.differences {
                             outln!("DIFFERENCE: {d}");
                         }
+                        for f in &report.findings {
+                            outln!("FINDING: {f}");
+                        }
                         outln!(
                             "audited {} batch(es) of {} station(s), {} ballot(s): {}",
                             report.batches,

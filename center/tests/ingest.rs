@@ -54,6 +54,56 @@ fn s1_events() -> (Vec<StationEvent>, Vec<StationEvent>) {
 }
 
 #[tokio::test]
+async fn a_chain_without_its_zero_report_counts_and_raises_no_zero_report_for_that_station_only() {
+    let center = Center::new();
+    let (h, writer) = ingest::start(&center.data).unwrap();
+    let mut honest = center.chain("S-0001");
+    let mut bare = center.chain("S-0002").without_zero_report();
+    let (a1, a2) = s1_events();
+    let acks = [
+        push(&h, "S-0001", honest.batch(&a1)).await,
+        push(&h, "S-0002", bare.batch(&a1)).await,
+        push(&h, "S-0002", bare.batch(&a2)).await,
+    ];
+    assert!(
+        acks.iter().all(|a| a.kind() == AckKind::Accepted),
+        "{acks:?}"
+    );
+    // A resend of batch 1 is a duplicate and raises nothing more.
+    let mut again = center.chain("S-0002").without_zero_report();
+    let ack = push(&h, "S-0002", again.batch(&a1)).await;
+    assert_eq!(ack.kind(), AckKind::Duplicate);
+    h.shutdown();
+    writer.join().unwrap();
+    assert_eq!(
+        alerts(&center),
+        vec![("S-0002".to_string(), "NO_ZERO_REPORT".to_string(), 1)]
+    );
+    let stored = Store::open(&center.data).unwrap().alerts().unwrap();
+    assert!(
+        stored[0]
+            .detail
+            .contains("station S-0002's chain does not start with a zero report"),
+        "{}",
+        stored[0].detail
+    );
+    // Its ballots count all the same.
+    let t = tallies(&center);
+    assert_eq!(t["S-0002"], truth(&[a1.clone(), a2].concat()));
+    assert_eq!(t["S-0001"], truth(&a1));
+    // The audit names it as a finding, not a difference.
+    let report = pollsync_center::audit::audit(&Store::open(&center.data).unwrap()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.differences);
+    assert_eq!(
+        report.findings,
+        vec![
+            "station S-0002: its chain does not start with a zero report (batch 1 opens with a ballot event)"
+                .to_string()
+        ]
+    );
+}
+
+#[tokio::test]
 async fn honest_chains_of_two_stations_give_exact_tallies() {
     let center = Center::new();
     let (h, writer) = ingest::start(&center.data).unwrap();

@@ -1,6 +1,7 @@
 //! The events of a station's append-only log (SPEC §3) and the checks each one must
-//! pass before the station records it or the center applies it: a ballot, ballots
-//! issued, a cancel, and the close of a contest with its tally sheet.
+//! pass before the station records it or the center applies it: the zero report that
+//! opens the log, a ballot, ballots issued, a cancel, and the close of a contest with
+//! its tally sheet.
 //!
 //! What depends on the log's history (no cancel or ballot after a close, a cancel naming
 //! a recorded ballot) is for the log's keeper; this module checks one event on its own
@@ -22,6 +23,16 @@ pub const MAX_REASON_CHARS: usize = 200;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum StationEvent {
+    /// The zero report (Brazil's zerésima, a zero tally): before its first ballot the
+    /// station reports that every contest it serves stands at zero (nothing issued,
+    /// returned, valid or void, no votes). Only the first event of a station's log
+    /// ([`crate::log::check_zero_report_first`]).
+    #[serde(rename = "zero_report")]
+    ZeroReport {
+        /// The id of every contest the station serves, in the order the definition
+        /// lists them for the station ([`StationEvent::zero_report_of`]).
+        contests: Vec<String>,
+    },
     /// One ballot.
     Ballot(Ballot),
     /// `count` more ballots of a contest handed to voters (发出选票).
@@ -52,7 +63,7 @@ pub enum StationEvent {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
     /// The event names a contest the election does not define.
-    #[error("contest '{contest}' is not in this election")]
+    #[error("contest {contest} is not in this election")]
     UnknownContest {
         /// The id given, quoted for display (cut short, control characters escaped).
         contest: String,
@@ -109,6 +120,37 @@ pub enum EventError {
         /// Most characters allowed.
         max: usize,
     },
+    /// A zero report that names a contest twice.
+    #[error("zero report of station '{station}': contest '{contest}' is named twice")]
+    ZeroReportRepeats {
+        /// The station's id.
+        station: String,
+        /// The contest named twice.
+        contest: String,
+    },
+    /// A zero report that leaves out a contest the station serves.
+    #[error(
+        "zero report of station '{station}': contest '{contest}', which the station serves, is missing"
+    )]
+    ZeroReportMissing {
+        /// The station's id.
+        station: String,
+        /// The contest left out.
+        contest: String,
+    },
+    /// A zero report whose contests are not in the order the definition lists them
+    /// for the station.
+    #[error(
+        "zero report of station '{station}': contests {given} are not in the definition's order {expected}"
+    )]
+    ZeroReportOrder {
+        /// The station's id.
+        station: String,
+        /// The contests as the report names them, quoted for display.
+        given: String,
+        /// The contests in the definition's order for the station.
+        expected: String,
+    },
     /// A cancel reason holding a control or invisible formatting character.
     #[error("cancel of ballot {ballot_id}: the reason {shown} contains a control character")]
     ReasonControlCharacter {
@@ -120,20 +162,30 @@ pub enum EventError {
 }
 
 impl StationEvent {
-    /// The contest the event belongs to; a cancel names only a ballot.
+    /// The zero report of `station`: every contest it serves, in the order the
+    /// definition lists them for it.
+    pub fn zero_report_of(station: &Station) -> StationEvent {
+        StationEvent::ZeroReport {
+            contests: station.contests.clone(),
+        }
+    }
+
+    /// The contest the event belongs to; a cancel names only a ballot, a zero report
+    /// every contest of the station.
     pub fn contest(&self) -> Option<&str> {
         match self {
             StationEvent::Ballot(ballot) => Some(&ballot.contest),
             StationEvent::Issued { contest, .. } | StationEvent::Close { contest, .. } => {
                 Some(contest)
             }
-            StationEvent::Cancel { .. } => None,
+            StationEvent::Cancel { .. } | StationEvent::ZeroReport { .. } => None,
         }
     }
 
     /// The event's kind as the log names it.
     pub fn kind(&self) -> &'static str {
         match self {
+            StationEvent::ZeroReport { .. } => "zero_report",
             StationEvent::Ballot(_) => "ballot",
             StationEvent::Issued { .. } => "issued",
             StationEvent::Cancel { .. } => "cancel",
@@ -144,17 +196,24 @@ impl StationEvent {
     /// Check the event on its own: its contest exists and this station serves it, a
     /// ballot passes [`Ballot::check`], an issued count is 1 to
     /// [`MAX_ISSUED_PER_EVENT`], a cancel has a reason, a close's sheet passes
-    /// [`TallySheet::check`].
+    /// [`TallySheet::check`], a zero report names exactly the contests the station
+    /// serves, in the definition's order for it.
     pub fn check(&self, def: &ElectionDefinition, station: &Station) -> Result<(), EventError> {
-        if let StationEvent::Cancel { ballot_id, reason } = self {
-            return check_reason(*ballot_id, reason);
+        match self {
+            StationEvent::Cancel { ballot_id, reason } => {
+                return check_reason(*ballot_id, reason);
+            }
+            StationEvent::ZeroReport { contests } => {
+                return check_zero_report(def, station, contests);
+            }
+            _ => {}
         }
         let contest = self.served_contest(def, station)?;
         match self {
             StationEvent::Ballot(ballot) => ballot.check(contest)?,
             StationEvent::Issued { count, .. } => check_issued(contest, *count)?,
             StationEvent::Close { sheet, .. } => sheet.check(contest)?,
-            StationEvent::Cancel { .. } => {}
+            StationEvent::Cancel { .. } | StationEvent::ZeroReport { .. } => {}
         }
         Ok(())
     }
@@ -164,18 +223,59 @@ impl StationEvent {
         def: &'d ElectionDefinition,
         station: &Station,
     ) -> Result<&'d Contest, EventError> {
-        let id = self.contest().unwrap_or_default();
-        let contest = def
-            .contest(id)
-            .ok_or_else(|| EventError::UnknownContest { contest: shown(id) })?;
-        if !station.contests.iter().any(|c| c == id) {
-            return Err(EventError::NotServed {
+        served_contest(def, station, self.contest().unwrap_or_default())
+    }
+}
+
+/// The contest `id` of the election, if `station` serves it.
+fn served_contest<'d>(
+    def: &'d ElectionDefinition,
+    station: &Station,
+    id: &str,
+) -> Result<&'d Contest, EventError> {
+    let contest = def
+        .contest(id)
+        .ok_or_else(|| EventError::UnknownContest { contest: shown(id) })?;
+    if !station.contests.iter().any(|c| c == id) {
+        return Err(EventError::NotServed {
+            station: station.id.clone(),
+            contest: contest.id.clone(),
+        });
+    }
+    Ok(contest)
+}
+
+/// A zero report names every contest `station` serves, each once, none other, in the
+/// order the definition lists them for the station. Checked in that order: each
+/// contest named (defined, served, not twice), then none missing, then the order.
+fn check_zero_report(
+    def: &ElectionDefinition,
+    station: &Station,
+    contests: &[String],
+) -> Result<(), EventError> {
+    for (i, id) in contests.iter().enumerate() {
+        served_contest(def, station, id)?;
+        if contests[..i].contains(id) {
+            return Err(EventError::ZeroReportRepeats {
                 station: station.id.clone(),
-                contest: contest.id.clone(),
+                contest: id.clone(),
             });
         }
-        Ok(contest)
     }
+    if let Some(missing) = station.contests.iter().find(|c| !contests.contains(c)) {
+        return Err(EventError::ZeroReportMissing {
+            station: station.id.clone(),
+            contest: missing.clone(),
+        });
+    }
+    if contests != station.contests.as_slice() {
+        return Err(EventError::ZeroReportOrder {
+            station: station.id.clone(),
+            given: format!("{contests:?}"),
+            expected: format!("{:?}", station.contests),
+        });
+    }
+    Ok(())
 }
 
 fn check_issued(contest: &Contest, count: u64) -> Result<(), EventError> {
@@ -293,6 +393,61 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_report_names_exactly_the_contests_the_station_serves() {
+        let (mut def, mut station) = election();
+        station.contests = vec!["D-001".into(), "D-002".into()];
+        def.stations = vec![station.clone()];
+        let report = |contests: &[&str]| StationEvent::ZeroReport {
+            contests: contests.iter().map(|c| c.to_string()).collect(),
+        };
+        assert_eq!(
+            StationEvent::zero_report_of(&station),
+            report(&["D-001", "D-002"])
+        );
+        assert_eq!(report(&["D-001", "D-002"]).check(&def, &station), Ok(()));
+        assert_eq!(
+            report(&["D-001"])
+                .check(&def, &station)
+                .unwrap_err()
+                .to_string(),
+            "zero report of station 'S-0001': contest 'D-002', which the station serves, is missing"
+        );
+        assert_eq!(
+            report(&[]).check(&def, &station),
+            Err(EventError::ZeroReportMissing {
+                station: "S-0001".into(),
+                contest: "D-001".into()
+            })
+        );
+        assert_eq!(
+            report(&["D-001", "D-002", "D-001"])
+                .check(&def, &station)
+                .unwrap_err()
+                .to_string(),
+            "zero report of station 'S-0001': contest 'D-001' is named twice"
+        );
+        assert!(matches!(
+            report(&["D-001", "D-002", "D-404"]).check(&def, &station),
+            Err(EventError::UnknownContest { contest }) if contest == "'D-404'"
+        ));
+        assert!(matches!(
+            report(&["D-002", "D-001"]).check(&def, &station),
+            Err(EventError::ZeroReportOrder { .. })
+        ));
+        // A contest of the election the station does not serve is named as such.
+        let (def, station) = election();
+        assert_eq!(
+            report(&["D-001", "D-002"])
+                .check(&def, &station)
+                .unwrap_err()
+                .to_string(),
+            "station 'S-0001' does not collect ballots for contest 'D-002'"
+        );
+        assert_eq!(report(&["D-001"]).contest(), None);
+        assert_eq!(report(&["D-001"]).kind(), "zero_report");
+    }
+
+    #[test]
     fn ballots_and_sheets_are_checked() {
         let (def, station) = election();
         let ballot = Ballot {
@@ -349,6 +504,9 @@ mod tests {
         let mut sheet = TallySheet::default();
         sheet.add_issued(2);
         let events = vec![
+            StationEvent::ZeroReport {
+                contests: vec!["D-001".into()],
+            },
             StationEvent::Ballot(Ballot {
                 id: BallotId([0xab; 16]),
                 contest: "D-001".into(),

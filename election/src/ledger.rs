@@ -1,5 +1,6 @@
 //! A station's ledger: the meaning of one station's log (SPEC §3). It applies the
-//! log's rules ([`LogRules`]: each event valid on its own, nothing after a close, a
+//! log's rules ([`LogRules`]: each event valid on its own, a zero report only
+//! first (it counts nothing: every contest stands at zero), nothing after a close, a
 //! contest closed once, a ballot once, a cancel only of a ballot of this station
 //! not cancelled yet) and folds every event it takes into the tally sheet of its
 //! contest: a ballot counted (valid or void, by [`crate::ballot::validity_of`]),
@@ -97,6 +98,8 @@ impl Ledger {
         // and a cancel names a standing ballot.
         self.rules.apply(def, &self.station, event)?;
         match event {
+            // Every contest at zero: what an empty ledger holds already.
+            StationEvent::ZeroReport { .. } => {}
             StationEvent::Ballot(ballot) => {
                 if let Some((contest, sheet)) = sheet_of(def, &mut self.contests, &ballot.contest) {
                     sheet.computed.add_ballot(contest, ballot);

@@ -1,16 +1,21 @@
 //! The rules of a station's log (SPEC §3): what may follow what. Each event must pass
 //! [`StationEvent::check`] on its own, and then, against everything before it in
-//! the station's log: nothing for a contest the station closed, a contest closed
-//! once, a ballot id once, a cancel only of a ballot recorded here and not cancelled
-//! yet. [`LogRules`] applies them one event at a time, so that whoever reads a log
+//! the station's log: a zero report only as the log's first event, nothing for a
+//! contest the station closed, a contest closed once, a ballot id once, a cancel only
+//! of a ballot recorded here and not cancelled yet. [`LogRules`] applies them one event at a time, so that whoever reads a log
 //! (the station as it records, the center as it judges, an audit or an observer
 //! recounting from the raw batches) applies the same rules.
 //!
-//! Each rule is also a function of its own ([`check_open`], [`check_first_close`],
-//! [`check_new_ballot`], [`check_cancel`]) over the few facts it reads, so that a keeper
+//! Each rule is also a function of its own ([`check_zero_report_first`],
+//! [`check_open`], [`check_first_close`], [`check_new_ballot`], [`check_cancel`]) over
+//! the few facts it reads, so that a keeper
 //! that holds its log elsewhere (the station's SQLite store, the center's judge over
 //! raw batches) decides with the same rules and words its refusals its own way.
 //! [`crate::Ledger`] adds the counting to [`LogRules`].
+//!
+//! A log that does not start with a zero report breaks no rule (its events still
+//! count), but it is to be flagged: [`starts_with_zero_report`] says which logs do,
+//! for the center, its audit and any verifier alike.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -22,6 +27,9 @@ pub enum LogError {
     /// The event breaks a rule of its own.
     #[error(transparent)]
     Event(#[from] EventError),
+    /// A zero report after other events: it opens the log or is not there.
+    #[error("a zero report comes only as the first event of a station's log, before anything else")]
+    ZeroReportNotFirst,
     /// Ballots, issued counts or a cancel for a contest closed before.
     #[error("contest '{contest}' was closed by this station before: nothing more is taken for it")]
     AfterClose {
@@ -72,6 +80,22 @@ pub struct Recorded<'a> {
     pub contest: &'a str,
     /// Cancelled already.
     pub cancelled: bool,
+}
+
+/// Rule: a zero report is the first event of a station's log. `first`: whether the
+/// log holds nothing before it.
+pub fn check_zero_report_first(first: bool) -> Result<(), LogError> {
+    if !first {
+        return Err(LogError::ZeroReportNotFirst);
+    }
+    Ok(())
+}
+
+/// Whether a station's log starts with a zero report, given its first event (`None`:
+/// the log is empty). A log that does not is flagged (SPEC §3: before its first
+/// ballot a station seals a zero report), though its events still count.
+pub fn starts_with_zero_report(first_event: Option<&StationEvent>) -> bool {
+    matches!(first_event, Some(StationEvent::ZeroReport { .. }))
 }
 
 /// Rule: nothing is taken for a contest after its close (ballots, issued counts, a
@@ -126,6 +150,8 @@ pub fn check_cancel<'a>(
 /// What the rules need to remember of a station's log so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogRules {
+    /// Whether an event was taken: a zero report may no longer come.
+    started: bool,
     closed: BTreeSet<String>,
     /// Ballot id → (contest, cancelled).
     ballots: HashMap<BallotId, (String, bool)>,
@@ -142,6 +168,7 @@ impl LogRules {
     ) -> Result<(), LogError> {
         event.check(def, station)?;
         match event {
+            StationEvent::ZeroReport { .. } => check_zero_report_first(!self.started)?,
             StationEvent::Ballot(b) => {
                 check_open(&b.contest, self.closed.contains(&b.contest))?;
                 check_new_ballot(b.id, self.ballots.contains_key(&b.id))?;
@@ -168,6 +195,7 @@ impl LogRules {
                 self.closed.insert(contest.clone());
             }
         }
+        self.started = true;
         Ok(())
     }
 
@@ -254,6 +282,59 @@ contests = ["D-1", "T-1"]
             contest: "D-1".into(),
             sheet: TallySheet::default(),
         }
+    }
+
+    fn zero_report() -> StationEvent {
+        StationEvent::ZeroReport {
+            contests: vec!["D-1".into(), "T-1".into()],
+        }
+    }
+
+    #[test]
+    fn a_zero_report_opens_the_log_or_is_not_there() {
+        let def = load("t.toml", DEF).unwrap();
+        let station = def.station("S-1").unwrap().clone();
+        assert!(starts_with_zero_report(Some(&zero_report())));
+        assert!(!starts_with_zero_report(Some(&ballot(1))));
+        assert!(!starts_with_zero_report(None));
+
+        let mut log = LogRules::default();
+        assert_eq!(log.apply(&def, &station, &zero_report()), Ok(()));
+        assert_eq!(log.apply(&def, &station, &ballot(1)), Ok(()));
+        assert_eq!(
+            log.apply(&def, &station, &zero_report()),
+            Err(LogError::ZeroReportNotFirst)
+        );
+        // A second zero report right after the first is not first either.
+        let mut log = LogRules::default();
+        assert_eq!(log.apply(&def, &station, &zero_report()), Ok(()));
+        assert_eq!(
+            log.apply(&def, &station, &zero_report()),
+            Err(LogError::ZeroReportNotFirst)
+        );
+        // A log without one breaks no rule: it is flagged, not refused.
+        let mut log = LogRules::default();
+        assert_eq!(log.apply(&def, &station, &ballot(1)), Ok(()));
+        let late = log.apply(&def, &station, &zero_report()).unwrap_err();
+        assert!(!late.is_after_close(), "{late}");
+        // A refused first event leaves the log empty: the zero report may still open it.
+        let mut log = LogRules::default();
+        assert!(log.apply(&def, &station, &cancel(9)).is_err());
+        assert_eq!(log.apply(&def, &station, &zero_report()), Ok(()));
+        // One that leaves out a contest breaks the event's own rule.
+        let mut log = LogRules::default();
+        let partial = StationEvent::ZeroReport {
+            contests: vec!["D-1".into()],
+        };
+        assert!(matches!(
+            log.apply(&def, &station, &partial),
+            Err(LogError::Event(EventError::ZeroReportMissing { contest, .. })) if contest == "T-1"
+        ));
+        assert_eq!(check_zero_report_first(true), Ok(()));
+        assert_eq!(
+            check_zero_report_first(false),
+            Err(LogError::ZeroReportNotFirst)
+        );
     }
 
     #[test]

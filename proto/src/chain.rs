@@ -4,13 +4,16 @@
 //! stations, the rogue test clients and every test that needs signed batches.
 //!
 //! The Hello a device opens a sync with, which claims its chain's head, is built
-//! here too ([`ChainWriter::hello`], [`hello_of`]).
+//! here too ([`ChainWriter::hello`], [`hello_of`]), and so is the zero report that
+//! opens a chain's first batch ([`zero_report`], [`ChainWriter::opening`]).
 //!
 //! Checking a chain is the other side ([`crate::envelope::ChainHead::check_next`]).
 
 use ed25519_dalek::SigningKey;
+use pollsync_election::{Station, StationEvent};
 
 use crate::bundle::EnrollmentBundle;
+use crate::convert::event_to_pb;
 use crate::envelope::{ChainHead, chain_hash, seal_batch};
 use crate::identity::IdentityError;
 use crate::pb;
@@ -134,6 +137,21 @@ impl ChainWriter {
         self.seal(&batch)
     }
 
+    /// The event the next batch opens with: the zero report of `station` when the
+    /// next batch is the chain's first (sequence 1), else none (a replacement
+    /// device's chain goes on after its bundle's head, which never is genesis).
+    pub fn opening(&self, station: &Station) -> Option<pb::Event> {
+        (self.head.next_sequence() == 1).then(|| zero_report(station))
+    }
+
+    /// The next batch holding `events`, opened by [`ChainWriter::opening`] (the
+    /// zero report of `station` in the chain's first batch), signed; the head moves
+    /// past it. What an honest device seals when it builds its batches itself.
+    pub fn next_opened(&mut self, station: &Station, events: Vec<pb::Event>) -> pb::SignedBatch {
+        let events = self.opening(station).into_iter().chain(events).collect();
+        self.next(events)
+    }
+
     /// The Hello of a device whose sealed head is this chain's head.
     pub fn hello(&self) -> pb::HelloRequest {
         hello(
@@ -143,6 +161,12 @@ impl ChainWriter {
             self.head,
         )
     }
+}
+
+/// The zero report of `station` as the wire carries it (SPEC §3): every contest it
+/// serves stands at zero. It is the first event of the station's batch 1.
+pub fn zero_report(station: &Station) -> pb::Event {
+    event_to_pb(&StationEvent::zero_report_of(station))
 }
 
 /// The Hello of the device `bundle` provisions, whose sealed head is `head`.
@@ -187,6 +211,40 @@ mod tests {
         assert_eq!(head, chain.head());
         assert_eq!(chain.head().sequence, 3);
         assert_eq!(chain.hello().local_head_sequence, 3);
+    }
+
+    #[test]
+    fn only_the_first_batch_opens_with_the_zero_report() {
+        let station = Station {
+            id: "S-0001".into(),
+            name: "s".into(),
+            kind: pollsync_election::StationKind::Fixed,
+            contests: vec!["D-001".into(), "T-001".into()],
+        };
+        let mut chain = ChainWriter::new(
+            "e-1",
+            "S-0001",
+            [7; 32],
+            SigningKey::from_bytes(&[3; 32]),
+            ChainHead::GENESIS,
+        );
+        let issued = crate::convert::event_to_pb(&StationEvent::Issued {
+            contest: "D-001".into(),
+            count: 1,
+        });
+        let first = chain.next_opened(&station, vec![issued.clone()]);
+        let first = crate::envelope::decode_batch(&first).expect("decodes");
+        assert_eq!(first.events, vec![zero_report(&station), issued.clone()]);
+        assert_eq!(
+            first.events[0].kind,
+            Some(pb::event::Kind::ZeroReport(pb::ZeroReport {
+                contests: vec!["D-001".into(), "T-001".into()]
+            }))
+        );
+        let second = chain.next_opened(&station, vec![issued.clone()]);
+        let second = crate::envelope::decode_batch(&second).expect("decodes");
+        assert_eq!(second.events, vec![issued]);
+        assert_eq!(chain.opening(&station), None);
     }
 
     #[test]

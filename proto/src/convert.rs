@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use pollsync_election::{Ballot, BallotId, Mark, StationEvent, TallySheet};
 
+use crate::limits::MAX_ZERO_REPORT_CONTESTS;
 use crate::pb;
 use crate::shape::{MARK_AGAINST, MARK_FOR, MARK_NONE};
 
@@ -42,6 +43,14 @@ pub enum ConvertError {
     MissingSheet {
         /// The contest closed.
         contest: String,
+    },
+    /// A zero report naming more contests than [`MAX_ZERO_REPORT_CONTESTS`].
+    #[error(
+        "zero report names {count} contests, more than the {MAX_ZERO_REPORT_CONTESTS} a report may name"
+    )]
+    TooManyContests {
+        /// Contests named.
+        count: usize,
     },
     /// A tally sheet naming a candidate or write-in twice in one list.
     #[error("close of contest '{contest}': the tally sheet names '{name}' twice under {field}")]
@@ -107,6 +116,9 @@ pub fn sheet_to_pb(sheet: &TallySheet) -> pb::TallySheet {
 pub fn event_to_pb(event: &StationEvent) -> pb::Event {
     use pb::event::Kind;
     let kind = match event {
+        StationEvent::ZeroReport { contests } => Kind::ZeroReport(pb::ZeroReport {
+            contests: contests.clone(),
+        }),
         StationEvent::Ballot(b) => Kind::Ballot(ballot_to_pb(b)),
         StationEvent::Issued { contest, count } => Kind::Issued(pb::Issued {
             contest: contest.clone(),
@@ -204,6 +216,16 @@ pub fn sheet_from_pb(contest: &str, sheet: &pb::TallySheet) -> Result<TallySheet
 pub fn event_from_pb(event: &pb::Event) -> Result<StationEvent, ConvertError> {
     use pb::event::Kind;
     match event.kind.as_ref().ok_or(ConvertError::EmptyEvent)? {
+        Kind::ZeroReport(z) => {
+            if z.contests.len() > MAX_ZERO_REPORT_CONTESTS {
+                return Err(ConvertError::TooManyContests {
+                    count: z.contests.len(),
+                });
+            }
+            Ok(StationEvent::ZeroReport {
+                contests: z.contests.clone(),
+            })
+        }
         Kind::Ballot(b) => Ok(StationEvent::Ballot(ballot_from_pb(b)?)),
         Kind::Issued(i) => Ok(StationEvent::Issued {
             contest: i.contest.clone(),
@@ -275,7 +297,9 @@ mod tests {
                     },
                 }
             });
-        prop_oneof![ballot, issued, cancel, close]
+        let zero_report = prop::collection::vec("[A-Z]-[0-9]{3}", 0..=MAX_ZERO_REPORT_CONTESTS)
+            .prop_map(|contests| StationEvent::ZeroReport { contests });
+        prop_oneof![ballot, issued, cancel, close, zero_report]
     }
 
     proptest! {
@@ -301,6 +325,21 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_zero_report_of_too_many_contests_is_refused() {
+        let event = pb::Event {
+            kind: Some(pb::event::Kind::ZeroReport(pb::ZeroReport {
+                contests: vec!["D-001".into(); MAX_ZERO_REPORT_CONTESTS + 1],
+            })),
+        };
+        assert_eq!(
+            event_from_pb(&event),
+            Err(ConvertError::TooManyContests {
+                count: MAX_ZERO_REPORT_CONTESTS + 1
+            })
+        );
     }
 
     #[test]

@@ -35,6 +35,7 @@ const _: () = {
     assert!(MAX_MARKS >= definition::MAX_CANDIDATES_PER_CONTEST);
     assert!(MAX_SHEET_WRITE_INS == pollsync_election::tally::MAX_SHEET_WRITE_INS);
     assert!(MAX_NAME_BYTES >= 4 * ballot::MAX_WRITE_IN_CHARS);
+    assert!(MAX_ZERO_REPORT_CONTESTS >= definition::MAX_CONTESTS_PER_STATION);
 };
 
 /// Batches a station may have sent and not yet seen acknowledged.
@@ -64,6 +65,11 @@ pub const MAX_WRITE_INS: usize = 10;
 
 /// Most candidate marks on one ballot (one per formal candidate).
 pub const MAX_MARKS: usize = 1024;
+
+/// Most contests one zero report names: an outer bound above the election's rule (a
+/// station serves at most one contest per level), so that a report naming a contest
+/// too many is refused in the election's words.
+pub const MAX_ZERO_REPORT_CONTESTS: usize = 16;
 
 /// Most write-in rows on one tally sheet (as `pollsync-election` allows): more
 /// than a station could ever have, each row still inside the batch's bytes.

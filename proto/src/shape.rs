@@ -8,6 +8,7 @@
 
 use crate::limits::{
     BALLOT_ID_BYTES, MAX_ID_BYTES, MAX_MARKS, MAX_NAME_BYTES, MAX_REASON_CHARS, MAX_WRITE_INS,
+    MAX_ZERO_REPORT_CONTESTS,
 };
 use crate::pb;
 
@@ -92,6 +93,16 @@ pub enum ShapeError {
     MissingSheet {
         /// Position in the batch.
         index: usize,
+    },
+    /// More contests in a zero report than [`MAX_ZERO_REPORT_CONTESTS`].
+    #[error(
+        "event #{index}: a zero report of {count} contests, more than {MAX_ZERO_REPORT_CONTESTS}"
+    )]
+    TooManyContests {
+        /// Position in the batch.
+        index: usize,
+        /// Contests found.
+        count: usize,
     },
     /// A tally-sheet candidate id is empty or too long.
     #[error(
@@ -204,6 +215,18 @@ pub fn check_event_shape(index: usize, event: &pb::Event) -> Result<(), ShapeErr
             }
             Ok(())
         }
+        Some(Kind::ZeroReport(report)) => {
+            if report.contests.len() > MAX_ZERO_REPORT_CONTESTS {
+                return Err(ShapeError::TooManyContests {
+                    index,
+                    count: report.contests.len(),
+                });
+            }
+            if !report.contests.iter().all(|c| id_ok(c)) {
+                return Err(ShapeError::ContestId { index });
+            }
+            Ok(())
+        }
     }
 }
 
@@ -247,6 +270,11 @@ mod tests {
         };
         let batch = pb::Batch {
             events: vec![
+                pb::Event {
+                    kind: Some(Kind::ZeroReport(pb::ZeroReport {
+                        contests: vec!["D-001".into(), "T-001".into()],
+                    })),
+                },
                 ballot(16, &[0, 1, 2], &["张三"]),
                 pb::Event {
                     kind: Some(Kind::Issued(pb::Issued {
@@ -308,6 +336,23 @@ mod tests {
         assert_eq!(
             check_event_shape(0, &no_sheet),
             Err(ShapeError::MissingSheet { index: 0 })
+        );
+        let zero_report = |contests: Vec<String>| pb::Event {
+            kind: Some(Kind::ZeroReport(pb::ZeroReport { contests })),
+        };
+        assert_eq!(
+            check_event_shape(2, &zero_report(vec!["D-001".into(), String::new()])),
+            Err(ShapeError::ContestId { index: 2 })
+        );
+        assert_eq!(
+            check_event_shape(
+                0,
+                &zero_report(vec!["D-001".into(); MAX_ZERO_REPORT_CONTESTS + 1])
+            ),
+            Err(ShapeError::TooManyContests {
+                index: 0,
+                count: MAX_ZERO_REPORT_CONTESTS + 1
+            })
         );
     }
 }

@@ -2,10 +2,12 @@
 //! anything (SPEC §13): a batch of a megabyte could otherwise hold half a million
 //! empty events, each a struct on the heap. [`check_batch_counts`] walks the
 //! encoding of a `Batch` and counts every repeated field that allocates (events,
-//! write-in names, tally-sheet rows) against the limits in [`crate::limits`],
+//! write-in names, tally-sheet rows, a zero report's contests) against the limits in [`crate::limits`],
 //! without allocating itself.
 
-use crate::limits::{MAX_BATCH_EVENTS, MAX_MARKS, MAX_SHEET_WRITE_INS, MAX_WRITE_INS};
+use crate::limits::{
+    MAX_BATCH_EVENTS, MAX_MARKS, MAX_SHEET_WRITE_INS, MAX_WRITE_INS, MAX_ZERO_REPORT_CONTESTS,
+};
 
 /// What is wrong with the raw bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,7 +139,8 @@ pub fn varint_field(bytes: &[u8], number: u64) -> Option<u64> {
 
 /// Checks the repeated fields of an encoded `Batch` against the limits: at most
 /// `MAX_BATCH_EVENTS` events, `MAX_WRITE_INS` write-ins per ballot, `MAX_MARKS`
-/// FOR and AGAINST rows and `MAX_SHEET_WRITE_INS` write-in rows on a tally sheet.
+/// FOR and AGAINST rows and `MAX_SHEET_WRITE_INS` write-in rows on a tally sheet,
+/// `MAX_ZERO_REPORT_CONTESTS` contests in a zero report.
 pub fn check_batch_counts(batch: &[u8]) -> Result<(), WireError> {
     count(batch, 6, "events of the batch", MAX_BATCH_EVENTS)?;
     fields(batch, |f| {
@@ -161,6 +164,13 @@ pub fn check_batch_counts(batch: &[u8]) -> Result<(), WireError> {
                 }
                 _ => Ok(()),
             }),
+            // ZeroReport: contests = 1.
+            (5, Some(report)) => count(
+                report,
+                1,
+                "contests of a zero report",
+                MAX_ZERO_REPORT_CONTESTS,
+            ),
             _ => Ok(()),
         })
     })
@@ -232,6 +242,22 @@ mod tests {
             check_batch_counts(&batch(vec![close(MAX_SHEET_WRITE_INS + 1)])),
             Err(WireError::TooMany {
                 what: "write-in rows of a tally sheet",
+                ..
+            })
+        ));
+        let zero_report = |contests: usize| pb::Event {
+            kind: Some(pb::event::Kind::ZeroReport(pb::ZeroReport {
+                contests: vec!["D".into(); contests],
+            })),
+        };
+        assert_eq!(
+            check_batch_counts(&batch(vec![zero_report(MAX_ZERO_REPORT_CONTESTS)])),
+            Ok(())
+        );
+        assert!(matches!(
+            check_batch_counts(&batch(vec![zero_report(MAX_ZERO_REPORT_CONTESTS + 1)])),
+            Err(WireError::TooMany {
+                what: "contests of a zero report",
                 ..
             })
         ));

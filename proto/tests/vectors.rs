@@ -75,6 +75,30 @@ fn worked_example_bytes() {
     );
 }
 
+/// The zero report of a station serving contests D-001 and T-001, as an event of
+/// batch 1 (PROTOCOL §12): `Event` field 5, `ZeroReport.contests` field 1.
+#[test]
+fn zero_report_event_bytes() {
+    use prost::Message as _;
+    let event = pb::Event {
+        kind: Some(pb::event::Kind::ZeroReport(pb::ZeroReport {
+            contests: vec!["D-001".into(), "T-001".into()],
+        })),
+    };
+    assert_eq!(
+        hex::encode(event.encode_to_vec()),
+        "2a0e0a05442d3030310a05542d303031"
+    );
+    let batch = pb::Batch {
+        events: vec![event],
+        ..pb::Batch::default()
+    };
+    assert_eq!(
+        hex::encode(batch.encode_to_vec()),
+        "32102a0e0a05442d3030310a05542d303031"
+    );
+}
+
 const PUBLIC_KEY: &str = "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8";
 const DEFINITION: &str = "a0ed86ac65e888a045823031405c0a36621cef545ab7788b22b53b467a247953";
 const BATCH: &str = "0a03652d311206532d303030311801222000000000000000000000000000000000000000000000000000000000000000002a20a0ed86ac65e888a045823031405c0a36621cef545ab7788b22b53b467a247953320b12090a05442d303031100232240a220a10000102030405060708090a0b0c0d0e0f1205442d3030311a0301020022024c69";

@@ -30,7 +30,8 @@ fn record_event(store: &mut Store, prov: &Provisioned, event: StationEvent) -> R
 }
 
 /// `station init`: set up a station in `dir` from its signed bundle, optionally
-/// overriding the center's `HOST:PORT`. Returns the text to print.
+/// overriding the center's `HOST:PORT`; a station starting its chain opens its log
+/// with the zero report. Returns the text to print.
 pub fn init(dir: &Path, bundle: &Path, center: Option<&str>) -> Result<String> {
     let store = Store::create(dir, bundle, center)?;
     let prov = store.provisioned()?;
@@ -52,10 +53,13 @@ pub fn init(dir: &Path, bundle: &Path, center: Option<&str>) -> Result<String> {
         contests.join(", "),
         prov.center_address
     );
-    if let Some(through) = store.history_missing()? {
-        text.push_str(&format!(
+    match store.history_missing()? {
+        Some(through) => text.push_str(&format!(
             "this device replaces another one: it continues the station's chain after batch {through}; run `station recover` to bring back batches 1 to {through} so that its records hold the whole day\n"
-        ));
+        )),
+        None => text.push_str(
+            "zero report recorded: every contest stands at zero; it opens batch 1, before any ballot\n",
+        ),
     }
     Ok(text)
 }

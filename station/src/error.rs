@@ -96,6 +96,9 @@ pub enum StationError {
         /// The ballot's id.
         ballot: BallotId,
     },
+    #[error("a zero report opens the station's log; this log holds events already")]
+    /// A zero report after other events of the log.
+    ZeroReportNotFirst,
     #[error("ballot {ballot} is already recorded at this station")]
     /// A ballot with this id is already recorded at this station.
     DuplicateBallot {

@@ -16,6 +16,10 @@
 //! deletes their rows (with `secure_delete` on, so the freed space is zeroed) and then
 //! checkpoints and truncates the WAL, whose frames were appended in recording order.
 //! The other events (issued, a cancel of a sealed ballot, a close) wait in log order.
+//!
+//! A station set up from genesis opens its log with its zero report (SPEC §3), put in
+//! the pending log by [`Store::create`] in the transaction that provisions it; the seal
+//! puts it before every ballot of batch 1.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{DirBuilder, OpenOptions};
@@ -277,6 +281,13 @@ impl Store {
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)",
                 params![META_CHAIN_START, value],
             )?;
+        } else if let Some(station) = definition.station(&bundle.station_id) {
+            // A chain from genesis opens with the zero report (SPEC §3): every
+            // contest the station serves at zero, before anything is recorded. A
+            // replacement device continues a chain that has one already.
+            let zero_report = StationEvent::zero_report_of(station);
+            zero_report.check(&definition, station)?;
+            append_in(&tx, u64::from(k), &[zero_report], &mut |_| {})?;
         }
         tx.commit()?;
         Ok(Store {
@@ -405,8 +416,8 @@ impl Store {
 
     /// Seal what may leave into signed batches, each in its own durable transaction:
     /// the groups of waiting ballots `election::batching` releases, then the pending
-    /// events in log order (a close only once its contest's ballots are all sealed).
-    /// Returns the batches made.
+    /// events in log order (a close only once its contest's ballots are all sealed);
+    /// the zero report, first in the log, leads batch 1. Returns the batches made.
     pub fn seal(&mut self, provisioned: &Provisioned) -> Result<Vec<SealedBatch>> {
         if let Some(reason) = self.sealing_hold()? {
             return Err(StationError::SealingHeld { reason });
@@ -419,9 +430,13 @@ impl Store {
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let head = chain_head(&tx)?;
             let mut room = Room::empty();
+            // The zero report first, whatever room the ballot groups would take.
+            let opening = take_opening(&tx, &mut room)?;
+            let opening_id = opening.as_ref().map(|(id, _)| *id);
             let (leaving, still_waiting) = take_groups(&tx, self.min_ballots_per_batch, &mut room)?;
-            let (others, last_pending) = take_pending(&tx, &still_waiting, &mut room)?;
-            if leaving.is_empty() && others.is_empty() {
+            let (others, last_pending) =
+                take_pending(&tx, &still_waiting, &mut room, opening_id.unwrap_or(0))?;
+            if opening.is_none() && leaving.is_empty() && others.is_empty() {
                 break;
             }
             let mut ballots = Vec::with_capacity(leaving.len());
@@ -434,7 +449,9 @@ impl Store {
             }
             shuffle(&mut ballots)?;
             let ballot_count = ballots.len() as u64;
-            let mut events = ballots;
+            // The zero report opens the log: it leads batch 1, before its ballots.
+            let mut events: Vec<pb::Event> = opening.map(|(_, e)| e).into_iter().collect();
+            events.extend(ballots);
             events.extend(cancels);
             events.extend(others);
             chain = chain.after(head);
@@ -470,7 +487,7 @@ impl Store {
                     delete.execute(params![contest, generation, id])?;
                 }
             }
-            if let Some(last_id) = last_pending {
+            if let Some(last_id) = last_pending.or(opening_id) {
                 tx.execute("DELETE FROM pending WHERE id <= ?1", [last_id])?;
             }
             tx.commit()?;
@@ -887,6 +904,11 @@ fn append_in(
             });
         }
         match event {
+            StationEvent::ZeroReport { .. } => {
+                let first = written == 0 && log_is_empty(tx)?;
+                log::check_zero_report_first(first).map_err(refused)?;
+                insert_event.execute([bytes])?;
+            }
             StationEvent::Ballot(b) => {
                 log::check_open(&b.contest, closed.contains(&b.contest)).map_err(refused)?;
                 if let Some(index) = ballots.as_mut() {
@@ -946,8 +968,20 @@ fn refused(error: LogError) -> StationError {
         LogError::BallotTwice { ballot } => StationError::DuplicateBallot { ballot },
         LogError::UnknownBallot { ballot } => StationError::UnknownBallot { ballot },
         LogError::CancelledTwice { ballot } => StationError::AlreadyCancelled { ballot },
+        LogError::ZeroReportNotFirst => StationError::ZeroReportNotFirst,
         LogError::Event(e) => StationError::Event(e),
     }
+}
+
+/// Whether the log holds nothing yet, on this device or before it (a replacement
+/// device's chain starts after the batches of the device it replaced).
+fn log_is_empty(tx: &Connection) -> Result<bool> {
+    let held: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM batches) OR EXISTS (SELECT 1 FROM pending) OR EXISTS (SELECT 1 FROM waiting)",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(!held && chain_start(tx)?.sequence == 0)
 }
 
 /// A cancel of `ballot` if it still waits for its group: removed when more than K
@@ -1118,18 +1152,44 @@ fn take_groups(
     Ok((leaving, still_waiting))
 }
 
-/// The pending events this batch carries: a prefix of the log that fits in `room`,
-/// ending after a close, and before a close whose contest still has ballots waiting.
-/// Returns them and the id of the last one taken.
+/// The zero report, if the pending log still opens with it (a station set up from
+/// genesis that has not sealed yet): batch 1 carries it first, before any ballot
+/// group takes the batch's room (SPEC §3). Returns its id in the log and the event.
+fn take_opening(tx: &Connection, room: &mut Room) -> Result<Option<(i64, pb::Event)>> {
+    let first: Option<(i64, Vec<u8>)> = tx
+        .prepare_cached("SELECT id, event FROM pending ORDER BY id LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((id, blob)) = first else {
+        return Ok(None);
+    };
+    let event = pb::Event::decode(blob.as_slice()).map_err(|e| StationError::Corrupt {
+        detail: format!("pending event {id}: {e}"),
+    })?;
+    if !matches!(event.kind, Some(pb::event::Kind::ZeroReport(_))) {
+        return Ok(None);
+    }
+    // An event always fits in a batch of its own (MAX_EVENT_BYTES).
+    let fits = room.take(1, blob.len());
+    assert!(fits, "the zero report fits in an empty batch");
+    Ok(Some((id, event)))
+}
+
+/// The pending events this batch carries after the pending event `after` (0: from
+/// the start): a prefix of the rest of the log that fits in `room`, ending after a
+/// close, and before a close whose contest still has ballots waiting. Returns them
+/// and the id of the last one taken.
 fn take_pending(
     tx: &Connection,
     still_waiting: &HashMap<String, u64>,
     room: &mut Room,
+    after: i64,
 ) -> Result<(Vec<pb::Event>, Option<i64>)> {
     let mut taken = Vec::new();
     let mut last = None;
-    let mut select = tx.prepare_cached("SELECT id, event FROM pending ORDER BY id LIMIT ?1")?;
-    let mut rows = select.query([room.events as i64])?;
+    let mut select =
+        tx.prepare_cached("SELECT id, event FROM pending WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+    let mut rows = select.query(params![after, room.events as i64])?;
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
         let blob: Vec<u8> = row.get(1)?;

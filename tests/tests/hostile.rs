@@ -529,6 +529,84 @@ fn station_contest(day: &Day, index: usize) -> String {
     day.def.stations[index].contests[0].clone()
 }
 
+/// Issue 15 (SPEC §3, G10): a station's batch 1 that does not open with its zero
+/// report, signed with the station's own key, is accepted and counted, but `center
+/// alerts --json` and `center status` show a NO_ZERO_REPORT alert charged to that
+/// station alone; honest stations (the `station` binary opens batch 1 with the
+/// report at `station init`) raise none, and the audit stays clean, naming the
+/// chain as a finding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_zero_report_is_flagged() {
+    let day = Day::start(31);
+    let honest = day.recorded(0);
+    sync(&honest);
+    let before = day.accepted();
+    assert!(day.alerts().is_empty(), "{:?}", day.alerts());
+
+    let bare = day.id(1);
+    let contest = station_contest(&day, 1);
+    let bundle = day.bundle(&bare);
+    let rogue = Rogue::as_station(day.address(), &bundle)
+        .await
+        .expect("connects");
+    let mut forger = Forger::new(&bundle);
+    rogue.hello(forger.hello()).await.expect("hello accepted");
+    let batch = forger
+        .seal(&[issued(&contest), forged_ballot(&day.def, &contest, 1)])
+        .expect("signed");
+    let mut push = rogue.push().await.expect("push call");
+    let ack = push.push(batch).await.expect("answered");
+    assert_eq!(
+        seen(&ack),
+        (AckKind::Accepted, RejectReason::Unspecified, 1, 2)
+    );
+    push.finish().await.expect("the call ends cleanly");
+
+    assert_eq!(day.alerts(), vec![alert(&bare, "NO_ZERO_REPORT", 1)]);
+    let listed = day.center.json(&["alerts", "--json"]);
+    let detail = listed[0]["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains(&format!(
+            "station {bare}'s chain does not start with a zero report"
+        )),
+        "{detail}"
+    );
+    let status = day.center.json(&["status", "--json"]);
+    assert_eq!(status["alerts"], 1, "{status}");
+    let text = ok(day.center.command().arg("alerts"));
+    assert!(
+        text.contains("NO_ZERO_REPORT") && text.contains(&bare),
+        "{text}"
+    );
+    // The forged station's ballot counts all the same.
+    let held = center_tallies(&day.center);
+    assert_eq!(held[&bare][&contest].returned, 1);
+    // The honest station's batch 1, as the center holds it, opens with its report.
+    let store = Store::open(&day.center.data).expect("center store opens");
+    let first = store
+        .batches(Some(&honest.id))
+        .expect("batches read")
+        .into_iter()
+        .find(|b| b.sequence == 1)
+        .expect("batch 1");
+    let first = pb::Batch::decode(first.batch.as_slice()).expect("decodes");
+    assert_eq!(
+        first.events[0].kind,
+        Some(pb::event::Kind::ZeroReport(pb::ZeroReport {
+            contests: day.def.stations[0].contests.clone()
+        }))
+    );
+    let audit = day.center.json(&["audit", "--json"]);
+    let findings = audit["findings"].to_string();
+    assert!(
+        findings.contains(&bare)
+            && findings.contains("zero report")
+            && !findings.contains(&honest.id),
+        "{findings}"
+    );
+    day.check_honest(&[&honest], &before);
+}
+
 /// G3, G8: after `center revoke`, the station's open push call is cut, new calls
 /// and Hellos are refused, and its `station sync` fails naming the revocation;
 /// nothing it recorded afterwards counts (not one more ballot, not its closes),

@@ -223,11 +223,14 @@ fn chain(
     Ok(Some((export.batches.len() as u64, ballots)))
 }
 
-/// Whether batch 1 starts with a zero report (V7.7; its content was checked by the
-/// log's rules in V7.6).
+/// Whether batch 1 starts with a zero report (V7.7; its place and contests were
+/// checked by the log's rules in V7.6).
 fn starts_with_zero_report(signed: &pb::SignedBatch) -> bool {
-    let _ = signed;
-    false
+    let first = envelope::decode_batch(signed)
+        .ok()
+        .and_then(|b| b.events.first().cloned())
+        .and_then(|e| pollsync_proto::convert::event_from_pb(&e).ok());
+    pollsync_election::log::starts_with_zero_report(first.as_ref())
 }
 
 /// V8: each fork's two signed batches, and the fork leaves.

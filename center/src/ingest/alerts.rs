@@ -2,10 +2,13 @@
 //! broken station raises at most [`MAX_ALERTS_PER_STATION`] alerts; then one
 //! `ALERTS_SUPPRESSED` alert says so, and the rest are only counted (the
 //! `pollsync_alerts_suppressed_total` metric). Its batches are refused exactly as
-//! before; only the record of each refusal stops growing.
+//! before; only the record of each refusal stops growing. The flags an accepted batch
+//! raises (`judge::Flag`, such as `NO_ZERO_REPORT`) are stored here too, under the
+//! same limit.
 
 use std::collections::HashMap;
 
+use super::judge::Accepted;
 use crate::error::Result;
 use crate::store::IngestOps;
 
@@ -57,6 +60,29 @@ impl AlertBook {
             self.suppressed += 1;
         }
         *stored = stored.saturating_add(1);
+        Ok(())
+    }
+
+    /// Store the flags an accepted batch of `station` raises (`judge::Flag`), one
+    /// alert each, charged to the station: its signature verified.
+    pub(super) fn raise_flags(
+        &mut self,
+        conn: &dyn IngestOps,
+        station: &str,
+        accepted: &Accepted,
+        now_unix_ms: u64,
+    ) -> Result<()> {
+        for flag in &accepted.flags {
+            let detail = flag.detail(station);
+            self.raise(
+                conn,
+                station,
+                flag.kind(),
+                accepted.sequence,
+                &detail,
+                now_unix_ms,
+            )?;
+        }
         Ok(())
     }
 

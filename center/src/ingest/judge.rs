@@ -18,6 +18,11 @@
 //! [`StationState::advance`] and [`scan_past_ballots`] complete the model, so that a
 //! test can run the whole ingest logic in memory (see the property test below).
 //!
+//! An accepted batch may still raise a [`Flag`] about its station: the batch breaks
+//! no rule and is counted, but operators must look (a station's batch 1 that does not
+//! open with its zero report). The writer stores each flag as an alert charged to
+//! the station, whose signature verified.
+//!
 //! This file holds the types both steps share and re-exports their functions; step 1
 //! lives in `judge/prepare.rs`, step 2 in `judge/verdict.rs`. The log's rules and the
 //! void rule are the election's (`election::log`, `election::ballot::validity_of`).
@@ -136,6 +141,11 @@ pub struct Content {
     ballot_count: u64,
     /// Every ballot id of the batch, sorted (each once: repeats are refused).
     ballot_ids: Vec<BallotKey>,
+    /// The kind of the batch's first event (`StationEvent::kind`), if it has one.
+    first_kind: Option<&'static str>,
+    /// Whether the batch's first event is a zero report
+    /// (`election::log::starts_with_zero_report`).
+    starts_with_zero_report: bool,
 }
 
 impl Content {
@@ -254,11 +264,69 @@ pub struct Lookups {
     pub reused_id: Option<(BallotKey, u64)>,
 }
 
+/// What an accepted batch raises about its station though it breaks no rule: an
+/// alert charged to the station (its signature verified); the batch counts all the
+/// same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flag {
+    /// The station's chain does not start with a zero report (SPEC §3): its batch 1
+    /// opens with something else, or holds nothing.
+    NoZeroReport {
+        /// The kind of batch 1's first event (`None`: the batch is empty).
+        first: Option<&'static str>,
+    },
+}
+
+impl Flag {
+    /// The alert kind of [`Flag::NoZeroReport`].
+    pub const NO_ZERO_REPORT: &'static str = "NO_ZERO_REPORT";
+
+    /// The alert kind it is stored as.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Flag::NoZeroReport { .. } => Flag::NO_ZERO_REPORT,
+        }
+    }
+
+    /// The alert's detail, about `station`.
+    pub fn detail(&self, station: &str) -> String {
+        match self {
+            Flag::NoZeroReport { first } => {
+                let opens = first.map_or_else(
+                    || "holds no event".to_owned(),
+                    |kind| format!("opens with a {kind} event"),
+                );
+                format!(
+                    "station {station}'s chain does not start with a zero report: its batch 1 {opens}, not with the signed report that every contest it serves stands at zero; the batch is counted"
+                )
+            }
+        }
+    }
+}
+
+/// An accepted batch: its effects (which it reads as, through `Deref`) and the flags
+/// it raises about its station.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// What applying it changes.
+    pub effects: Effects,
+    /// What it raises about its station.
+    pub flags: Vec<Flag>,
+}
+
+impl std::ops::Deref for Accepted {
+    type Target = Effects;
+
+    fn deref(&self) -> &Effects {
+        &self.effects
+    }
+}
+
 /// The decision on one batch.
 #[derive(Debug, Clone)]
 pub enum Verdict {
-    /// Apply it.
-    Accept(Box<Effects>),
+    /// Apply it (and raise its flags).
+    Accept(Box<Accepted>),
     /// The same bytes as the stored batch with that sequence: counted once already.
     Duplicate {
         /// The batch's sequence.

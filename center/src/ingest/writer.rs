@@ -580,6 +580,7 @@ fn judge_and_apply(
                 effects,
                 leaf,
             )?;
+            alerts.raise_flags(conn, peer, effects, now)?;
             if let Some(known) = ballot_ids.get_mut(peer) {
                 for id in prepared.ballot_ids() {
                     known.insert(*id, effects.sequence);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use pollsync_center::commands::{enroll, init};
-use pollsync_election::{Ballot, BallotId, Mark, StationEvent, TallySheet};
+use pollsync_election::{Ballot, BallotId, Mark, Station, StationEvent, TallySheet};
 use pollsync_proto::chain::ChainWriter;
 use pollsync_proto::convert::event_to_pb;
 use pollsync_proto::{ChainHead, EnrollmentBundle, pb};
@@ -68,22 +68,40 @@ impl Center {
 }
 
 /// Seals a station's batches with its bundle's key, in sequence: the station's own
-/// batch builder (`proto::chain::ChainWriter`), plus what tests change by hand.
+/// batch builder (`proto::chain::ChainWriter`), plus what tests change by hand. Like
+/// a station, it opens batch 1 with the station's zero report.
 #[derive(Clone, Debug)]
 pub struct StationChain {
     pub writer: ChainWriter,
+    /// The station whose zero report opens batch 1 (`None`: the chain opens without
+    /// one, as a faulty device's would).
+    pub station: Option<Station>,
 }
 
 impl StationChain {
     pub fn from_bundle(bundle: &EnrollmentBundle) -> StationChain {
+        let def = pollsync_election::load("bundle", &bundle.election_toml).unwrap();
         StationChain {
             writer: ChainWriter::from_bundle(bundle).unwrap(),
+            station: def.station(&bundle.station_id).cloned(),
         }
     }
 
+    /// The same chain, opening batch 1 without the zero report.
+    pub fn without_zero_report(mut self) -> StationChain {
+        self.station = None;
+        self
+    }
+
+    /// The next batch holding `events` (after the zero report in batch 1), unsigned.
     pub fn raw(&self, events: &[StationEvent]) -> pb::Batch {
-        self.writer
-            .unsigned(events.iter().map(event_to_pb).collect())
+        let opening = self.station.as_ref().and_then(|s| self.writer.opening(s));
+        self.writer.unsigned(
+            opening
+                .into_iter()
+                .chain(events.iter().map(event_to_pb))
+                .collect(),
+        )
     }
 
     /// Seals `batch` with this chain's key and advances the chain to it.

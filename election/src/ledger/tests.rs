@@ -118,6 +118,10 @@ enum Op {
     Close {
         contest: usize,
     },
+    /// The station's zero report (every contest), or one that leaves a contest out.
+    ZeroReport {
+        whole: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -137,6 +141,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0usize..2, 0u64..4).prop_map(|(contest, count)| Op::Issued { contest, count }),
         3 => (0u8..24).prop_map(|id| Op::Cancel { id }),
         1 => (0usize..2).prop_map(|contest| Op::Close { contest }),
+        1 => any::<bool>().prop_map(|whole| Op::ZeroReport { whole }),
     ]
 }
 
@@ -157,21 +162,40 @@ fn event(def: &ElectionDefinition, op: &Op) -> StationEvent {
             contest: CONTESTS[*contest].into(),
             sheet: TallySheet::default(),
         },
+        Op::ZeroReport { whole } => StationEvent::ZeroReport {
+            contests: CONTESTS[..if *whole { 2 } else { 1 }]
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+        },
     }
 }
 
 proptest! {
     #[test]
     fn the_ledger_counts_every_ballot_taken_and_not_cancelled(
+        opening in any::<bool>(),
         ops in prop::collection::vec(op(), 0..80)
     ) {
         let (def, station) = setup();
+        // Half the logs open with the station's zero report, as a station's do.
+        let ops: Vec<Op> = opening
+            .then_some(Op::ZeroReport { whole: true })
+            .into_iter()
+            .chain(ops)
+            .collect();
         let mut ledger = Ledger::new(&def, &station);
         let mut taken = Vec::new();
         for op in &ops {
             let event = event(&def, op);
             let before = ledger.clone();
-            match ledger.apply(&def, &event) {
+            // A zero report is taken only whole and as the log's first event.
+            let lawful_zero_report = taken.is_empty() && matches!(op, Op::ZeroReport { whole: true });
+            let result = ledger.apply(&def, &event);
+            if matches!(op, Op::ZeroReport { .. }) {
+                prop_assert_eq!(result.is_ok(), lawful_zero_report, "{:?}", result);
+            }
+            match result {
                 Ok(()) => taken.push(event),
                 Err(_) => prop_assert_eq!(&ledger, &before, "a refused event changes nothing"),
             }
@@ -209,5 +233,9 @@ proptest! {
             prop_assert_eq!(got.closed(), closed);
         }
         prop_assert_eq!(ledger.ballots_counted(), ballots);
+        // The log starts with a zero report when it opened with one.
+        if opening {
+            prop_assert!(crate::log::starts_with_zero_report(taken.first()));
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use pollsync_center::commands::enroll;
-use pollsync_election::{BallotChoices, ElectionDefinition, StationEvent};
+use pollsync_election::{BallotChoices, ElectionDefinition, Station, StationEvent};
 use pollsync_proto::chain::ChainWriter;
 use pollsync_proto::pb;
 use pollsync_proto::{ChainHead, EnrollmentBundle};
@@ -46,6 +46,8 @@ const MANY: Preset = Preset {
 struct Light {
     bundle: EnrollmentBundle,
     chain: ChainWriter,
+    /// The station, whose zero report opens its batch 1.
+    station: Station,
     contest: String,
     first_candidate: String,
 }
@@ -62,6 +64,7 @@ impl Light {
         let contest = def.contest(contest_id).context("contest")?;
         Ok(Light {
             chain: ChainWriter::from_bundle(&bundle)?,
+            station: station.clone(),
             contest: contest.id.clone(),
             first_candidate: contest
                 .candidates
@@ -72,7 +75,8 @@ impl Light {
         })
     }
 
-    /// The next batch: the first also issues every ballot this station will record.
+    /// The next batch: the first opens with the zero report and also issues every
+    /// ballot this station will record.
     fn batch(&mut self, def: &ElectionDefinition) -> anyhow::Result<pb::SignedBatch> {
         let contest = def.contest(&self.contest).context("contest")?;
         let mut events = Vec::new();
@@ -92,7 +96,8 @@ impl Light {
             let id = pollsync_station::store::new_ballot_id()?;
             events.push(StationEvent::Ballot(choices.to_ballot(id, contest)?));
         }
-        let signed = self.chain.next(
+        let signed = self.chain.next_opened(
+            &self.station,
             events
                 .iter()
                 .map(pollsync_proto::convert::event_to_pb)

@@ -149,6 +149,10 @@ fn check_content(ctx: &Context, batch: &pb::Batch) -> Result<Content, String> {
     let mut last: Option<(&str, &Contest)> = None;
     for (index, event) in batch.events.iter().enumerate() {
         shape::check_event_shape(index, event).map_err(|e| e.to_string())?;
+        if index == 0 {
+            // The log's name for it (one event converted, whatever the batch's size).
+            content.first_kind = Some(event_from_pb(event).map_or("unreadable", |e| e.kind()));
+        }
         match &event.kind {
             Some(Kind::Ballot(b)) => {
                 let contest = match last {
@@ -189,7 +193,21 @@ fn check_content(ctx: &Context, batch: &pb::Batch) -> Result<Content, String> {
                 let ev = event_from_pb(event).map_err(|e| format!("event #{index}: {e}"))?;
                 ev.check(&ctx.definition, station)
                     .map_err(|e| format!("event #{index}: {e}"))?;
+                if index == 0 {
+                    content.starts_with_zero_report = log::starts_with_zero_report(Some(&ev));
+                }
                 match ev {
+                    StationEvent::ZeroReport { .. } => {
+                        // The first event of the station's log: batch 1's event #0.
+                        log::check_zero_report_first(index == 0 && batch.sequence == 1).map_err(
+                            |e| {
+                                format!(
+                                    "event #{index}: {e}: the first event of batch 1, not event #{index} of batch {}",
+                                    batch.sequence
+                                )
+                            },
+                        )?;
+                    }
                     StationEvent::Issued { contest, count } => {
                         if let Some(c) = ctx.contest(&contest) {
                             let d = delta_of(&mut content.deltas, c);

@@ -55,6 +55,13 @@ fn cancel(id: u8) -> StationEvent {
     }
 }
 
+/// The zero report naming `contests`.
+fn zero_report(contests: &[&str]) -> StationEvent {
+    StationEvent::ZeroReport {
+        contests: contests.iter().map(|c| c.to_string()).collect(),
+    }
+}
+
 fn close(contest: &str) -> StationEvent {
     StationEvent::Close {
         contest: contest.into(),
@@ -125,6 +132,8 @@ struct Mem {
     stored: BTreeMap<u64, Vec<u8>>,
     tallies: BTreeMap<String, ContestDelta>,
     alerts: Vec<Rejection>,
+    /// What accepted batches raised.
+    flags: Vec<Flag>,
 }
 
 impl Mem {
@@ -140,6 +149,7 @@ impl Mem {
             stored: BTreeMap::new(),
             tallies: BTreeMap::new(),
             alerts: Vec::new(),
+            flags: Vec::new(),
         }
     }
 
@@ -169,6 +179,7 @@ impl Mem {
                     self.tallies.entry(c.clone()).or_default().merge(d);
                 }
                 self.state.advance(e);
+                self.flags.extend(e.flags.iter().cloned());
             }
             Verdict::Reject(r) => {
                 if r.alerts() {
@@ -259,6 +270,7 @@ fn honest_batches_are_accepted_and_tallied_like_the_election_crate() {
     let mut mem = Mem::new("S-0001", 1);
     let mut chain = Chain::new("S-0001", 1);
     let b1 = vec![
+        zero_report(&["D-001", "T-001"]),
         ballot(1, "D-001", &[F, A, N], &[]),
         ballot(2, "D-001", &[F, F, F], &[]), // void: 3 FOR > 2 seats
         ballot(3, "T-001", &[N, F], &[]),
@@ -281,6 +293,130 @@ fn honest_batches_are_accepted_and_tallied_like_the_election_crate() {
     assert_eq!(d.write_in["王五"], 2);
     assert_eq!(mem.state.head.sequence, 2);
     assert!(mem.alerts.is_empty());
+    assert!(mem.flags.is_empty(), "{:?}", mem.flags);
+}
+
+#[test]
+fn a_chain_opened_by_its_zero_report_raises_nothing() {
+    let mut mem = Mem::new("S-0003", 3);
+    let mut chain = Chain::new("S-0003", 3);
+    // The zero report alone, then the day's events.
+    let v = mem.submit(chain.batch(&[zero_report(&["D-001", "T-002"])]));
+    match &v {
+        Verdict::Accept(a) => assert!(a.flags.is_empty(), "{:?}", a.flags),
+        other => panic!("expected acceptance, got {other:?}"),
+    }
+    assert!(matches!(
+        mem.submit(chain.batch(&[issued("D-001", 1), ballot(1, "D-001", &[F, N, N], &[])])),
+        Verdict::Accept(_)
+    ));
+    assert!(mem.alerts.is_empty() && mem.flags.is_empty());
+    assert_eq!(mem.sheets()["D-001"].returned, 1);
+}
+
+#[test]
+fn a_missing_zero_report_is_flagged_and_the_batch_still_counts() {
+    let mut mem = Mem::new("S-0001", 1);
+    let mut chain = Chain::new("S-0001", 1);
+    let b1 = chain.batch(&[ballot(1, "D-001", &[F, N, N], &[]), issued("D-001", 1)]);
+    let v = mem.submit(b1.clone());
+    assert_eq!(v.ack(), pb::Ack::accepted(1));
+    assert_eq!(
+        mem.flags,
+        vec![Flag::NoZeroReport {
+            first: Some("ballot")
+        }]
+    );
+    let flag = &mem.flags[0];
+    assert_eq!(flag.kind(), "NO_ZERO_REPORT");
+    let detail = flag.detail("S-0001");
+    assert!(
+        detail.contains("station S-0001") && detail.contains("batch 1 opens with a ballot event"),
+        "{detail}"
+    );
+    assert_eq!(mem.sheets()["D-001"].returned, 1);
+    // Flagged once: later batches raise nothing, nor does a resend of batch 1.
+    assert!(matches!(
+        mem.submit(chain.batch(&[ballot(2, "D-001", &[F, N, N], &[])])),
+        Verdict::Accept(_)
+    ));
+    assert!(matches!(mem.submit(b1), Verdict::Duplicate { .. }));
+    assert_eq!(mem.flags.len(), 1);
+    assert!(mem.alerts.is_empty(), "a flag is no rejection");
+
+    // An empty batch 1 is flagged too.
+    let mut mem = Mem::new("S-0002", 2);
+    mem.submit(Chain::new("S-0002", 2).batch(&[]));
+    assert_eq!(mem.flags, vec![Flag::NoZeroReport { first: None }]);
+}
+
+#[test]
+fn a_zero_report_not_first_or_not_whole_is_invalid_content() {
+    let whole = || zero_report(&["D-001", "T-001"]);
+    // Second in batch 1.
+    let mut mem = Mem::new("S-0001", 1);
+    let mut chain = Chain::new("S-0001", 1);
+    let v = mem.submit(chain.batch(&[issued("D-001", 1), whole()]));
+    let r = rejected(&v);
+    assert_eq!(r.reason, R::InvalidContent);
+    assert!(
+        r.detail
+            .starts_with("batch 1: event #1: a zero report comes only as the first event"),
+        "{}",
+        r.detail
+    );
+    assert!(mem.stored.is_empty() && mem.flags.is_empty());
+    // Twice at the start of batch 1.
+    let mut chain = Chain::new("S-0001", 1);
+    let v = mem.submit(chain.batch(&[whole(), whole()]));
+    assert_eq!(reason(&v), R::InvalidContent);
+    assert!(rejected(&v).detail.contains("event #1"), "{v:?}");
+    // First in batch 2: a log that started without one cannot add it later.
+    let mut chain = Chain::new("S-0001", 1);
+    assert!(matches!(
+        mem.submit(chain.batch(&[issued("D-001", 1)])),
+        Verdict::Accept(_)
+    ));
+    let v = mem.submit(chain.batch(&[whole()]));
+    let r = rejected(&v);
+    assert_eq!(r.reason, R::InvalidContent);
+    assert!(
+        r.detail.contains("batch 2: event #0") && r.detail.contains("not event #0 of batch 2"),
+        "{}",
+        r.detail
+    );
+    // Not the station's contests: one left out, one not served, one unknown, the
+    // order changed.
+    for (contests, words) in [
+        (
+            &["D-001"][..],
+            "contest 'T-001', which the station serves, is missing",
+        ),
+        (
+            &["D-001", "T-001", "T-002"][..],
+            "does not collect ballots for contest 'T-002'",
+        ),
+        (
+            &["D-001", "X-9"][..],
+            "contest 'X-9' is not in this election",
+        ),
+        (&["T-001", "D-001"][..], "not in the definition's order"),
+        (&["D-001", "D-001", "T-001"][..], "'D-001' is named twice"),
+    ] {
+        let mut mem = Mem::new("S-0001", 1);
+        let v = mem.submit(Chain::new("S-0001", 1).batch(&[zero_report(contests)]));
+        let r = rejected(&v);
+        assert_eq!(r.reason, R::InvalidContent, "{contests:?}");
+        assert!(
+            r.detail.starts_with("batch 1: event #0: ") && r.detail.contains(words),
+            "{contests:?}: {}",
+            r.detail
+        );
+        assert!(
+            r.alerts(),
+            "a malformed zero report is alerted like any content"
+        );
+    }
 }
 
 #[test]

@@ -13,8 +13,9 @@ use pollsync_proto::pb;
 use prost::Message as _;
 
 use super::{
-    BallotKey, Content, ContestDelta, Context, Effects, Lookups, Needs, Other, PastBallot,
-    Prepared, Rejection, SignatureCheck, Stage, StationState, StoredAt, Verdict, delta_of, shown,
+    Accepted, BallotKey, Content, ContestDelta, Context, Effects, Flag, Lookups, Needs, Other,
+    PastBallot, Prepared, Rejection, SignatureCheck, Stage, StationState, StoredAt, Verdict,
+    delta_of, shown,
 };
 
 impl StationState {
@@ -263,17 +264,31 @@ pub fn judge(
     }
     let key_no = state.current_key.unwrap_or_default();
     match effects_of(ctx, state, content, lookups) {
-        Ok((deltas, closes)) => Verdict::Accept(Box::new(Effects {
-            sequence,
-            hash: d.hash,
-            key_no,
-            events: batch.events,
-            ballots: content.ballot_count,
-            deltas,
-            closes,
+        Ok((deltas, closes)) => Verdict::Accept(Box::new(Accepted {
+            effects: Effects {
+                sequence,
+                hash: d.hash,
+                key_no,
+                events: batch.events,
+                ballots: content.ballot_count,
+                deltas,
+                closes,
+            },
+            flags: flags_of(sequence, content),
         })),
         Err((reason, detail)) => reject(sequence, reason, format!("batch {sequence}: {detail}")),
     }
+}
+
+/// What an accepted batch raises about its station: batch 1 (the start of the
+/// station's log) that does not open with the zero report.
+fn flags_of(sequence: u64, content: &Content) -> Vec<Flag> {
+    if sequence == 1 && !content.starts_with_zero_report {
+        return vec![Flag::NoZeroReport {
+            first: content.first_kind,
+        }];
+    }
+    Vec::new()
 }
 
 type ContentFailure = (pb::RejectReason, String);
