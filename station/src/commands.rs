@@ -302,6 +302,9 @@ pub struct StationStatus {
     pub closed: BTreeSet<String>,
     /// Why sealing is held, when it is (an operator must act).
     pub sealing_held: Option<String>,
+    /// What is wrong with the center's transparency log, once the station caught
+    /// it showing two histories (`station receipt` shows both checkpoints).
+    pub log_alarm: Option<String>,
 }
 
 /// Events by state, for [`StationStatus`].
@@ -363,6 +366,10 @@ pub fn status(dir: &Path) -> Result<StationStatus> {
         last_contact_unix_ms: last_contact,
         closed: store.closed_contests()?,
         sealing_held: store.sealing_hold()?,
+        log_alarm: store
+            .meta(crate::receipt::META_LOG_ALARM)?
+            .and_then(|raw| serde_json::from_slice::<crate::receipt::LogAlarm>(&raw).ok())
+            .map(|alarm| alarm.detail),
     })
 }
 
@@ -374,7 +381,7 @@ pub fn status_text(v: &StationStatus) -> String {
          ballots waiting for their group of {}: {}\n\
          batches: {} sealed, {} acknowledged by the center\n\
          last contact with the center ({}): {}\n\
-         closed contests: {}\n{}",
+         closed contests: {}\n{}{}",
         v.station,
         v.election,
         v.events.pending,
@@ -400,6 +407,12 @@ pub fn status_text(v: &StationStatus) -> String {
         },
         match &v.sealing_held {
             Some(why) => format!("SEALING HELD (call an operator): {why}\n"),
+            None => String::new(),
+        },
+        match &v.log_alarm {
+            Some(why) => format!(
+                "LOG ALARM (call the election authority; `station receipt` shows both checkpoints): {why}\n"
+            ),
             None => String::new(),
         },
     )

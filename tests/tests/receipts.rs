@@ -79,6 +79,10 @@ fn a_receipt_proves_the_count_and_a_second_history_is_caught() {
         assert!(ok, "{report}");
         assert_eq!(report["fresh"], true, "{report}");
         assert!(report["alarm"].is_null(), "{report}");
+        assert!(
+            serde_json::from_str::<Value>(&station.ok(&["status", "--json"])).unwrap()["log_alarm"]
+                .is_null()
+        );
         let receipt = &report["receipt"];
         let status: Value =
             serde_json::from_str(&station.ok(&["status", "--json"])).expect("status JSON");
@@ -140,6 +144,14 @@ fn a_receipt_proves_the_count_and_a_second_history_is_caught() {
             report["alarm"]["shown"].as_str().unwrap().as_bytes(),
             forged.as_slice()
         );
+        let status: Value =
+            serde_json::from_str(&station.ok(&["status", "--json"])).expect("status JSON");
+        assert_eq!(
+            status["log_alarm"].as_str(),
+            Some(detail.as_str()),
+            "{status}"
+        );
+        assert!(station.ok(&["status"]).contains("LOG ALARM"));
         // The alarm stays, and is the first thing the posted receipt says.
         let out = run(station.command().arg("receipt"));
         assert!(!out.status.success());
