@@ -366,6 +366,20 @@ impl LogKey {
     }
 }
 
+/// A signed note (at most [`MAX_CHECKPOINT_BYTES`]) with a valid signature by the
+/// key of `verifier_key`, and that key's name.
+fn open_note(note: &[u8], verifier_key: &str) -> Result<(Note, String), CheckpointError> {
+    if note.len() > MAX_CHECKPOINT_BYTES {
+        return Err(CheckpointError::TooLong);
+    }
+    let verifier = StandardVerifier::new(verifier_key).map_err(|_| CheckpointError::VerifierKey)?;
+    let name = signed_note::Verifier::name(&verifier).to_owned();
+    let note = Note::from_bytes(note).map_err(|e| CheckpointError::Signature(e.to_string()))?;
+    note.verify(&VerifierList::new(vec![Box::new(verifier)]))
+        .map_err(|e| CheckpointError::Signature(e.to_string()))?;
+    Ok((note, name))
+}
+
 /// First line of the note that signs an export's results.
 pub const RESULTS_NOTE_HEADER: &str = "pollsync results v1";
 
@@ -390,13 +404,7 @@ pub fn open_results(
     note: &[u8],
     verifier_key: &str,
 ) -> Result<Vec<(String, String)>, CheckpointError> {
-    if note.len() > MAX_CHECKPOINT_BYTES {
-        return Err(CheckpointError::TooLong);
-    }
-    let verifier = StandardVerifier::new(verifier_key).map_err(|_| CheckpointError::VerifierKey)?;
-    let note = Note::from_bytes(note).map_err(|e| CheckpointError::Signature(e.to_string()))?;
-    note.verify(&VerifierList::new(vec![Box::new(verifier)]))
-        .map_err(|e| CheckpointError::Signature(e.to_string()))?;
+    let (note, _) = open_note(note, verifier_key)?;
     let text = std::str::from_utf8(note.text()).map_err(|_| CheckpointError::Text)?;
     let mut lines = text.lines();
     if lines.next() != Some(RESULTS_NOTE_HEADER) {
@@ -414,15 +422,7 @@ pub fn open_results(
 /// Verifies a signed checkpoint against the log's verifier key text and reads it;
 /// the origin must be the key's name.
 pub fn open_checkpoint(note: &[u8], verifier_key: &str) -> Result<Checkpoint, CheckpointError> {
-    if note.len() > MAX_CHECKPOINT_BYTES {
-        return Err(CheckpointError::TooLong);
-    }
-    let verifier = StandardVerifier::new(verifier_key).map_err(|_| CheckpointError::VerifierKey)?;
-    let name = signed_note::Verifier::name(&verifier).to_owned();
-    let note = Note::from_bytes(note).map_err(|e| CheckpointError::Signature(e.to_string()))?;
-    let list = VerifierList::new(vec![Box::new(verifier)]);
-    note.verify(&list)
-        .map_err(|e| CheckpointError::Signature(e.to_string()))?;
+    let (note, name) = open_note(note, verifier_key)?;
     let checkpoint = Checkpoint::from_bytes(note.text()).map_err(|_| CheckpointError::Text)?;
     if checkpoint.origin() != name {
         return Err(CheckpointError::Origin {

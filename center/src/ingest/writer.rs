@@ -220,6 +220,12 @@ impl<S: IngestStore> Writer<S> {
     /// Signs and stores a checkpoint of the log as it stands, if it grew.
     fn publish_checkpoint(&mut self) -> Result<()> {
         self.last_log_checkpoint = Instant::now();
+        // Nothing new since the newest checkpoint: no write transaction (it would
+        // hold other writers back every second while idle).
+        let ops = self.store.ops();
+        if ops.latest_checkpoint_size()? == Some(ops.log_size()?) {
+            return Ok(());
+        }
         let tx = self.store.write()?;
         let signed = store::log::checkpoint(tx.ops(), &self.log_key)?;
         tx.commit()?;

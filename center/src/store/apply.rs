@@ -585,6 +585,14 @@ pub fn latest_checkpoint(conn: &Connection) -> Result<Option<(u64, Vec<u8>)>> {
         .optional()?)
 }
 
+/// The size of the newest checkpoint, without reading its note.
+pub fn latest_checkpoint_size(conn: &Connection) -> Result<Option<u64>> {
+    let size: Option<i64> = conn
+        .prepare_cached("SELECT max(size) FROM log_checkpoints")?
+        .query_row([], |r| r.get(0))?;
+    Ok(size.map(to_u64))
+}
+
 /// The checkpoint of `size` leaves, if one was published.
 pub fn checkpoint_of_size(conn: &Connection, size: u64) -> Result<Option<Vec<u8>>> {
     Ok(conn

@@ -10,14 +10,28 @@ use pollsync_proto::tlog::{self, Hash, Leaf, LogKey, StandingRecord, Tile, tlog_
 use super::engine::{IngestOps, Records};
 use crate::error::{CenterError, Result};
 
-/// Reads stored hashes through the writer's operations.
-struct OpsHashes<'a>(&'a dyn IngestOps);
+/// Reads the log's stored hashes through what the store offers (the writer's
+/// operations, or a reader): one [`tlog_tiles::HashReader`] for both.
+struct StoredHashes<F: Fn(&[u64]) -> Result<Vec<[u8; 32]>>>(F);
 
-/// Reads stored hashes through a reader.
-struct RecordHashes<'a, R: Records + ?Sized>(&'a R);
+impl<F: Fn(&[u64]) -> Result<Vec<[u8; 32]>>> tlog_tiles::HashReader for StoredHashes<F> {
+    fn read_hashes(&self, indexes: &[u64]) -> std::result::Result<Vec<Hash>, tlog_tiles::Error> {
+        let raw = (self.0)(indexes).map_err(|e| tlog_tiles::Error::InvalidInput(e.to_string()))?;
+        if raw.len() != indexes.len() {
+            return Err(tlog_tiles::Error::IndexesNotInTree);
+        }
+        Ok(raw.into_iter().map(Hash).collect())
+    }
+}
 
-fn tree_error(e: impl std::fmt::Display) -> tlog_tiles::Error {
-    tlog_tiles::Error::InvalidInput(e.to_string())
+fn ops_hashes(ops: &dyn IngestOps) -> StoredHashes<impl Fn(&[u64]) -> Result<Vec<[u8; 32]>> + '_> {
+    StoredHashes(move |indexes: &[u64]| ops.log_hashes(indexes))
+}
+
+fn record_hashes<R: Records + ?Sized>(
+    records: &R,
+) -> StoredHashes<impl Fn(&[u64]) -> Result<Vec<[u8; 32]>> + '_> {
+    StoredHashes(move |indexes: &[u64]| records.log_hashes(indexes))
 }
 
 fn corrupt(e: tlog_tiles::Error) -> CenterError {
@@ -26,39 +40,11 @@ fn corrupt(e: tlog_tiles::Error) -> CenterError {
     }
 }
 
-fn to_hashes(
-    raw: Vec<[u8; 32]>,
-    wanted: usize,
-) -> std::result::Result<Vec<Hash>, tlog_tiles::Error> {
-    if raw.len() != wanted {
-        return Err(tlog_tiles::Error::IndexesNotInTree);
-    }
-    Ok(raw.into_iter().map(Hash).collect())
-}
-
-impl tlog_tiles::HashReader for OpsHashes<'_> {
-    fn read_hashes(&self, indexes: &[u64]) -> std::result::Result<Vec<Hash>, tlog_tiles::Error> {
-        to_hashes(
-            self.0.log_hashes(indexes).map_err(tree_error)?,
-            indexes.len(),
-        )
-    }
-}
-
-impl<R: Records + ?Sized> tlog_tiles::HashReader for RecordHashes<'_, R> {
-    fn read_hashes(&self, indexes: &[u64]) -> std::result::Result<Vec<Hash>, tlog_tiles::Error> {
-        to_hashes(
-            self.0.log_hashes(indexes).map_err(tree_error)?,
-            indexes.len(),
-        )
-    }
-}
-
 /// Appends `leaf` to the log inside the caller's transaction; returns its index.
 pub fn append(ops: &dyn IngestOps, leaf: &Leaf) -> Result<u64> {
     let entry = leaf.to_bytes();
     let index = ops.log_size()?;
-    let hashes = tlog_tiles::stored_hashes(index, &entry, &OpsHashes(ops)).map_err(corrupt)?;
+    let hashes = tlog_tiles::stored_hashes(index, &entry, &ops_hashes(ops)).map_err(corrupt)?;
     let first = tlog_tiles::stored_hash_index(0, index);
     let hashes: Vec<[u8; 32]> = hashes.into_iter().map(|h| h.0).collect();
     ops.log_put(index, &entry, first, &hashes)?;
@@ -79,7 +65,7 @@ pub fn checkpoint(ops: &dyn IngestOps, key: &LogKey) -> Result<Option<u64>> {
     if ops.latest_checkpoint_size()? == Some(size) {
         return Ok(None);
     }
-    let root = tlog_tiles::tree_hash(size, &OpsHashes(ops)).map_err(corrupt)?;
+    let root = tlog_tiles::tree_hash(size, &ops_hashes(ops)).map_err(corrupt)?;
     let note = key
         .sign_checkpoint(size, &root)
         .map_err(|e| CenterError::Corrupt {
@@ -91,7 +77,7 @@ pub fn checkpoint(ops: &dyn IngestOps, key: &LogKey) -> Result<Option<u64>> {
 
 /// The root hash of the log's first `size` leaves.
 pub fn root<R: Records + ?Sized>(records: &R, size: u64) -> Result<Hash> {
-    tlog_tiles::tree_hash(size, &RecordHashes(records)).map_err(corrupt)
+    tlog_tiles::tree_hash(size, &record_hashes(records)).map_err(corrupt)
 }
 
 /// The bytes of `tile` if the published checkpoint of `size` leaves covers it
@@ -104,7 +90,7 @@ pub fn tile<R: Records + ?Sized>(records: &R, tile: &Tile, size: u64) -> Result<
         let entries = records.log_entries(start, end)?;
         return Ok(Some(tlog::entry_bundle(entries.iter().map(Vec::as_slice))));
     }
-    tile.read_data(&RecordHashes(records))
+    tile.read_data(&record_hashes(records))
         .map(Some)
         .map_err(corrupt)
 }
@@ -115,7 +101,7 @@ pub fn inclusion_proof<R: Records + ?Sized>(
     size: u64,
     index: u64,
 ) -> Result<Vec<Hash>> {
-    tlog_tiles::prove_record(size, index, &RecordHashes(records)).map_err(corrupt)
+    tlog_tiles::prove_record(size, index, &record_hashes(records)).map_err(corrupt)
 }
 
 /// A consistency proof from the tree of `old_size` leaves to that of `size`.
@@ -124,5 +110,5 @@ pub fn consistency_proof<R: Records + ?Sized>(
     size: u64,
     old_size: u64,
 ) -> Result<Vec<Hash>> {
-    tlog_tiles::prove_tree(size, old_size, &RecordHashes(records)).map_err(corrupt)
+    tlog_tiles::prove_tree(size, old_size, &record_hashes(records)).map_err(corrupt)
 }

@@ -157,7 +157,7 @@ impl IngestOps for Connection {
     }
 
     fn latest_checkpoint_size(&self) -> Result<Option<u64>> {
-        Ok(apply::latest_checkpoint(self)?.map(|(size, _)| size))
+        apply::latest_checkpoint_size(self)
     }
 
     fn log_put_checkpoint(&self, size: u64, note: &[u8]) -> Result<()> {
