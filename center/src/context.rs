@@ -46,6 +46,11 @@ impl Context {
         &self.definition.election.id
     }
 
+    /// Whether the election is official or a test.
+    pub fn mode(&self) -> pollsync_election::Mode {
+        self.definition.election.mode
+    }
+
     /// A contest by id (hash lookup).
     pub fn contest(&self, id: &str) -> Option<&Contest> {
         self.contest_index

@@ -61,7 +61,7 @@ pub fn text(value: &str) -> String {
 const DETAIL_MAY_QUOTE_BALLOTS: [&str; 2] = ["INVALID_CONTENT", "AFTER_CLOSE"];
 /// Refusal reasons whose detail is about the batch's envelope, chain or sender
 /// only, and may be logged.
-const DETAIL_LOGGABLE: [&str; 12] = [
+const DETAIL_LOGGABLE: [&str; 13] = [
     "BAD_SIGNATURE",
     "WRONG_ELECTION",
     "WRONG_STATION",
@@ -74,6 +74,7 @@ const DETAIL_LOGGABLE: [&str; 12] = [
     "REVOKED",
     "QUARANTINED",
     "STALE_KEY",
+    "WRONG_MODE",
 ];
 
 /// What a log may say of a refused batch's `detail` (`reason` as

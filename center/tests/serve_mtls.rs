@@ -384,7 +384,8 @@ fn expected(events: &[&[StationEvent]]) -> BTreeMap<String, TallySheet> {
 async fn a_client_certificate_from_another_ca_gets_no_answer() {
     let center = Center::start().await;
     // Same election id, same station id as an enrolled station, another CA.
-    let rogue_ca = ElectionCa::generate("serve-mtls-2026").unwrap();
+    let rogue_ca =
+        ElectionCa::generate("serve-mtls-2026", pollsync_election::Mode::Official).unwrap();
     let rogue = rogue_ca.issue_station(A).unwrap();
     let config = tls::client_tls_config(
         &center.ca_cert_pem(),

@@ -79,6 +79,14 @@ impl Mode {
             Mode::Test => "test",
         }
     }
+
+    /// The mode a word of the definition file names: `"official"` or `"test"`,
+    /// exactly; anything else is none.
+    pub fn from_word(word: &str) -> Option<Mode> {
+        [Mode::Official, Mode::Test]
+            .into_iter()
+            .find(|m| m.as_str() == word)
+    }
 }
 
 /// An administrative unit: a town (镇) or a street (街道).

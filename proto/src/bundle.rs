@@ -11,6 +11,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
+use pollsync_election::Mode;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::ChainHead;
@@ -31,6 +32,9 @@ pub struct EnrollmentBundle {
     pub format_version: u32,
     /// The election id.
     pub election_id: String,
+    /// Whether the election is official or a test: the definition's `[election]
+    /// mode`, named by both certificates and the log key too.
+    pub mode: Mode,
     /// The station id; equals the CN of `station_cert_pem`.
     pub station_id: String,
     /// Where the station reaches the center, `HOST:PORT`.
@@ -91,6 +95,7 @@ impl fmt::Debug for EnrollmentBundle {
         f.debug_struct("EnrollmentBundle")
             .field("format_version", &self.format_version)
             .field("election_id", &self.election_id)
+            .field("mode", &self.mode)
             .field("station_id", &self.station_id)
             .field("center_address", &self.center_address)
             .field("ca_cert_pem", &self.ca_cert_pem)
@@ -142,6 +147,18 @@ pub enum BundleCheckError {
         /// `election_id` of the bundle.
         bundle: String,
     },
+    /// A certificate or the log key is of the other mode (official or test).
+    #[error(
+        "{what} names mode {found:?}, but the bundle's mode is {bundle:?}: test and official elections never mix"
+    )]
+    ModeMismatch {
+        /// Which field.
+        what: &'static str,
+        /// The mode it names.
+        found: &'static str,
+        /// `mode` of the bundle.
+        bundle: &'static str,
+    },
     /// `start_head` is not a chain position.
     #[error(
         "start_head: sequence {sequence} with hash {hash} is not a chain position (sequence at least 1, hash 64 hex digits)"
@@ -153,10 +170,10 @@ pub enum BundleCheckError {
         hash: String,
     },
     /// `log_key` is not a verifier key of this election's log.
-    #[error("log_key: not the verifier key of a transparency log of election '{election}'")]
+    #[error("log_key: not the verifier key of the transparency log {origin}")]
     LogKey {
-        /// The bundle's election.
-        election: String,
+        /// The log the bundle's election and mode name.
+        origin: String,
     },
 }
 
@@ -213,6 +230,7 @@ impl EnrollmentBundle {
         Ok(Self {
             format_version: BUNDLE_FORMAT_VERSION,
             election_id: ca.election_id().to_owned(),
+            mode: ca.mode(),
             station_id: station_id.to_owned(),
             center_address: center_address.to_owned(),
             ca_cert_pem: ca.cert_pem().to_owned(),
@@ -235,7 +253,8 @@ impl EnrollmentBundle {
 
     /// Checks the bundle's consistency: version, non-empty fields, the CA names
     /// this election, the station certificate was issued by the CA and names this
-    /// station (CN), and the private key belongs to the certificate.
+    /// station (CN), both certificates and the log key name the bundle's mode, and
+    /// the private key belongs to the certificate.
     pub fn check(&self) -> Result<(), BundleCheckError> {
         if self.format_version != BUNDLE_FORMAT_VERSION {
             return Err(BundleCheckError::Version {
@@ -277,6 +296,16 @@ impl EnrollmentBundle {
             });
         }
         identity::verify_issued_by(&cert_der, &ca_der).map_err(ident("station_cert_pem"))?;
+        for (what, der) in [("ca_cert_pem", &ca_der), ("station_cert_pem", &cert_der)] {
+            let found = identity::mode_from_cert_der(der).map_err(ident(what))?;
+            if found != self.mode {
+                return Err(BundleCheckError::ModeMismatch {
+                    what,
+                    found: found.as_str(),
+                    bundle: self.mode.as_str(),
+                });
+            }
+        }
         identity::check_key_matches_cert(&self.station_key_pem, &cert_der)
             .map_err(ident("station_key_pem"))?;
         if let Some(head) = &self.start_head
@@ -288,11 +317,9 @@ impl EnrollmentBundle {
             });
         }
         if let Some(key) = &self.log_key {
-            let name = crate::tlog::verifier_key_name(key);
-            if !name.is_some_and(|n| n.starts_with(&format!("pollsync/{}/", self.election_id))) {
-                return Err(BundleCheckError::LogKey {
-                    election: self.election_id.clone(),
-                });
+            let origin = crate::tlog::origin(&self.election_id, self.mode.as_str());
+            if crate::tlog::verifier_key_name(key).as_deref() != Some(origin.as_str()) {
+                return Err(BundleCheckError::LogKey { origin });
             }
         }
         Ok(())
@@ -385,7 +412,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     fn bundle() -> EnrollmentBundle {
-        let ca = ElectionCa::generate("beichen-2021").unwrap();
+        let ca = ElectionCa::generate("beichen-2021", pollsync_election::Mode::Official).unwrap();
         EnrollmentBundle::issue(
             &ca,
             "S-0001",
@@ -523,5 +550,49 @@ mod tests {
                 ..
             })
         ));
+    }
+    /// A test election's parts never pass for an official one's: the bundle's
+    /// mode must be what both certificates and the log key name.
+    #[test]
+    fn a_bundle_mixing_modes_is_refused() {
+        let test_ca = ElectionCa::generate("beichen-2021", Mode::Test).unwrap();
+        let test = EnrollmentBundle::issue(&test_ca, "S-0001", "127.0.0.1:7443", "x").unwrap();
+        assert_eq!(test.mode, Mode::Test);
+        test.check().unwrap();
+
+        // Relabelled official: both certificates still say test.
+        let mut relabelled = test.clone();
+        relabelled.mode = Mode::Official;
+        let err = relabelled.check().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BundleCheckError::ModeMismatch {
+                    what: "ca_cert_pem",
+                    found: "test",
+                    bundle: "official"
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "ca_cert_pem names mode \"test\", but the bundle's mode is \"official\": test and official elections never mix"
+        );
+
+        // An official bundle carrying the test log's key.
+        let mut official = bundle();
+        let test_log =
+            crate::tlog::LogKey::generate(&crate::tlog::origin("beichen-2021", "test")).unwrap();
+        official.log_key = Some(test_log.verifier_text().to_owned());
+        let err = official.check().unwrap_err();
+        assert!(
+            matches!(&err, BundleCheckError::LogKey { origin } if origin == "pollsync/beichen-2021/official"),
+            "{err}"
+        );
+        let right = crate::tlog::LogKey::generate(&crate::tlog::origin("beichen-2021", "official"))
+            .unwrap();
+        official.log_key = Some(right.verifier_text().to_owned());
+        official.check().unwrap();
     }
 }

@@ -10,7 +10,7 @@
 //! Checking a chain is the other side ([`crate::envelope::ChainHead::check_next`]).
 
 use ed25519_dalek::SigningKey;
-use pollsync_election::{Station, StationEvent};
+use pollsync_election::{Mode, Station, StationEvent};
 
 use crate::bundle::EnrollmentBundle;
 use crate::convert::event_to_pb;
@@ -22,6 +22,7 @@ use crate::pb;
 #[derive(Clone)]
 pub struct ChainWriter {
     election_id: String,
+    mode: Mode,
     station_id: String,
     definition_sha256: [u8; 32],
     key: SigningKey,
@@ -33,6 +34,7 @@ impl std::fmt::Debug for ChainWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChainWriter")
             .field("election_id", &self.election_id)
+            .field("mode", &self.mode)
             .field("station_id", &self.station_id)
             .field("head", &self.head)
             .finish_non_exhaustive()
@@ -40,10 +42,12 @@ impl std::fmt::Debug for ChainWriter {
 }
 
 impl ChainWriter {
-    /// A chain of `station_id` in `election_id` under the definition whose SHA-256
-    /// is `definition_sha256`, signed with `key`, continuing after `head`.
+    /// A chain of `station_id` in `election_id` (whose mode is `mode`) under the
+    /// definition whose SHA-256 is `definition_sha256`, signed with `key`,
+    /// continuing after `head`.
     pub fn new(
         election_id: impl Into<String>,
+        mode: Mode,
         station_id: impl Into<String>,
         definition_sha256: [u8; 32],
         key: SigningKey,
@@ -51,6 +55,7 @@ impl ChainWriter {
     ) -> ChainWriter {
         ChainWriter {
             election_id: election_id.into(),
+            mode,
             station_id: station_id.into(),
             definition_sha256,
             key,
@@ -63,6 +68,7 @@ impl ChainWriter {
     pub fn from_bundle(bundle: &EnrollmentBundle) -> Result<ChainWriter, IdentityError> {
         Ok(ChainWriter::new(
             bundle.election_id.clone(),
+            bundle.mode,
             bundle.station_id.clone(),
             bundle.definition_sha256(),
             bundle.signing_key()?,
@@ -92,6 +98,11 @@ impl ChainWriter {
         &self.election_id
     }
 
+    /// Whether its election is official or a test.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
     /// The station whose chain it writes.
     pub fn station_id(&self) -> &str {
         &self.station_id
@@ -117,6 +128,7 @@ impl ChainWriter {
             prev_hash: self.head.hash.to_vec(),
             definition_sha256: self.definition_sha256.to_vec(),
             events,
+            mode: self.mode.as_str().to_owned(),
         }
     }
 
@@ -202,7 +214,14 @@ mod tests {
     #[test]
     fn batches_chain_from_genesis_and_verify_under_the_key() {
         let key = SigningKey::from_bytes(&[3; 32]);
-        let mut chain = ChainWriter::new("e-1", "S-0001", [7; 32], key.clone(), ChainHead::GENESIS);
+        let mut chain = ChainWriter::new(
+            "e-1",
+            Mode::Official,
+            "S-0001",
+            [7; 32],
+            key.clone(),
+            ChainHead::GENESIS,
+        );
         let signed: Vec<pb::SignedBatch> = (0..3).map(|_| chain.next(vec![])).collect();
         for s in &signed {
             verify_batch(&key.verifying_key(), s).expect("signed by the chain's key");
@@ -223,6 +242,7 @@ mod tests {
         };
         let mut chain = ChainWriter::new(
             "e-1",
+            Mode::Official,
             "S-0001",
             [7; 32],
             SigningKey::from_bytes(&[3; 32]),
@@ -251,6 +271,7 @@ mod tests {
     fn an_altered_batch_moves_the_head_to_what_was_sealed() {
         let mut chain = ChainWriter::new(
             "e-1",
+            Mode::Official,
             "S-0001",
             [7; 32],
             SigningKey::from_bytes(&[3; 32]),

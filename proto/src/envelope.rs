@@ -589,6 +589,7 @@ pub(crate) mod tests {
     pub(crate) fn make_chain(key: &SigningKey, n: u64) -> Vec<pb::SignedBatch> {
         let mut chain = crate::chain::ChainWriter::new(
             "e-1",
+            pollsync_election::Mode::Official,
             "S-0001",
             [7; 32],
             key.clone(),

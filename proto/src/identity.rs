@@ -8,11 +8,17 @@
 //!
 //! Certificate profile (see docs/PROTOCOL.md):
 //! - CA: CN `pollsync election CA <election>`, O `pollsync`, OU `<election>`,
-//!   basicConstraints CA (path length 0), keyCertSign + cRLSign.
+//!   SAN URI `urn:pollsync:mode:<mode>`, basicConstraints CA (path length 0),
+//!   keyCertSign + cRLSign.
 //! - center: CN `pollsync center <election>`, SAN = advertised hosts + `localhost`
-//!   + `127.0.0.1`, EKU serverAuth.
-//! - station: CN `<station id>`, OU `<election>`, SAN URI
-//!   `urn:pollsync:station:<station id>`, EKU clientAuth.
+//!   + `127.0.0.1` + the mode URI, EKU serverAuth.
+//! - station: CN `<station id>`, OU `<election>`, SAN URIs
+//!   `urn:pollsync:station:<station id>` and `urn:pollsync:mode:<mode>`, EKU
+//!   clientAuth.
+//!
+//! The mode (`official` or `test`, the definition's `[election] mode`) is in every
+//! certificate so that a test election's identities are never taken for an
+//! official one's ([`mode_from_cert_der`]).
 //!
 //! Validity runs from 2000-01-01 so that a polling-station device whose clock is
 //! wrong still connects on election day; leaves end 5 years after issue, the CA 10.
@@ -31,10 +37,16 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::oid_registry::OID_SIG_ED25519;
 
+use pollsync_election::Mode;
+
 use crate::limits::MAX_ID_BYTES;
 
 /// Prefix of the station's SAN URI; the station id follows.
 pub const STATION_URI_PREFIX: &str = "urn:pollsync:station:";
+
+/// Prefix of the SAN URI naming the election's mode in every certificate;
+/// `official` or `test` follows.
+pub const MODE_URI_PREFIX: &str = "urn:pollsync:mode:";
 
 /// Organisation (O) of every pollsync certificate.
 pub const ORGANIZATION: &str = "pollsync";
@@ -72,6 +84,11 @@ pub enum IdentityError {
     /// The certificate does not name an election.
     #[error("certificate names no election (no OU in its subject)")]
     NoElection,
+    /// The certificate does not name its election's mode, or names more than one.
+    #[error(
+        "certificate names no election mode (exactly one SAN URI urn:pollsync:mode:official or urn:pollsync:mode:test)"
+    )]
+    NoMode,
     /// An id that cannot go into a certificate.
     #[error("invalid {what} {value:?}: use 1 to {MAX_ID_BYTES} characters from A-Z a-z 0-9 . _ -")]
     InvalidId {
@@ -109,6 +126,7 @@ impl fmt::Debug for CertifiedKeyPem {
 /// The election's certificate authority.
 pub struct ElectionCa {
     election_id: String,
+    mode: Mode,
     cert_pem: String,
     key_pem: String,
     cert_der: Vec<u8>,
@@ -119,6 +137,7 @@ impl fmt::Debug for ElectionCa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ElectionCa")
             .field("election_id", &self.election_id)
+            .field("mode", &self.mode)
             .field("cert_pem", &self.cert_pem)
             .field("key_pem", &"<redacted>")
             .finish()
@@ -167,9 +186,14 @@ fn new_key() -> Result<KeyPair, IdentityError> {
     Ok(KeyPair::generate_for(&rcgen::PKCS_ED25519)?)
 }
 
+fn mode_san(mode: Mode) -> Result<SanType, IdentityError> {
+    let uri = format!("{MODE_URI_PREFIX}{}", mode.as_str());
+    Ok(SanType::URI(uri.as_str().try_into()?))
+}
+
 impl ElectionCa {
-    /// Creates a new CA (new Ed25519 key) for `election_id`.
-    pub fn generate(election_id: &str) -> Result<Self, IdentityError> {
+    /// Creates a new CA (new Ed25519 key) for `election_id` in `mode`.
+    pub fn generate(election_id: &str, mode: Mode) -> Result<Self, IdentityError> {
         check_id("election id", election_id)?;
         let key = new_key()?;
         let mut params = base_params(10)?;
@@ -183,6 +207,7 @@ impl ElectionCa {
         params
             .distinguished_name
             .push(DnType::OrganizationalUnitName, election_id);
+        params.subject_alt_names = vec![mode_san(mode)?];
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -195,6 +220,7 @@ impl ElectionCa {
         let key_pem = key.serialize_pem();
         Ok(Self {
             election_id: election_id.to_owned(),
+            mode,
             cert_pem,
             key_pem,
             cert_der,
@@ -208,6 +234,7 @@ impl ElectionCa {
         let cert_der = cert_der_from_pem(cert_pem)?;
         let cert = parse_cert(&cert_der)?;
         let election_id = election_of(&cert)?;
+        let mode = mode_of(&cert)?;
         let signing = signing_key_from_pem(key_pem)?;
         if signing.verifying_key() != verifying_key_of(&cert)? {
             return Err(IdentityError::KeyMismatch);
@@ -216,6 +243,7 @@ impl ElectionCa {
         let issuer = Issuer::from_ca_cert_der(&cert_der.as_slice().into(), key)?;
         Ok(Self {
             election_id,
+            mode,
             cert_pem: cert_pem.to_owned(),
             key_pem: key_pem.to_owned(),
             cert_der,
@@ -226,6 +254,11 @@ impl ElectionCa {
     /// The election this CA serves.
     pub fn election_id(&self) -> &str {
         &self.election_id
+    }
+
+    /// Whether this CA's election is official or a test.
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// The CA certificate (PEM): the trust root of both ends.
@@ -245,7 +278,7 @@ impl ElectionCa {
 
     /// Issues the center's server certificate. SANs: each host (an IP address
     /// becomes an IP SAN, `[v6]` brackets and a `:port` suffix are removed),
-    /// then `localhost` and `127.0.0.1`, without duplicates.
+    /// then `localhost` and `127.0.0.1`, without duplicates; and the mode URI.
     pub fn issue_server(&self, hosts: &[String]) -> Result<CertifiedKeyPem, IdentityError> {
         let mut names: Vec<String> = Vec::new();
         for host in hosts
@@ -273,6 +306,7 @@ impl ElectionCa {
                     .map_err(|_| IdentityError::InvalidHost(name.clone())),
             })
             .collect::<Result<_, _>>()?;
+        params.subject_alt_names.push(mode_san(self.mode)?);
         params.distinguished_name.push(
             DnType::CommonName,
             format!("pollsync center {}", self.election_id),
@@ -290,7 +324,7 @@ impl ElectionCa {
     }
 
     /// Issues a station's client certificate with a new Ed25519 key: CN = station
-    /// id, SAN URI `urn:pollsync:station:<id>`.
+    /// id, SAN URIs `urn:pollsync:station:<id>` and `urn:pollsync:mode:<mode>`.
     pub fn issue_station(&self, station_id: &str) -> Result<CertifiedKeyPem, IdentityError> {
         check_id("station id", station_id)?;
         let mut params = base_params(5)?;
@@ -304,7 +338,8 @@ impl ElectionCa {
             .distinguished_name
             .push(DnType::OrganizationalUnitName, self.election_id.as_str());
         let uri = format!("{STATION_URI_PREFIX}{station_id}");
-        params.subject_alt_names = vec![SanType::URI(uri.as_str().try_into()?)];
+        params.subject_alt_names =
+            vec![SanType::URI(uri.as_str().try_into()?), mode_san(self.mode)?];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
@@ -449,6 +484,32 @@ fn verifying_key_of(cert: &X509Certificate<'_>) -> Result<VerifyingKey, Identity
     Ok(key)
 }
 
+/// The mode of a pollsync certificate (CA, center or station): its one
+/// `urn:pollsync:mode:` SAN URI, which must name `official` or `test`.
+pub fn mode_from_cert_der(cert_der: &[u8]) -> Result<Mode, IdentityError> {
+    let cert = parse_cert(cert_der)?;
+    mode_of(&cert)
+}
+
+fn mode_of(cert: &X509Certificate<'_>) -> Result<Mode, IdentityError> {
+    let sans = cert
+        .subject_alternative_name()
+        .map_err(|e| IdentityError::CertDer(e.to_string()))?;
+    let mut words = sans.iter().flat_map(|ext| {
+        ext.value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                GeneralName::URI(uri) => uri.strip_prefix(MODE_URI_PREFIX),
+                _ => None,
+            })
+    });
+    match (words.next().and_then(Mode::from_word), words.next()) {
+        (Some(mode), None) => Ok(mode),
+        _ => Err(IdentityError::NoMode),
+    }
+}
+
 /// Checks that `cert_der` carries a valid signature by the key of `ca_cert_der`.
 pub fn verify_issued_by(cert_der: &[u8], ca_cert_der: &[u8]) -> Result<(), IdentityError> {
     let cert = parse_cert(cert_der)?;
@@ -478,7 +539,7 @@ mod tests {
 
     #[test]
     fn station_cert_carries_id_and_signing_key() {
-        let ca = ElectionCa::generate("beichen-2021").unwrap();
+        let ca = ElectionCa::generate("beichen-2021", Mode::Official).unwrap();
         let station = ca.issue_station("S-0001").unwrap();
         let der = cert_der_from_pem(&station.cert_pem).unwrap();
         assert_eq!(station_id_from_cert_der(&der).unwrap(), "S-0001");
@@ -492,6 +553,7 @@ mod tests {
         let signing = signing_key_from_pem(&station.key_pem).unwrap();
         let signed = crate::chain::ChainWriter::new(
             "beichen-2021",
+            Mode::Official,
             "S-0001",
             [1; 32],
             signing,
@@ -513,13 +575,13 @@ mod tests {
 
     #[test]
     fn ca_roundtrips_through_pem_and_keeps_issuing() {
-        let ca = ElectionCa::generate("e-1").unwrap();
+        let ca = ElectionCa::generate("e-1", Mode::Official).unwrap();
         let again = ElectionCa::from_pem(ca.cert_pem(), ca.key_pem()).unwrap();
         assert_eq!(again.election_id(), "e-1");
         let station = again.issue_station("S-7").unwrap();
         let der = cert_der_from_pem(&station.cert_pem).unwrap();
         ca.verify_issued(&der).unwrap();
-        let other_ca = ElectionCa::generate("e-1").unwrap();
+        let other_ca = ElectionCa::generate("e-1", Mode::Official).unwrap();
         assert!(matches!(
             other_ca.verify_issued(&der),
             Err(IdentityError::NotIssuedByCa(_))
@@ -533,7 +595,7 @@ mod tests {
 
     #[test]
     fn server_cert_sans_are_hosts_plus_loopback_deduplicated() {
-        let ca = ElectionCa::generate("e-1").unwrap();
+        let ca = ElectionCa::generate("e-1", Mode::Official).unwrap();
         let server = ca
             .issue_server(&[
                 "center.example".into(),
@@ -558,6 +620,7 @@ mod tests {
                     4 => format!("IP:{}", IpAddr::from(<[u8; 4]>::try_from(*b).unwrap())),
                     _ => format!("IP:{}", IpAddr::from(<[u8; 16]>::try_from(*b).unwrap())),
                 },
+                GeneralName::URI(u) => format!("URI:{u}"),
                 other => format!("{other}"),
             })
             .collect();
@@ -569,13 +632,62 @@ mod tests {
                 "IP:::1",
                 "DNS:localhost",
                 "IP:127.0.0.1",
+                "URI:urn:pollsync:mode:official",
             ]
         );
     }
 
+    /// Every certificate of a test election says so, and reads back as such; a
+    /// certificate naming no mode, or two, is refused.
+    #[test]
+    fn every_certificate_names_the_mode() {
+        for mode in [Mode::Official, Mode::Test] {
+            let ca = ElectionCa::generate("e-1", mode).unwrap();
+            assert_eq!(mode_from_cert_der(ca.cert_der()).unwrap(), mode);
+            let again = ElectionCa::from_pem(ca.cert_pem(), ca.key_pem()).unwrap();
+            assert_eq!(again.mode(), mode);
+            for pem in [
+                ca.issue_station("S-1").unwrap().cert_pem,
+                ca.issue_server(&["center.example".into()])
+                    .unwrap()
+                    .cert_pem,
+            ] {
+                let der = cert_der_from_pem(&pem).unwrap();
+                assert_eq!(mode_from_cert_der(&der).unwrap(), mode);
+            }
+        }
+        let key = new_key().unwrap();
+        let mut bare = base_params(1).unwrap();
+        bare.distinguished_name.push(DnType::CommonName, "S-1");
+        let cert = bare.self_signed(&key).unwrap();
+        assert!(matches!(
+            mode_from_cert_der(cert.der()),
+            Err(IdentityError::NoMode)
+        ));
+        let mut both = base_params(1).unwrap();
+        both.subject_alt_names = vec![
+            mode_san(Mode::Official).unwrap(),
+            mode_san(Mode::Test).unwrap(),
+        ];
+        let cert = both.self_signed(&key).unwrap();
+        assert!(matches!(
+            mode_from_cert_der(cert.der()),
+            Err(IdentityError::NoMode)
+        ));
+        let mut odd = base_params(1).unwrap();
+        odd.subject_alt_names = vec![SanType::URI(
+            "urn:pollsync:mode:practice".try_into().unwrap(),
+        )];
+        let cert = odd.self_signed(&key).unwrap();
+        assert!(matches!(
+            mode_from_cert_der(cert.der()),
+            Err(IdentityError::NoMode)
+        ));
+    }
+
     #[test]
     fn bad_inputs_are_refused() {
-        let ca = ElectionCa::generate("e-1").unwrap();
+        let ca = ElectionCa::generate("e-1", Mode::Official).unwrap();
         assert!(matches!(
             ca.issue_station(""),
             Err(IdentityError::InvalidId { .. })
@@ -585,7 +697,7 @@ mod tests {
             Err(IdentityError::InvalidId { .. })
         ));
         assert!(matches!(
-            ElectionCa::generate("x/y"),
+            ElectionCa::generate("x/y", Mode::Official),
             Err(IdentityError::InvalidId { .. })
         ));
         assert!(matches!(

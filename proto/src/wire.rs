@@ -191,6 +191,7 @@ mod tests {
             prev_hash: vec![0; 32],
             definition_sha256: vec![0; 32],
             events,
+            mode: "official".into(),
         }
         .encode_to_vec()
     }

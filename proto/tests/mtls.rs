@@ -192,7 +192,7 @@ fn hello(station_id: &str) -> pb::HelloRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrolled_station_is_identified_and_its_batches_verify() {
-    let ca = ElectionCa::generate("e-1").unwrap();
+    let ca = ElectionCa::generate("e-1", pollsync_election::Mode::Official).unwrap();
     let center = start_center(&ca).await;
 
     let bundle =
@@ -255,11 +255,11 @@ async fn enrolled_station_is_identified_and_its_batches_verify() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_from_another_ca_is_refused() {
-    let ca = ElectionCa::generate("e-1").unwrap();
+    let ca = ElectionCa::generate("e-1", pollsync_election::Mode::Official).unwrap();
     let center = start_center(&ca).await;
 
     // Same station id, same election id, but another CA.
-    let rogue_ca = ElectionCa::generate("e-1").unwrap();
+    let rogue_ca = ElectionCa::generate("e-1", pollsync_election::Mode::Official).unwrap();
     let rogue = rogue_ca.issue_station("S-0001").unwrap();
     let config =
         tls::client_tls_config(ca.cert_pem(), &rogue.cert_pem, &rogue.key_pem, "127.0.0.1");

@@ -53,6 +53,12 @@ pub fn init(dir: &Path, bundle: &Path, center: Option<&str>) -> Result<String> {
         contests.join(", "),
         prov.center_address
     );
+    text.push_str(match prov.bundle.mode {
+        pollsync_election::Mode::Official => "mode: official\n",
+        pollsync_election::Mode::Test => {
+            "mode: TEST: a rehearsal; an official center refuses everything this device records\n"
+        }
+    });
     match store.history_missing()? {
         Some(through) => text.push_str(&format!(
             "this device replaces another one: it continues the station's chain after batch {through}; run `station recover` to bring back batches 1 to {through} so that its records hold the whole day\n"
@@ -282,6 +288,8 @@ pub struct StationStatus {
     pub station: String,
     /// The election.
     pub election: String,
+    /// Its mode: `official`, or `test` for a rehearsal.
+    pub mode: &'static str,
     /// Where it reaches the center.
     pub center: String,
     /// Events waiting to be sealed, and sealed.
@@ -347,6 +355,7 @@ pub fn status(dir: &Path) -> Result<StationStatus> {
     Ok(StationStatus {
         station: prov.station_id().to_owned(),
         election: prov.definition.election.id.clone(),
+        mode: prov.definition.election.mode.as_str(),
         center: prov.center_address.clone(),
         events: EventCounts {
             pending: counts.pending_events,
@@ -376,7 +385,7 @@ pub fn status(dir: &Path) -> Result<StationStatus> {
 /// `station status` in words.
 pub fn status_text(v: &StationStatus) -> String {
     format!(
-        "station {} of election {}\n\
+        "station {} of election {}{}\n\
          events: {} waiting to be sealed, {} sealed ({} ballots)\n\
          ballots waiting for their group of {}: {}\n\
          batches: {} sealed, {} acknowledged by the center\n\
@@ -384,6 +393,11 @@ pub fn status_text(v: &StationStatus) -> String {
          closed contests: {}\n{}{}",
         v.station,
         v.election,
+        if v.mode == "test" {
+            " (TEST election: a rehearsal, never counted as official)"
+        } else {
+            ""
+        },
         v.events.pending,
         v.events.sealed,
         v.ballots_sealed,

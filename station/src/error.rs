@@ -46,6 +46,18 @@ pub enum StationError {
         /// The id of the bundle's election.
         election: String,
     },
+    #[error(
+        "bundle {}: its certificates are of mode \"{bundle}\" but its election definition says mode = \"{definition}\": test and official elections never mix", file.display()
+    )]
+    /// The bundle's certificates and its definition disagree on the mode.
+    BundleMode {
+        /// The bundle file.
+        file: PathBuf,
+        /// The bundle's mode (what its certificates name).
+        bundle: &'static str,
+        /// The definition's `[election] mode`.
+        definition: &'static str,
+    },
     #[error("center address '{address}' is not HOST:PORT")]
     /// The center's address is not of the form `HOST:PORT`.
     BadCenterAddress {

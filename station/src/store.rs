@@ -219,6 +219,13 @@ impl Store {
             file: bundle_file.to_path_buf(),
             errors,
         })?;
+        if definition.election.mode != bundle.mode {
+            return Err(StationError::BundleMode {
+                file: bundle_file.to_path_buf(),
+                bundle: bundle.mode.as_str(),
+                definition: definition.election.mode.as_str(),
+            });
+        }
         if definition.station(&bundle.station_id).is_none() {
             return Err(StationError::StationNotInElection {
                 file: bundle_file.to_path_buf(),

@@ -50,7 +50,7 @@ fn station_from(
         &format!("min_ballots_per_batch = {K}"),
     );
     assert!(text.contains("min_ballots_per_batch = 3"));
-    let ca = ElectionCa::generate("test-2021").expect("CA");
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Official).expect("CA");
     let mut bundle =
         EnrollmentBundle::issue(&ca, "S-0001", "127.0.0.1:7443", &text).expect("bundle");
     bundle.start_head = start_head;

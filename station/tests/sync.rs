@@ -492,7 +492,7 @@ fn sync_json(s: &TestStation, timeout_s: u64) -> serde_json::Value {
 
 #[test]
 fn sync_pushes_everything_and_status_shows_it_acknowledged() {
-    let ca = ElectionCa::generate("test-2021").unwrap();
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).unwrap();
     let center = FakeCenter::start(&ca, 0, new_state(Knobs::default()));
     let s = station(&ca, "S-0001", center.addr.port());
     s.ok(&["issue", "--contest", "D-001", "--count", "5"]);
@@ -535,7 +535,7 @@ fn sync_pushes_everything_and_status_shows_it_acknowledged() {
 
 #[test]
 fn sync_completes_through_dropped_connections_with_every_batch_applied_once() {
-    let ca = ElectionCa::generate("test-2021").unwrap();
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).unwrap();
     let knobs = Knobs {
         drop_after: VecDeque::from([10, 25, 40]),
         ..Knobs::default()
@@ -556,7 +556,7 @@ fn sync_completes_through_dropped_connections_with_every_batch_applied_once() {
 
 #[test]
 fn sync_reconnects_when_the_center_answers_out_of_order() {
-    let ca = ElectionCa::generate("test-2021").unwrap();
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).unwrap();
     let knobs = Knobs {
         misnumber_an_ack: true,
         ..Knobs::default()
@@ -577,7 +577,7 @@ fn sync_reconnects_when_the_center_answers_out_of_order() {
 /// not, chain hashes, how far acknowledgements reach.
 #[test]
 fn the_store_gives_batches_by_sequence_acknowledged_or_not() {
-    let ca = ElectionCa::generate("test-2021").unwrap();
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).unwrap();
     let s = station(&ca, "S-0001", 7443);
     seal_ballots(&s, 5, 1);
     let mut store = Store::open(&s.data).unwrap();
@@ -607,7 +607,7 @@ fn the_store_gives_batches_by_sequence_acknowledged_or_not() {
 
 #[test]
 fn sync_stops_on_a_fork_rejection_and_prints_the_reason() {
-    let ca = ElectionCa::generate("test-2021").unwrap();
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).unwrap();
     let knobs = Knobs {
         reject: Some((3, pb::RejectReason::Fork)),
         ..Knobs::default()
@@ -640,7 +640,7 @@ fn sync_stops_on_a_fork_rejection_and_prints_the_reason() {
 
 #[test]
 fn sync_gives_up_on_an_unreachable_center_within_its_timeout_naming_the_address() {
-    let ca = ElectionCa::generate("test-2021").unwrap();
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).unwrap();
     let port = free_port();
     let s = station(&ca, "S-0001", port);
     record(&s, 1);
@@ -661,7 +661,7 @@ fn sync_gives_up_on_an_unreachable_center_within_its_timeout_naming_the_address(
 
 #[test]
 fn sync_refused_at_hello_says_why() {
-    let ca = ElectionCa::generate("test-2021").unwrap();
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).unwrap();
     let knobs = Knobs {
         refuse_hello: Some((
             tonic::Code::PermissionDenied,
@@ -679,7 +679,7 @@ fn sync_refused_at_hello_says_why() {
 
 #[test]
 fn a_device_that_lost_sealed_batches_stops_and_seals_nothing() {
-    let ca = ElectionCa::generate("test-2021").unwrap();
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).unwrap();
     let center = FakeCenter::start(&ca, 0, new_state(Knobs::default()));
     let s = station(&ca, "S-0001", center.addr.port());
     seal_ballots(&s, 4, 1);
@@ -722,7 +722,7 @@ fn a_device_that_lost_sealed_batches_stops_and_seals_nothing() {
 #[test]
 fn ten_thousand_unsent_ballots_catch_up_after_reconnecting() {
     const BALLOTS: usize = 10_000;
-    let ca = ElectionCa::generate("test-2021").unwrap();
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).unwrap();
     let center = FakeCenter::start(&ca, 0, new_state(Knobs::default()));
     let s = station(&ca, "S-0003", center.addr.port());
     let made = Instant::now();
@@ -757,7 +757,7 @@ fn ten_thousand_unsent_ballots_catch_up_after_reconnecting() {
 
 #[test]
 fn run_sends_what_other_processes_record_and_stops_cleanly() {
-    let ca = ElectionCa::generate("test-2021").unwrap();
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).unwrap();
     let knobs = Knobs {
         heartbeat_interval_ms: 100,
         ..Knobs::default()
@@ -791,7 +791,7 @@ fn run_sends_what_other_processes_record_and_stops_cleanly() {
 
 #[test]
 fn run_keeps_trying_until_the_center_comes_up() {
-    let ca = ElectionCa::generate("test-2021").unwrap();
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).unwrap();
     let port = free_port();
     let s = station(&ca, "S-0002", port);
     let agent = Agent::start(&s, &[]);
@@ -827,7 +827,7 @@ fn agent_log_mentions_connected(s: &TestStation) -> bool {
 
 #[test]
 fn run_stops_pushing_after_a_rejection_but_keeps_sealing() {
-    let ca = ElectionCa::generate("test-2021").unwrap();
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).unwrap();
     let knobs = Knobs {
         reject: Some((2, pb::RejectReason::InvalidContent)),
         ..Knobs::default()
@@ -859,9 +859,9 @@ fn run_stops_pushing_after_a_rejection_but_keeps_sealing() {
 /// center would not take its own): it never gets in, and says why.
 #[test]
 fn a_station_of_another_election_ca_never_gets_in_and_says_why() {
-    let ca = ElectionCa::generate("test-2021").unwrap();
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).unwrap();
     let center = FakeCenter::start(&ca, 0, new_state(Knobs::default()));
-    let rogue = ElectionCa::generate("test-2021").unwrap();
+    let rogue = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).unwrap();
     let s = station(&rogue, "S-0001", center.addr.port());
     record(&s, 1);
     let started = Instant::now();
@@ -883,7 +883,7 @@ fn the_station_speaks_only_tls_1_3() {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     tls::install_crypto_provider();
-    let ca = ElectionCa::generate("test-2021").unwrap();
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).unwrap();
     let server = ca.issue_server(&["127.0.0.1".to_owned()]).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),

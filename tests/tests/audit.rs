@@ -98,7 +98,7 @@ fn audit_names_a_forged_key_row_and_a_batch_that_breaks_the_rules() {
 
     // 1. A forged key for the first station: a CA of the forger's own.
     let (forged, honest) = (&ids[0], &ids[1]);
-    let fake_ca = ElectionCa::generate(&def.election.id).expect("fake CA");
+    let fake_ca = ElectionCa::generate(&def.election.id, def.election.mode).expect("fake CA");
     let fake = fake_ca.issue_station(forged).expect("fake certificate");
     let fake_key = pollsync_proto::signing_key_from_pem(&fake.key_pem).expect("key");
     let fake_der = pollsync_proto::identity::cert_der_from_pem(&fake.cert_pem).expect("der");

@@ -165,7 +165,7 @@ fn the_evidence_of_a_day_verifies_and_any_flipped_byte_is_named() {
             let mut bytes = original.clone();
             bytes[at] ^= 0x01;
             std::fs::write(copy.join(file), &bytes).unwrap();
-            let failure = pollsync_verify::verify(&copy).expect_err(&format!(
+            let failure = pollsync_verify::verify(&copy, None).expect_err(&format!(
                 "{} with byte {at} flipped verified",
                 file.display()
             ));

@@ -438,7 +438,7 @@ async fn certificates_for_no_station_of_the_election_get_nothing_in() {
     let real = sealed_batches(&station, day.root());
     let bundle = day.bundle(&station.id);
 
-    let other_ca = ElectionCa::generate(&bundle.election_id).expect("another CA");
+    let other_ca = ElectionCa::generate(&bundle.election_id, bundle.mode).expect("another CA");
     let fake = other_ca
         .issue_station(&station.id)
         .expect("a fake certificate");
@@ -527,6 +527,48 @@ fn assert_refused_by_tls(e: &RogueError) {
 
 fn station_contest(day: &Day, index: usize) -> String {
     day.def.stations[index].contests[0].clone()
+}
+
+/// Issue 15 (SPEC §10): a batch its station signed but that names the other mode
+/// (a rehearsal's batch re-signed, or a device built for the other mode) is
+/// refused as WRONG_MODE, naming the mode: nothing is counted, and the one alert is
+/// charged to the station whose signature verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_the_other_mode_is_refused_by_name() {
+    let day = Day::start(37);
+    let id = day.id(1);
+    let contest = station_contest(&day, 1);
+    let bundle = day.bundle(&id);
+    let other = match day.def.election.mode {
+        pollsync_election::Mode::Official => "test",
+        pollsync_election::Mode::Test => "official",
+    };
+    let before = day.accepted();
+    let rogue = Rogue::as_station(day.address(), &bundle)
+        .await
+        .expect("connects");
+    let forger = Forger::new(&bundle);
+    rogue.hello(forger.hello()).await.expect("hello accepted");
+    let mut batch = forger.batch(&[issued(&contest)]);
+    batch.mode = other.into();
+    let mut push = rogue.push().await.expect("push call");
+    let ack = push
+        .push(forger.sign(&batch).expect("signed"))
+        .await
+        .expect("answered");
+    assert_eq!(
+        seen(&ack),
+        (AckKind::Rejected, RejectReason::WrongMode, 1, 1)
+    );
+    assert!(
+        ack.detail.contains(&format!("mode \"{other}\""))
+            && ack.detail.contains(day.def.election.mode.as_str()),
+        "{}",
+        ack.detail
+    );
+    push.finish().await.expect("the call ends cleanly");
+    assert_eq!(day.accepted(), before, "nothing counted");
+    assert_eq!(day.alerts(), vec![alert(&id, "WRONG_MODE", 1)]);
 }
 
 /// Issue 15 (SPEC §3, G10): a station's batch 1 that does not open with its zero

@@ -32,6 +32,7 @@ fn batch_signed_by(
 ) -> pb::SignedBatch {
     let chain = ChainWriter::new(
         named.election_id.clone(),
+        named.mode,
         station,
         named.definition_sha256(),
         signer.signing_key().expect("key"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent verifier of a pollsync election's public evidence.
 
-usage: python3 pollsync_verify.py DIR
+usage: python3 pollsync_verify.py [--mode official|test] DIR
 
 Runs the verification steps V1-V12 of docs/PROTOCOL.md section 10.2 on the
 evidence folder DIR written by `center export-evidence`.  It prints one line per
@@ -10,7 +10,8 @@ first failure one line
 
     FAIL <step> <file> <item>: <reason>
 
-and exits 1.  Exit status 0 means every check held.
+and exits 1.  Exit status 0 means every check held.  With --mode, evidence of
+an election of the other mode fails at V1 (test and official never mix).
 
 Written from docs/PROTOCOL.md, SPEC.md sections 6-7 and pollsync.proto alone: it
 uses no code of pollsync.  Dependencies: the Python standard library (3.11+ for
@@ -37,6 +38,7 @@ from cryptography.x509.oid import NameOID
 # Limits (PROTOCOL.md section 11) and constants
 # --------------------------------------------------------------------------
 
+MODE_URI_PREFIX = "urn:pollsync:mode:"
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 MAX_EXPORT_BYTES = 1 * GiB
@@ -214,7 +216,8 @@ SCHEMAS = {
     "SignedBatch": {1: ("batch", "bytes", False), 2: ("signature", "bytes", False)},
     "Batch": {1: ("election_id", "string", False), 2: ("station_id", "string", False),
               3: ("sequence", "uint64", False), 4: ("prev_hash", "bytes", False),
-              5: ("definition_sha256", "bytes", False), 6: ("events", "Event", True)},
+              5: ("definition_sha256", "bytes", False), 6: ("events", "Event", True),
+              7: ("mode", "string", False)},
     "Event": {1: ("ballot", "Ballot", False), 2: ("issued", "Issued", False),
               3: ("cancel", "Cancel", False), 4: ("close", "Close", False),
               5: ("zero_report", "ZeroReport", False)},
@@ -452,6 +455,17 @@ def subject_attr(cert, oid):
     return values[0].value
 
 
+def cert_mode(cert):
+    """The one mode a certificate names (SAN URI urn:pollsync:mode:<mode>), or None."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except Exception:
+        return None
+    modes = [u[len(MODE_URI_PREFIX):] for u in san.get_values_for_type(x509.UniformResourceIdentifier)
+             if u.startswith(MODE_URI_PREFIX)]
+    return modes[0] if len(modes) == 1 and modes[0] in ("official", "test") else None
+
+
 def ed25519_key_of(cert):
     key = cert.public_key()
     return key if isinstance(key, Ed25519PublicKey) else None
@@ -491,6 +505,9 @@ def step_v2_ca(ctx):
         raise Fail("V2", rel, "", f"bad extensions: {esc(e)}")
     if bc is None or not bc.ca:
         raise Fail("V2", rel, "basicConstraints", "not a CA certificate (CA:TRUE missing)")
+    if cert_mode(cert) != ctx.mode:
+        raise Fail("V2", rel, "subjectAltName", f"does not name mode {ctx.mode} "
+                   f"(one URI {MODE_URI_PREFIX}{ctx.mode})")
     ctx.ca_key = key
     ctx.ca_subject = cert.subject
     print(f"V2 CA: {esc(cert.subject.rfc4514_string())}, self-signed Ed25519")
@@ -836,6 +853,9 @@ def check_station_cert(ctx, rel, data, sid):
     ou = subject_attr(cert, NameOID.ORGANIZATIONAL_UNIT_NAME)
     if ou != ctx.election_id:
         raise Fail("V6", rel, "subject OU", f"{esc(ou)} is not the election id {ctx.election_id}")
+    if cert_mode(cert) != ctx.mode:
+        raise Fail("V6", rel, "subjectAltName", f"does not name mode {ctx.mode} "
+                   f"(one URI {MODE_URI_PREFIX}{ctx.mode})")
     return key
 
 
@@ -924,6 +944,8 @@ def decode_batch(ctx, rel, item, step, batch_bytes, station):
         raise Fail(step, rel, item, f"names station {esc(batch['station_id'])}")
     if batch["definition_sha256"] != ctx.D:
         raise Fail(step, rel, item, "definition_sha256 is not SHA-256 of election.toml")
+    if batch["mode"] != ctx.mode:
+        raise Fail(step, rel, item, f"is of mode {esc(batch['mode'])}, the election of mode {ctx.mode}")
     return batch
 
 
@@ -1612,13 +1634,18 @@ STEPS = [
 ]
 
 
-def verify(root):
-    """Run V1-V12 on the evidence folder; return the exit status (0 ok, 1 failure)."""
+def verify(root, expected_mode=None):
+    """Run V1-V12 on the evidence folder; return the exit status (0 ok, 1 failure).
+    With expected_mode, evidence of the other mode fails at V1."""
     ctx = Context(root)
     for name, step in STEPS:
         ctx.step, ctx.file = name, ""
         try:
             step(ctx)
+            if name == "V1" and expected_mode is not None and ctx.mode != expected_mode:
+                raise Fail("V1", "election.toml", "[election] mode",
+                           f"the evidence is of a {ctx.mode} election, not of a {expected_mode} one: "
+                           "test and official elections never mix")
         except Fail as f:
             print(f.line())
             return 1
@@ -1635,13 +1662,17 @@ def verify(root):
 
 
 def main(argv):
-    if len(argv) != 2 or argv[1] in ("-h", "--help"):
+    args = argv[1:]
+    expected_mode = None
+    if len(args) == 3 and args[0] == "--mode" and args[1] in ("official", "test"):
+        expected_mode, args = args[1], args[2:]
+    if len(args) != 1 or args[0] in ("-h", "--help") or args[0].startswith("--"):
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
-    if not os.path.isdir(argv[1]):
-        print(f"FAIL V1 {esc(argv[1])}: not a folder")
+    if not os.path.isdir(args[0]):
+        print(f"FAIL V1 {esc(args[0])}: not a folder")
         return 1
-    return verify(argv[1])
+    return verify(args[0], expected_mode)
 
 
 if __name__ == "__main__":

@@ -62,24 +62,25 @@ class WorkedExample(unittest.TestCase):
         "0a03652d311206532d303030311801222000000000000000000000000000000000000000000000"
         "000000000000000000002a20a0ed86ac65e888a045823031405c0a36621cef545ab7788b22b53b"
         "467a247953320b12090a05442d303031100232240a220a10000102030405060708090a0b0c0d0e"
-        "0f1205442d3030311a0301020022024c69")
+        "0f1205442d3030311a0301020022024c693a086f6666696369616c")
     SIGNATURE = bytes.fromhex(
-        "848c68d937694f445a5892dbc712cc2d65f4b2cb7919b5041f904cd8e762804e"
-        "b27112bedb22c000e87fdb68c3114057acd4395d7e52f33d953a9966ad13600d")
+        "33c0fff2dbcbdc4bb5887867f99f7027318cc620e94b4e03625fea040d7eb70a"
+        "19bda920fe5be0d80254089041f8fad4203c8ca72750a3d75285e4064107b10c")
     PUBLIC = bytes.fromhex("03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8")
 
     def test_decode_and_canonical(self):
         batch = pv.decode("Batch", self.BATCH)
-        self.assertEqual(len(self.BATCH), 134)
+        self.assertEqual(len(self.BATCH), 144)
         self.assertEqual(batch["election_id"], "e-1")
         self.assertEqual(batch["station_id"], "S-0001")
         self.assertEqual(batch["sequence"], 1)
         self.assertEqual(batch["definition_sha256"], hashlib.sha256(b'[election]\nid = "e-1"\n').digest())
         self.assertEqual(batch["events"][0]["issued"], {"contest": "D-001", "count": 2})
         self.assertEqual(batch["events"][1]["ballot"]["write_in"], ["Li"])
+        self.assertEqual(batch["mode"], "official")
         self.assertEqual(pv.encode("Batch", batch), self.BATCH)
         self.assertEqual(hashlib.sha256(self.BATCH).hexdigest(),
-                         "2b1dda975512f7a0989e780649a1e29fb7dc808b4cb12e4e44f5012423592a90")
+                         "b101d972a1e1abaddfec43157c388b31445f25fac43d43dd9f981b0ce1765e14")
 
     def test_signature(self):
         key = pv.Ed25519PublicKey.from_public_bytes(self.PUBLIC)

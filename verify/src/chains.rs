@@ -118,6 +118,14 @@ fn certificates(evidence: &Evidence, station: &str) -> Step<Vec<VerifyingKey>> {
         if &ou != election {
             return Err(fail(format!("issued for election {}", escaped(&ou))));
         }
+        let mode = identity::mode_from_cert_der(&der).map_err(|e| fail(e.to_string()))?;
+        if mode != evidence.definition.election.mode {
+            return Err(fail(format!(
+                "issued for a {} election, the definition is of a {} one",
+                mode.as_str(),
+                evidence.definition.election.mode.as_str()
+            )));
+        }
         keys.push(identity::verifying_key_from_cert_der(&der).map_err(|e| fail(e.to_string()))?);
     }
     if keys.is_empty() {
@@ -175,6 +183,16 @@ fn chain(
         let batch = envelope::decode_batch(signed).map_err(|e| fail("V7.3", e.to_string()))?;
         if batch.election_id != def.election.id || batch.station_id != station {
             return Err(fail("V7.3", "names another election or station".into()));
+        }
+        if batch.mode != def.election.mode.as_str() {
+            return Err(fail(
+                "V7.3",
+                format!(
+                    "is of mode {}, the election of mode {}",
+                    escaped(&batch.mode),
+                    def.election.mode.as_str()
+                ),
+            ));
         }
         if batch.definition_sha256 != evidence.definition_sha256 {
             return Err(fail(

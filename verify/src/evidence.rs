@@ -5,7 +5,7 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use pollsync_election::ElectionDefinition;
+use pollsync_election::{ElectionDefinition, Mode};
 use pollsync_proto::identity;
 use pollsync_proto::limits::MAX_EXPORT_BYTES;
 use pollsync_proto::tlog::{self, Checkpoint};
@@ -38,8 +38,9 @@ pub struct Evidence {
 }
 
 impl Evidence {
-    /// Reads `dir` and runs V1–V4.
-    pub fn open(dir: &Path) -> Step<Evidence> {
+    /// Reads `dir` and runs V1–V4; with `expected_mode`, V1 also requires the
+    /// definition to be of that mode.
+    pub fn open(dir: &Path, expected_mode: Option<Mode>) -> Step<Evidence> {
         let mut steps = Vec::new();
         let toml = read_file(dir, "election.toml", "V1")?;
         let text = String::from_utf8(toml.clone())
@@ -47,6 +48,21 @@ impl Evidence {
         let definition = pollsync_election::load("election.toml", &text)
             .map_err(|e| Failure::new("V1", "election.toml", e.to_string()))?;
         let definition_sha256 = pollsync_proto::definition_sha256(&toml);
+        let mode = definition.election.mode;
+        if let Some(expected) = expected_mode
+            && expected != mode
+        {
+            return Err(Failure::new(
+                "V1",
+                "election.toml",
+                format!(
+                    "the evidence is of a {} election (mode = \"{}\"), not of a {} one: test and official elections never mix",
+                    mode.as_str(),
+                    mode.as_str(),
+                    expected.as_str()
+                ),
+            ));
+        }
         steps.push(format!(
             "V1 definition: election {} ({}), sha256 {}",
             definition.election.id,
@@ -73,7 +89,18 @@ impl Evidence {
                 definition.election.id
             )));
         }
-        steps.push("V2 CA: self-signed Ed25519, of this election".to_owned());
+        let ca_mode = identity::mode_from_cert_der(&ca_der).map_err(|e| ca(e.to_string()))?;
+        if ca_mode != mode {
+            return Err(ca(format!(
+                "the CA is of a {} election, the definition of a {} one",
+                ca_mode.as_str(),
+                mode.as_str()
+            )));
+        }
+        steps.push(format!(
+            "V2 CA: self-signed Ed25519, of this election, mode {}",
+            mode.as_str()
+        ));
 
         let key = read_file(dir, "log-key.txt", "V3")?;
         let log_key = String::from_utf8(key)

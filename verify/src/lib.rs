@@ -78,9 +78,11 @@ impl Report {
     }
 }
 
-/// Verifies the evidence folder `dir`.
-pub fn verify(dir: &Path) -> Step<Report> {
-    let evidence = evidence::Evidence::open(dir)?;
+/// Verifies the evidence folder `dir`. With `expected_mode`, evidence of the
+/// other mode (a test election's, when the official one's was asked for) fails at
+/// V1.
+pub fn verify(dir: &Path, expected_mode: Option<pollsync_election::Mode>) -> Step<Report> {
+    let evidence = evidence::Evidence::open(dir, expected_mode)?;
     let mut report = Report {
         election: evidence.definition.election.id.clone(),
         mode: evidence.definition.election.mode.as_str().to_owned(),

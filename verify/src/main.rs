@@ -17,11 +17,21 @@ struct Cli {
     /// Print JSON for scripts instead of text.
     #[arg(long)]
     json: bool,
+    /// Fail unless the evidence is of an election of this mode (`official` or
+    /// `test`): an observer checking the official result passes `--mode official`,
+    /// so that a test election's evidence is refused by name.
+    #[arg(long, value_parser = parse_mode)]
+    mode: Option<pollsync_election::Mode>,
+}
+
+fn parse_mode(word: &str) -> Result<pollsync_election::Mode, String> {
+    pollsync_election::Mode::from_word(word)
+        .ok_or_else(|| format!("{word:?} is not a mode: use official or test"))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match pollsync_verify::verify(&cli.dir) {
+    match pollsync_verify::verify(&cli.dir, cli.mode) {
         Ok(report) => {
             if cli.json {
                 println!("{:#}", report.to_json());

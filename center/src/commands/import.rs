@@ -159,6 +159,16 @@ impl Keys<'_> {
         };
         let sequence = batch.sequence;
         let shown = escape_text(&batch.station_id, 80);
+        if batch.mode != ctx.mode().as_str() {
+            return Ok(Owner::Nobody(
+                sequence,
+                format!(
+                    "batch {sequence} naming station {shown} is of mode {}, this center counts the {} election: test and official elections never mix",
+                    escape_text(&format!("{:?}", batch.mode), 40),
+                    ctx.mode().as_str()
+                ),
+            ));
+        }
         if ctx.station(&batch.station_id).is_none() {
             return Ok(Owner::Nobody(
                 sequence,

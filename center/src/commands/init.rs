@@ -121,7 +121,7 @@ pub fn init(
     }
     let (text, definition) =
         validate::load_file(election).map_err(|errors| CenterError::Definition { errors })?;
-    let ca = ElectionCa::generate(&definition.election.id)?;
+    let ca = ElectionCa::generate(&definition.election.id, definition.election.mode)?;
     let server = ca.issue_server(&advertise)?;
     let ca_key_file = ca_dir.map(|dir| write_ca_dir(dir, &ca)).transpose()?;
     let ca_dir_abs = ca_dir.map(|d| std::path::absolute(d).unwrap_or_else(|_| d.to_path_buf()));

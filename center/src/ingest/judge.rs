@@ -11,7 +11,7 @@
 //!    the stored batch at this sequence has the same bytes, the earlier ballots that
 //!    cancels name) and returns the [`Verdict`], checking in exactly the order of
 //!    docs/PROTOCOL.md §7.1: `TOO_LARGE`, `MALFORMED`, `REVOKED` / `QUARANTINED`,
-//!    `BAD_SIGNATURE`, `WRONG_ELECTION`, `WRONG_STATION`, `WRONG_DEFINITION`,
+//!    `BAD_SIGNATURE`, `WRONG_ELECTION`, `WRONG_MODE`, `WRONG_STATION`, `WRONG_DEFINITION`,
 //!    sequence and chain (`DUPLICATE`, `FORK`, `GAP`, `BROKEN_CHAIN`), then content
 //!    (`INVALID_CONTENT`, `AFTER_CLOSE`). The first failure decides.
 //!
@@ -103,6 +103,8 @@ pub enum Stage {
 pub struct BatchHeader {
     /// `Batch.election_id`.
     pub election_id: String,
+    /// `Batch.mode`.
+    pub mode: String,
     /// `Batch.station_id`.
     pub station_id: String,
     /// `Batch.sequence`.

@@ -79,7 +79,7 @@ impl EvidenceCheck {
         let exported = pollsync_center::commands::evidence::export_evidence(center_dir, dir)?;
         let export_ms = started.elapsed().as_millis() as u64;
         let started = std::time::Instant::now();
-        let verified = pollsync_verify::verify(dir);
+        let verified = pollsync_verify::verify(dir, None);
         let verify_ms = started.elapsed().as_millis() as u64;
         let (failure, notes) = match verified {
             Ok(report) => (None, report.notes),

@@ -622,6 +622,9 @@ pub fn reason_words(reason: pb::RejectReason) -> &'static str {
         R::Revoked => "this station was revoked by the center's operator",
         R::Quarantined => "this station is quarantined after a fork",
         R::StaleKey => "this device's key is no longer the station's key (replaced or retired)",
+        R::WrongMode => {
+            "it belongs to a test election and the center counts an official one, or the other way round"
+        }
     }
 }
 

@@ -22,7 +22,7 @@ pub struct TestStation {
 /// Write an enrollment bundle for `station_id` into a new temporary folder.
 pub fn bundle_for(station_id: &str) -> TestStation {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let ca = ElectionCa::generate("test-2021").expect("CA");
+    let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).expect("CA");
     let bundle =
         EnrollmentBundle::issue(&ca, station_id, "127.0.0.1:7443", ELECTION).expect("bundle");
     let path = tmp.path().join(format!("{station_id}.bundle"));

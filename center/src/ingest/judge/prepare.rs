@@ -63,6 +63,7 @@ fn prepare_stage(ctx: &Context, key: Option<&StationKey>, signed: &pb::SignedBat
     let header = BatchHeader {
         events: batch.events.len() as u64,
         election_id: batch.election_id,
+        mode: batch.mode,
         station_id: batch.station_id,
         sequence: batch.sequence,
         prev_hash: batch.prev_hash,

@@ -79,6 +79,7 @@ impl Chain {
         Chain {
             writer: ChainWriter::new(
                 "test-2021",
+                pollsync_election::Mode::Test,
                 station,
                 pollsync_proto::definition_sha256(ELECTION.as_bytes()),
                 key(key_seed),
@@ -531,11 +532,12 @@ fn an_unknown_or_unenrolled_peer_has_no_key() {
 }
 
 #[test]
-fn election_station_and_definition_are_checked_in_that_order() {
+fn election_mode_station_and_definition_are_checked_in_that_order() {
     let mut mem = Mem::new("S-0001", 1);
     let mut chain = Chain::new("S-0001", 1);
     let mut b = chain.raw(&[]);
     b.election_id = "other-2021".into();
+    b.mode = "official".into();
     b.station_id = "S-0002".into();
     b.definition_sha256 = vec![1; 32];
     assert_eq!(
@@ -543,6 +545,20 @@ fn election_station_and_definition_are_checked_in_that_order() {
         R::WrongElection
     );
     b.election_id = "test-2021".into();
+    let v = mem.submit(seal_batch(chain.key(), &b));
+    assert_eq!(reason(&v), R::WrongMode);
+    assert!(
+        rejected(&v).detail.contains("\"official\"") && rejected(&v).detail.contains("test"),
+        "{}",
+        rejected(&v).detail
+    );
+    // A batch that names no mode at all is of neither.
+    b.mode = String::new();
+    assert_eq!(
+        reason(&mem.submit(seal_batch(chain.key(), &b))),
+        R::WrongMode
+    );
+    b.mode = "test".into();
     assert_eq!(
         reason(&mem.submit(seal_batch(chain.key(), &b))),
         R::WrongStation
@@ -554,7 +570,7 @@ fn election_station_and_definition_are_checked_in_that_order() {
     );
     b.definition_sha256 = pollsync_proto::definition_sha256(ELECTION.as_bytes()).to_vec();
     assert!(matches!(mem.submit(chain.seal(&b)), Verdict::Accept(_)));
-    assert_eq!(mem.alerts.len(), 3);
+    assert_eq!(mem.alerts.len(), 5);
 }
 
 #[test]

@@ -171,6 +171,18 @@ pub fn judge(
             ),
         );
     }
+    if batch.mode != ctx.mode().as_str() {
+        return reject(
+            sequence,
+            R::WrongMode,
+            format!(
+                "batch {sequence} is of mode {}, this center counts the {} election {}: test and official elections never mix",
+                shown(&batch.mode),
+                ctx.mode().as_str(),
+                ctx.election_id()
+            ),
+        );
+    }
     if batch.station_id != peer {
         return reject(
             sequence,

@@ -207,6 +207,7 @@ fn terminal_rejections_stop_pushing_with_reason_and_detail() {
         R::Revoked,
         R::Quarantined,
         R::StaleKey,
+        R::WrongMode,
         R::Unspecified,
     ] {
         let mut s = Sender::new(5, 0);
