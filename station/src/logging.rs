@@ -122,6 +122,30 @@ pub fn note_event(station: &str, note: &Note) {
         Note::ForkEvidence { sequence } => {
             tracing::error!(station, event = "fork_evidence", sequence, "{message}")
         }
+        Note::Receipt {
+            sequence,
+            leaf_index,
+            tree_size,
+        } => tracing::info!(
+            station,
+            event = "receipt",
+            sequence,
+            leaf_index,
+            tree_size,
+            "{message}"
+        ),
+        Note::NoReceipt { error } => tracing::warn!(
+            station,
+            event = "no_receipt",
+            error = error.as_str(),
+            "{message}"
+        ),
+        Note::LogAlarm { detail } => tracing::error!(
+            station,
+            event = "log_alarm",
+            detail = detail.as_str(),
+            "{message}"
+        ),
     }
 }
 

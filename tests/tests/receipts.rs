@@ -7,7 +7,7 @@
 
 use pollsync_proto::tlog::{self, Leaf, LogKey};
 use pollsync_sim::ballots::{self, USUAL};
-use pollsync_tests::{Center, Station, record_day, run, small_election};
+use pollsync_tests::{Center, Station, record_day, run, small_election, wait_for};
 use serde_json::Value;
 
 fn receipt_json(station: &Station) -> (bool, Value) {
@@ -165,4 +165,51 @@ fn a_receipt_proves_the_count_and_a_second_history_is_caught() {
     }
     // The station that saw exactly the forged size saw two roots for it.
     assert!(seen_sizes.contains(&(size as u64)), "{seen_sizes:?} {size}");
+}
+
+/// `station run` takes its receipts by itself (PROTOCOL §13.5): while the agent
+/// runs, the newest batch the center acknowledged ends up proved in a signed
+/// checkpoint and kept on the device, with no `station sync` or `station receipt`,
+/// and the posted proof checks out for an observer holding only the log key.
+#[test]
+fn station_run_keeps_a_receipt_of_what_the_center_acknowledged() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (file, def) = small_election(root.path(), 23);
+    let drawn = ballots::draw(&def, 23, &USUAL);
+    let mut center = Center::init(root.path(), &file);
+    center.serve();
+    let station = Station::init(root.path(), &center, &def.stations[0].id, center.address());
+    record_day(&station, &drawn, root.path());
+    let logs = root.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("logs folder");
+    let mut agent = station.spawn(&["run"], &logs);
+    let kept = wait_for(
+        "a receipt of the station's last batch",
+        std::time::Duration::from_secs(90),
+        || {
+            let store = pollsync_station::store::Store::open(&station.data).ok()?;
+            let head = store.head().ok()?.sequence;
+            let (receipt, alarm) = pollsync_station::sync::receipt::stored(&store).ok()?;
+            assert!(alarm.is_none(), "{alarm:?}");
+            receipt.filter(|r| head > 0 && r.sequence == head)
+        },
+    );
+    agent.terminate(std::time::Duration::from_secs(30));
+    assert!(
+        agent.stderr().contains(&format!(
+            "receipt kept: the center's public log holds batch {}",
+            kept.sequence
+        )),
+        "{}",
+        agent.stderr()
+    );
+    let bundle: Value =
+        serde_json::from_slice(&std::fs::read(center.bundle(&station.id)).unwrap()).unwrap();
+    let log_key = bundle["log_key"].as_str().expect("log key");
+    observer_checks(
+        &serde_json::to_value(&kept).expect("JSON"),
+        &station.id,
+        log_key,
+    );
+    center.kill();
 }

@@ -11,6 +11,7 @@
 //! - [`recorder`]: writes acknowledgements, coalesced;
 //! - [`sealer`]: `station run`'s sealing of what other `station` processes recorded;
 //! - [`outbox`]: batches read ahead for sending; [`clock`]: the core's `now_ms`;
+//! - [`receipts`]: `station run`'s receipts of acknowledged batches;
 //! - [`note`]: what the person at the station is told.
 //!
 //! Two ways to use it:
@@ -24,6 +25,7 @@
 mod clock;
 mod note;
 mod outbox;
+mod receipts;
 mod recorder;
 mod run;
 mod sealer;
@@ -37,6 +39,7 @@ use pollsync_proto::{ChainHead, pb, tls};
 use tokio::sync::watch;
 
 pub use self::note::{Log, Note};
+pub use self::receipts::RECEIPT_INTERVAL_MS;
 pub use self::run::run;
 pub use self::sync::sync;
 pub use crate::sync::core::ending::RunStop;

@@ -82,9 +82,24 @@ pub fn stored(store: &Store) -> Result<(Option<Receipt>, Option<LogAlarm>), Stat
     ))
 }
 
-/// Asks the center for a receipt of the newest acknowledged batch, checks and keeps
-/// it. `Ok(None)`: nothing acknowledged yet.
-pub async fn take(store: &Store, prov: &Provisioned) -> Result<Option<Receipt>, TakeError> {
+/// What to ask the center to prove: the newest acknowledged batch, and the
+/// checkpoint seen last (read from the store, before any network call).
+#[derive(Debug, Clone)]
+pub struct Ask {
+    /// The log's verifier key (from the bundle).
+    log_key: String,
+    /// The newest acknowledged batch.
+    pub sequence: u64,
+    /// Its chain hash.
+    batch_hash: [u8; 32],
+    /// The checkpoint of the receipt kept, if any.
+    seen: Option<String>,
+    /// Its tree size (0: none).
+    known_size: u64,
+}
+
+/// What to ask for, from the store: `Ok(None)` when nothing is acknowledged yet.
+pub fn ask(store: &Store, prov: &Provisioned) -> Result<Option<Ask>, TakeError> {
     let log_key = prov.bundle.log_key.clone().ok_or(ReceiptError::NoLogKey)?;
     let sequence = store.acknowledged_through()?;
     if sequence == 0 {
@@ -101,6 +116,19 @@ pub async fn take(store: &Store, prov: &Provisioned) -> Result<Option<Receipt>, 
         .as_deref()
         .and_then(|note| receipt::checkpoint_size(note, &log_key))
         .unwrap_or(0);
+    Ok(Some(Ask {
+        log_key,
+        sequence,
+        batch_hash,
+        seen,
+        known_size,
+    }))
+}
+
+/// Asks the center to prove `ask` (`Prove`), on a connection of its own; waits up
+/// to [`CHECKPOINT_WAIT_MS`] for a checkpoint that covers the batch. Touches no
+/// store.
+pub async fn prove(prov: &Provisioned, ask: &Ask) -> Result<pb::ProveReply, TakeError> {
     let center = prov.center_address.clone();
     let unreachable = |reason: String| TakeError::Unreachable {
         center: center.clone(),
@@ -115,10 +143,10 @@ pub async fn take(store: &Store, prov: &Provisioned) -> Result<Option<Receipt>, 
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let deadline = Instant::now() + Duration::from_millis(CHECKPOINT_WAIT_MS);
-    let reply = loop {
+    loop {
         let request = pb::ProveRequest {
-            sequence,
-            known_size,
+            sequence: ask.sequence,
+            known_size: ask.known_size,
         };
         let answer = timeout(
             Duration::from_millis(HELLO_TIMEOUT_MS),
@@ -127,7 +155,7 @@ pub async fn take(store: &Store, prov: &Provisioned) -> Result<Option<Receipt>, 
         .await
         .map_err(|_| unreachable("timed out waiting for the receipt".into()))?;
         match answer {
-            Ok(reply) => break reply.into_inner(),
+            Ok(reply) => return Ok(reply.into_inner()),
             Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
                 sleep(Duration::from_millis(CHECKPOINT_RETRY_MS)).await;
             }
@@ -142,18 +170,28 @@ pub async fn take(store: &Store, prov: &Provisioned) -> Result<Option<Receipt>, 
                 });
             }
         }
-    };
+    }
+}
+
+/// Checks the center's `reply` to `ask` ([`crate::receipt::check`]) and keeps it;
+/// a log that shows two histories is kept as the alarm.
+pub fn keep(
+    store: &Store,
+    prov: &Provisioned,
+    ask: &Ask,
+    reply: &pb::ProveReply,
+) -> Result<Receipt, TakeError> {
     match receipt::check(
-        &log_key,
+        &ask.log_key,
         prov.station_id(),
-        sequence,
-        batch_hash,
-        seen.as_deref(),
-        &reply,
+        ask.sequence,
+        ask.batch_hash,
+        ask.seen.as_deref(),
+        reply,
     ) {
         Ok(receipt) => {
             write_json(store, META_RECEIPT, &receipt)?;
-            Ok(Some(receipt))
+            Ok(receipt)
         }
         Err(ReceiptError::TwoHistories(alarm)) => {
             tracing::error!(detail = %alarm.detail, "the center's transparency log shows two histories");
@@ -162,6 +200,16 @@ pub async fn take(store: &Store, prov: &Provisioned) -> Result<Option<Receipt>, 
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Asks the center for a receipt of the newest acknowledged batch, checks and keeps
+/// it ([`ask`], [`prove`], [`keep`]). `Ok(None)`: nothing acknowledged yet.
+pub async fn take(store: &Store, prov: &Provisioned) -> Result<Option<Receipt>, TakeError> {
+    let Some(ask) = ask(store, prov)? else {
+        return Ok(None);
+    };
+    let reply = prove(prov, &ask).await?;
+    keep(store, prov, &ask, &reply).map(Some)
 }
 
 /// `station receipt --json`.

@@ -85,6 +85,27 @@ pub enum Note {
         /// The sequence at which the chains differ.
         sequence: u64,
     },
+    /// A receipt was checked and kept: the center's public log holds batch
+    /// `sequence`.
+    Receipt {
+        /// The batch proved.
+        sequence: u64,
+        /// Its leaf in the log.
+        leaf_index: u64,
+        /// The size of the signed checkpoint the proof is against.
+        tree_size: u64,
+    },
+    /// No receipt this time (the center could not be reached, or refused); asked
+    /// again later.
+    NoReceipt {
+        /// Why.
+        error: String,
+    },
+    /// The center's public log showed two histories: kept as the alarm.
+    LogAlarm {
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 impl fmt::Display for Note {
@@ -165,6 +186,24 @@ impl fmt::Display for Note {
             Note::ForkEvidence { sequence } => write!(
                 f,
                 "this device's batch {sequence} differs from the center's: the chains forked; sending it to the center as signed evidence; sealing stops on this device"
+            ),
+            Note::Receipt {
+                sequence,
+                leaf_index,
+                tree_size,
+            } => write!(
+                f,
+                "receipt kept: the center's public log holds batch {sequence} (leaf {leaf_index} of a signed tree of {tree_size})"
+            ),
+            Note::NoReceipt { error } => {
+                write!(
+                    f,
+                    "warning: no receipt this time ({error}); asking again later"
+                )
+            }
+            Note::LogAlarm { detail } => write!(
+                f,
+                "LOG ALARM: the center's public log shows two histories ({detail}); call the election authority; `station receipt` shows both checkpoints"
             ),
         }
     }

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::clock::{Clock, ms};
+use super::receipts::receipt_loop;
 use super::sealer::seal_loop;
 use super::session::SessionError;
 use super::{
@@ -48,6 +49,12 @@ pub async fn run(
         Duration::from_millis(options.seal_interval_ms.max(1)),
         heads_tx,
         Arc::clone(&sealing),
+        shutdown.clone(),
+        log.clone(),
+    ));
+    let receipts = tokio::spawn(receipt_loop(
+        Store::open(dir)?,
+        Arc::clone(&agent.prov),
         shutdown.clone(),
         log.clone(),
     ));
@@ -122,6 +129,7 @@ pub async fn run(
         }
     }
     let _ = sealer.await;
+    let _ = receipts.await;
     let acknowledged = agent.recorder.finish().await.map_err(SyncError::Record)?;
     let local_head = with_store(&agent.reader, |s| s.head()).await?.sequence;
     Ok(RunSummary {
