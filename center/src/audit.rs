@@ -10,6 +10,10 @@
 //! to be in one batch only. Each fork's kept evidence is checked to prove the fork
 //! on its own. Any difference is named (G4).
 //!
+//! The transparency log is checked against what it records (`audit/transparency.rs`): its
+//! tree, its newest checkpoint, and one leaf per accepted batch, fork and standing
+//! change.
+//!
 //! A station whose chain does not start with a zero report (SPEC §3) is a finding:
 //! named, as the ingest flagged it (`NO_ZERO_REPORT`), but no difference, since the
 //! center counted exactly what the batches say.
@@ -28,6 +32,8 @@ use serde::Serialize;
 
 use crate::error::{CenterError, Result};
 use crate::store::{Records as _, Store, StoredBatch};
+
+mod transparency;
 
 /// What the audit found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -63,8 +69,13 @@ struct Recount {
 /// Audit the store: re-verify every enrolled key and stored batch from the raw signed
 /// bytes, count every contest again and compare with the live tallies (see the module
 /// documentation). A difference is a finding in the report, not an error; an error means
-/// the store could not be read.
+/// the store could not be read. Everything is read from one snapshot, so a serving
+/// center's new batches never look like differences.
 pub fn audit(store: &Store) -> Result<AuditReport> {
+    store.snapshot(audit_snapshot)
+}
+
+fn audit_snapshot(store: &Store) -> Result<AuditReport> {
     let meta = store.meta()?;
     let def = meta.definition()?;
     let mut report = AuditReport::default();
@@ -155,6 +166,13 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
             }
             if batch.definition_sha256.as_slice() != meta.definition_sha256.as_slice() {
                 fail("was sealed against another election definition".into());
+            }
+            if batch.mode != def.election.mode.as_str() {
+                fail(format!(
+                    "is of mode {:?}, the election of mode {}",
+                    batch.mode,
+                    def.election.mode.as_str()
+                ));
             }
             head = ChainHead {
                 sequence: head.next_sequence(),
@@ -261,6 +279,7 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
         }
     }
     audit_fork_evidence(store, &by_station, &mut report)?;
+    transparency::audit_log(store, &meta.log_verifier_key, &by_station, &mut report)?;
     Ok(report)
 }
 

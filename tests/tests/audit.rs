@@ -187,3 +187,122 @@ fn audit_names_a_forged_key_row_and_a_batch_that_breaks_the_rules() {
         "the rule-breaking batch is named: {differences}"
     );
 }
+
+/// Issue 15: `center audit` checks the transparency log against what it records,
+/// from the store alone. An honest store with batches and a standing change
+/// passes; each of five edits behind the center's back (a leaf record, a stored
+/// tree hash, a batch's leaf number, a standing change's text, the signed
+/// checkpoint) is named, each on its own copy of the store.
+#[test]
+fn audit_checks_the_transparency_log_against_what_it_records() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (file, def) = small_election(root.path(), 13);
+    let drawn = ballots::draw(&def, 13, &USUAL);
+    let mut center = Center::init(root.path(), &file);
+    center.serve();
+    for s in def.stations.iter().take(2) {
+        let station = Station::init(root.path(), &center, &s.id, center.address());
+        record_day(&station, &drawn, root.path());
+        station.ok(&["sync", "--timeout-s", "60"]);
+    }
+    center.kill();
+    let revoked = &def.stations[2].id;
+    pollsync_tests::ok(
+        center
+            .command()
+            .args(["revoke", revoked, "--reason", "device lost"]),
+    );
+    let clean = center.json(&["audit", "--json"]);
+    assert_eq!(clean["ok"], true, "{clean}");
+
+    type Edit = fn(&rusqlite::Connection);
+    let edits: [(&str, Edit, &str); 5] = [
+        (
+            "a batch leaf's record",
+            |db| {
+                let (leaf, mut entry): (i64, Vec<u8>) = db
+                    .query_row(
+                        "SELECT l.leaf, l.entry FROM log_leaves l JOIN batches b ON b.leaf = l.leaf LIMIT 1",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .expect("a batch leaf");
+                let last = entry.len() - 1;
+                entry[last] ^= 1;
+                db.execute(
+                    "UPDATE log_leaves SET entry = ?1 WHERE leaf = ?2",
+                    rusqlite::params![entry, leaf],
+                )
+                .expect("edit");
+            },
+            "its log leaf records another chain hash",
+        ),
+        (
+            "a stored tree hash",
+            |db| {
+                db.execute(
+                    "UPDATE log_hashes SET hash = zeroblob(32) WHERE idx = (SELECT max(idx) FROM log_hashes)",
+                    [],
+                )
+                .expect("edit");
+            },
+            "are not the tree of its",
+        ),
+        (
+            "a batch's leaf number",
+            |db| {
+                db.execute(
+                    "UPDATE batches SET leaf = leaf + 1 WHERE rowid = (SELECT min(rowid) FROM batches)",
+                    [],
+                )
+                .expect("edit");
+            },
+            "but it is leaf",
+        ),
+        (
+            "a standing change's text",
+            |db| {
+                db.execute("UPDATE standing_records SET record = record || ' '", [])
+                    .expect("edit");
+            },
+            "the standing change's text is not the one the leaf records",
+        ),
+        (
+            "the newest checkpoint",
+            |db| {
+                db.execute(
+                    "UPDATE log_checkpoints SET note = CAST(replace(CAST(note AS TEXT), 'pollsync/', 'pollsync-') AS BLOB) WHERE size = (SELECT max(size) FROM log_checkpoints)",
+                    [],
+                )
+                .expect("edit");
+            },
+            "does not open with the log key",
+        ),
+    ];
+    for (n, (what, edit, named)) in edits.iter().enumerate() {
+        let copy = root.path().join(format!("edited-{n}"));
+        copy_dir(&center.data, &copy);
+        let db = rusqlite::Connection::open(copy.join("center.db")).expect("open copy");
+        edit(&db);
+        drop(db);
+        let edited = Center::existing(copy, center.bundles.clone());
+        let out = run(edited.command().args(["audit", "--json"]));
+        assert_eq!(out.status.code(), Some(1), "{what}: the audit must fail");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let differences = report["differences"].to_string();
+        assert!(differences.contains(named), "{what}: {differences}");
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}

@@ -641,6 +641,24 @@ impl Store {
         Ok(())
     }
 
+    /// Runs `read` on one consistent snapshot of the store (a read transaction):
+    /// what a live center commits meanwhile is not seen, so reads of several
+    /// tables agree with each other (`center audit` on a serving center).
+    pub fn snapshot<T>(&self, read: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN")?;
+        let result = read(self);
+        match result {
+            Ok(value) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// Runs `read` on one consistent snapshot of the store, after signing, in the
     /// same write transaction, a checkpoint that covers the log as it stands; other
     /// writers wait until it ends. (`center export-evidence`.)
