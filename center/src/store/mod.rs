@@ -12,13 +12,15 @@
 pub mod apply;
 pub mod engine;
 pub mod log;
+pub mod records;
 pub mod schema;
+pub mod sql;
 pub mod sqlite;
 pub mod state;
 
 pub use engine::{IngestOps, IngestStore, IngestTx, Records, Unit};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
@@ -33,9 +35,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{CenterError, Result};
-use pollsync_proto::pb;
 use schema::*;
-use state::{StationKey, StationState};
 
 /// Where stations reach the center when `center init` is given no `--advertise`.
 pub const DEFAULT_ADVERTISE: &str = "127.0.0.1:7443";
@@ -479,7 +479,7 @@ impl Store {
                 detail: format!("cannot make the log key: {e}"),
             })?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(&schema::schema(sql::Dialect::Sqlite))?;
         {
             let mut put = tx.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
             let version = SCHEMA_VERSION.to_string();
@@ -538,35 +538,6 @@ impl Store {
         &self.dir
     }
 
-    fn meta_bytes(&self, key: &str) -> Result<Vec<u8>> {
-        self.conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?
-            .ok_or_else(|| CenterError::Corrupt {
-                detail: format!("meta entry {key:?} is missing"),
-            })
-    }
-
-    fn meta_text_opt(&self, key: &str) -> Result<Option<String>> {
-        let value: Option<Vec<u8>> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?;
-        value
-            .map(|v| {
-                String::from_utf8(v).map_err(|_| CenterError::Corrupt {
-                    detail: format!("meta entry {key:?} is not UTF-8"),
-                })
-            })
-            .transpose()
-    }
-
-    fn meta_text(&self, key: &str) -> Result<String> {
-        String::from_utf8(self.meta_bytes(key)?).map_err(|_| CenterError::Corrupt {
-            detail: format!("meta entry {key:?} is not UTF-8"),
-        })
-    }
-
     /// Records certificates as the stations' current keys (older keys stay, no
     /// longer current, refused on connections), in one transaction. Each station's
     /// head is read inside that transaction, so no batch of an old key can be
@@ -622,7 +593,7 @@ impl Store {
                     },
                 )?;
                 apply::insert_alert(
-                    &tx,
+                    &*tx,
                     &r.station,
                     "REPLACED",
                     head.sequence,
@@ -705,7 +676,7 @@ impl Store {
                 },
             )?;
             apply::insert_alert(
-                &tx,
+                &*tx,
                 station,
                 "REVOKED",
                 0,
@@ -783,7 +754,7 @@ impl Store {
             },
         )?;
         apply::insert_alert(
-            &tx,
+            &*tx,
             station,
             "RELEASED",
             0,
@@ -799,279 +770,8 @@ impl Store {
     }
 }
 
-impl Records for Store {
-    /// The configuration stored at `init`.
-    fn meta(&self) -> Result<CenterMeta> {
-        let advertise: Vec<String> = serde_json::from_slice(&self.meta_bytes(META_ADVERTISE)?)
-            .map_err(|e| CenterError::Corrupt {
-                detail: format!("meta entry {META_ADVERTISE:?}: {e}"),
-            })?;
-        Ok(CenterMeta {
-            election_id: self.meta_text(META_ELECTION_ID)?,
-            election_toml: self.meta_text(META_ELECTION_TOML)?,
-            definition_sha256: hash32(
-                &self.meta_bytes(META_DEFINITION_SHA256)?,
-                "definition_sha256",
-            )?,
-            ca_cert_pem: self.meta_text(META_CA_CERT_PEM)?,
-            ca_key_pem: self.meta_text_opt(META_CA_KEY_PEM)?,
-            ca_dir: self.meta_text_opt(META_CA_DIR)?.map(PathBuf::from),
-            server_cert_pem: self.meta_text(META_SERVER_CERT_PEM)?,
-            server_key_pem: self.meta_text(META_SERVER_KEY_PEM)?,
-            advertise,
-            log_signer_key: self.meta_text(META_LOG_SIGNER_KEY)?,
-            log_verifier_key: self.meta_text(META_LOG_VERIFIER_KEY)?,
-        })
-    }
-
-    /// Every alert, oldest first.
-    fn alerts(&self) -> Result<Vec<AlertRow>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, station, kind, sequence, detail, unix_ms FROM alerts ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(AlertRow {
-                id: r.get(0)?,
-                station: r.get(1)?,
-                kind: r.get(2)?,
-                sequence: to_u64(r.get(3)?),
-                detail: r.get(4)?,
-                unix_ms: to_u64(r.get(5)?),
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Every station of the election, in id order.
-    fn stations(&self) -> Result<Vec<StationRow>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT s.station, s.revoked, s.quarantined, s.head_sequence, s.head_hash,
-                    s.last_seen_unix_ms, s.local_head_sequence, s.sealed_unacknowledged, s.connected,
-                    EXISTS (SELECT 1 FROM station_keys k WHERE k.station = s.station),
-                    EXISTS (SELECT 1 FROM station_keys k WHERE k.station = s.station
-                            AND k.current = 1 AND k.retired IS NOT NULL)
-             FROM stations s ORDER BY s.station",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(StationRow {
-                station: r.get(0)?,
-                revoked: r.get(1)?,
-                quarantined: r.get(2)?,
-                head_sequence: to_u64(r.get(3)?),
-                head_hash: hex::encode(r.get::<_, Vec<u8>>(4)?),
-                last_seen_unix_ms: to_u64(r.get(5)?),
-                local_head_sequence: to_u64(r.get(6)?),
-                sealed_unacknowledged: to_u64(r.get(7)?),
-                connected: r.get(8)?,
-                enrolled: r.get(9)?,
-                key_retired: r.get(10)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// A station's head (`None` if the station is not in the store).
-    fn head(&self, station: &str) -> Result<Option<ChainHead>> {
-        let row: Option<(i64, Vec<u8>)> = self
-            .conn
-            .query_row(
-                "SELECT head_sequence, head_hash FROM stations WHERE station = ?1",
-                [station],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        row.map(|(sequence, hash)| {
-            Ok(ChainHead {
-                sequence: to_u64(sequence),
-                hash: hash32(&hash, "head_hash")?,
-            })
-        })
-        .transpose()
-    }
-
-    /// Every key ever enrolled for `station`, oldest first.
-    fn keys_of(&self, station: &str) -> Result<Vec<KeyRow>> {
-        apply::keys(&self.conn, Some(station))
-    }
-
-    /// Every fork's signed evidence, by station then sequence.
-    fn fork_evidence(&self) -> Result<Vec<ForkEvidence>> {
-        apply::fork_evidence(&self.conn)
-    }
-
-    /// Every station's running tallies, by station then contest.
-    fn tallies(&self) -> Result<Vec<StationContestTally>> {
-        let mut out: BTreeMap<(String, String), StationContestTally> = BTreeMap::new();
-        {
-            let mut stmt = self.conn.prepare(
-                "SELECT station, contest, issued, returned, valid, void, closed, sheet FROM tally_contest",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let station: String = r.get(0)?;
-                let contest: String = r.get(1)?;
-                let sheet: Option<String> = r.get(7)?;
-                let sheet = sheet
-                    .map(|s| {
-                        serde_json::from_str::<TallySheet>(&s).map_err(|e| CenterError::Corrupt {
-                            detail: format!("tally sheet of {station}/{contest}: {e}"),
-                        })
-                    })
-                    .transpose()?;
-                let computed = TallySheet {
-                    issued: to_u64(r.get(2)?),
-                    returned: to_u64(r.get(3)?),
-                    valid: to_u64(r.get(4)?),
-                    void: to_u64(r.get(5)?),
-                    ..TallySheet::default()
-                };
-                out.insert(
-                    (station.clone(), contest.clone()),
-                    StationContestTally {
-                        station,
-                        contest,
-                        computed,
-                        closed: r.get(6)?,
-                        sheet,
-                    },
-                );
-            }
-        }
-        fn entry(
-            out: &mut BTreeMap<(String, String), StationContestTally>,
-            station: String,
-            contest: String,
-        ) -> &mut StationContestTally {
-            out.entry((station.clone(), contest.clone()))
-                .or_insert_with(|| StationContestTally {
-                    station,
-                    contest,
-                    computed: TallySheet::default(),
-                    closed: false,
-                    sheet: None,
-                })
-        }
-        {
-            let mut stmt = self.conn.prepare(
-                "SELECT station, contest, candidate, for_votes, against FROM tally_candidate",
-            )?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let t = entry(&mut out, r.get(0)?, r.get(1)?);
-                let candidate: String = r.get(2)?;
-                let (f, a) = (to_u64(r.get(3)?), to_u64(r.get(4)?));
-                if f > 0 {
-                    t.computed.for_votes.insert(candidate.clone(), f);
-                }
-                if a > 0 {
-                    t.computed.against.insert(candidate, a);
-                }
-            }
-        }
-        {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT station, contest, name, for_votes FROM tally_write_in")?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let t = entry(&mut out, r.get(0)?, r.get(1)?);
-                let votes = to_u64(r.get(3)?);
-                if votes > 0 {
-                    t.computed.write_in.insert(r.get(2)?, votes);
-                }
-            }
-        }
-        Ok(out.into_values().collect())
-    }
-
-    /// Every station's computed tally per contest, as `station → contest → sheet`.
-    fn tally_map(&self) -> Result<BTreeMap<String, BTreeMap<String, TallySheet>>> {
-        let mut map: BTreeMap<String, BTreeMap<String, TallySheet>> = BTreeMap::new();
-        for t in self.tallies()? {
-            map.entry(t.station)
-                .or_default()
-                .insert(t.contest, t.computed);
-        }
-        Ok(map)
-    }
-
-    /// The stored batches of `station` (all stations if `None`), by station then
-    /// sequence: what `center audit` re-verifies and re-tallies.
-    fn batches(&self, station: Option<&str>) -> Result<Vec<StoredBatch>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT station, sequence, hash, batch, signature, key_no FROM batches
-             WHERE ?1 IS NULL OR station = ?1 ORDER BY station, sequence",
-        )?;
-        let mut rows = stmt.query([station])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(StoredBatch {
-                station: r.get(0)?,
-                sequence: to_u64(r.get(1)?),
-                hash: hash32(&r.get::<_, Vec<u8>>(2)?, "batch hash")?,
-                batch: r.get(3)?,
-                signature: r.get(4)?,
-                key_no: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
-            });
-        }
-        Ok(out)
-    }
-
-    /// Number of accepted batches and ballots per station.
-    fn batch_counts(&self) -> Result<HashMap<String, (u64, u64)>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT station, count(*), coalesce(sum(ballots), 0) FROM batches GROUP BY station",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                (to_u64(r.get(1)?), to_u64(r.get(2)?)),
-            ))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    fn station_now(&self, station: &str) -> Result<Option<(StationState, Option<StationKey>)>> {
-        apply::station_now(&self.conn, station)
-    }
-
-    fn stored_hash(&self, station: &str, sequence: u64) -> Result<Option<[u8; 32]>> {
-        apply::stored_hash(&self.conn, station, sequence)
-    }
-
-    fn stored_batch(&self, station: &str, sequence: u64) -> Result<Option<Vec<u8>>> {
-        apply::stored_batch(&self.conn, station, sequence)
-    }
-
-    fn fetch_batches(&self, station: &str, from: u64, to: u64) -> Result<Vec<pb::FetchedBatch>> {
-        apply::fetch_batches(&self.conn, station, from, to)
-    }
-
-    fn log_size(&self) -> Result<u64> {
-        apply::log_size(&self.conn)
-    }
-
-    fn batch_leaf(&self, station: &str, sequence: u64) -> Result<Option<u64>> {
-        apply::batch_leaf(&self.conn, station, sequence)
-    }
-
-    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>> {
-        apply::log_hashes(&self.conn, indexes)
-    }
-
-    fn log_entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>> {
-        apply::log_entries(&self.conn, from, to)
-    }
-
-    fn latest_checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>> {
-        apply::latest_checkpoint(&self.conn)
-    }
-
-    fn checkpoint_of_size(&self, size: u64) -> Result<Option<Vec<u8>>> {
-        apply::checkpoint_of_size(&self.conn, size)
-    }
-
-    fn standing_records(&self) -> Result<Vec<(u64, String, String)>> {
-        apply::standing_records(&self.conn)
+impl records::AsSql for Store {
+    fn sql(&self) -> &dyn sql::Sql {
+        &self.conn
     }
 }

@@ -1,4 +1,5 @@
-//! The center store's SQLite schema (`center-data/center.db`).
+//! The center store's schema (`center-data/center.db` on SQLite, or a PostgreSQL
+//! database), one text for both engines.
 //!
 //! Built for group commit and for the P1 target (≈ 780k ballots from ≈ 600
 //! stations applied in about a second): there is **no row per ballot** and no
@@ -8,6 +9,8 @@
 //! per (station, contest, candidate) and per (station, contest, write-in name) are
 //! updated by a handful of upserts in the same transaction that stores the batch.
 //! Keys are (station, …) texts: a few hundred rows per commit, never random.
+
+use super::sql::Dialect;
 
 /// Version of this schema, kept in `meta` under [`META_SCHEMA_VERSION`].
 pub const SCHEMA_VERSION: u32 = 3;
@@ -44,9 +47,13 @@ pub const META_LOG_VERIFIER_KEY: &str = "log_verifier_key";
 /// `meta` key: when `center init` ran (Unix ms, text).
 pub const META_CREATED_UNIX_MS: &str = "created_unix_ms";
 
-/// The tables. Every figure is an INTEGER; hashes and keys are BLOBs.
-pub const SCHEMA: &str = "
-CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+/// The tables, in words both engines read: `{int}` is `INTEGER` (SQLite) or
+/// `BIGINT` (PostgreSQL), `{blob}` is `BLOB` or `BYTEA`, `{key}` an integer
+/// primary key (SQLite's rowid), `{id}` one the engine numbers, and `{rowid}`
+/// SQLite's `WITHOUT ROWID` for tables keyed by text. Every figure is an integer;
+/// hashes and keys are byte strings. [`schema`] renders it for an engine.
+const SCHEMA_TEMPLATE: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value {blob} NOT NULL){rowid};
 
 -- One row per station of the definition (made at init). head_* is the last batch
 -- durably applied: (0, 32 zero bytes) before the first. local_head_sequence,
@@ -54,15 +61,15 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 -- (operators' view, written in batches).
 CREATE TABLE stations (
     station TEXT PRIMARY KEY,
-    revoked INTEGER NOT NULL DEFAULT 0,
-    quarantined INTEGER NOT NULL DEFAULT 0,
-    head_sequence INTEGER NOT NULL DEFAULT 0,
-    head_hash BLOB NOT NULL,
-    last_seen_unix_ms INTEGER NOT NULL DEFAULT 0,
-    local_head_sequence INTEGER NOT NULL DEFAULT 0,
-    sealed_unacknowledged INTEGER NOT NULL DEFAULT 0,
-    connected INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
+    revoked {int} NOT NULL DEFAULT 0,
+    quarantined {int} NOT NULL DEFAULT 0,
+    head_sequence {int} NOT NULL DEFAULT 0,
+    head_hash {blob} NOT NULL,
+    last_seen_unix_ms {int} NOT NULL DEFAULT 0,
+    local_head_sequence {int} NOT NULL DEFAULT 0,
+    sealed_unacknowledged {int} NOT NULL DEFAULT 0,
+    connected {int} NOT NULL DEFAULT 0
+){rowid};
 
 -- Every certificate ever enrolled for a station (key_no 1, 2, ... per station).
 -- current = 1 marks the newest; it verifies new batches and is the only key
@@ -72,14 +79,14 @@ CREATE TABLE stations (
 -- (batches.key_no) and are refused on connections (STALE_KEY).
 CREATE TABLE station_keys (
     station TEXT NOT NULL,
-    key_no INTEGER NOT NULL,
-    cert_der BLOB NOT NULL,
-    public_key BLOB NOT NULL,
-    current INTEGER NOT NULL,
-    enrolled_unix_ms INTEGER NOT NULL,
+    key_no {int} NOT NULL,
+    cert_der {blob} NOT NULL,
+    public_key {blob} NOT NULL,
+    current {int} NOT NULL,
+    enrolled_unix_ms {int} NOT NULL,
     retired TEXT,
     PRIMARY KEY (station, key_no)
-) WITHOUT ROWID;
+){rowid};
 
 -- Signed evidence of a fork: the batch the center holds at (station, sequence)
 -- and another batch with the same sequence whose signature verified under the
@@ -87,18 +94,18 @@ CREATE TABLE station_keys (
 -- signed them. Kept for audit and the public record.
 CREATE TABLE fork_evidence (
     station TEXT NOT NULL,
-    sequence INTEGER NOT NULL,
-    stored_hash BLOB NOT NULL,
-    stored_batch BLOB NOT NULL,
-    stored_signature BLOB NOT NULL,
-    stored_key_no INTEGER NOT NULL,
-    other_hash BLOB NOT NULL,
-    other_batch BLOB NOT NULL,
-    other_signature BLOB NOT NULL,
-    other_key_no INTEGER NOT NULL,
-    unix_ms INTEGER NOT NULL,
+    sequence {int} NOT NULL,
+    stored_hash {blob} NOT NULL,
+    stored_batch {blob} NOT NULL,
+    stored_signature {blob} NOT NULL,
+    stored_key_no {int} NOT NULL,
+    other_hash {blob} NOT NULL,
+    other_batch {blob} NOT NULL,
+    other_signature {blob} NOT NULL,
+    other_key_no {int} NOT NULL,
+    unix_ms {int} NOT NULL,
     PRIMARY KEY (station, sequence, other_hash)
-) WITHOUT ROWID;
+){rowid};
 
 -- Every accepted batch: the exact signed bytes as received (batch = the bytes of
 -- SignedBatch.batch, signature = SignedBatch.signature), its chain hash, the
@@ -106,14 +113,14 @@ CREATE TABLE fork_evidence (
 -- (secret ballot, G6).
 CREATE TABLE batches (
     station TEXT NOT NULL,
-    sequence INTEGER NOT NULL,
-    hash BLOB NOT NULL,
-    batch BLOB NOT NULL,
-    signature BLOB NOT NULL,
-    key_no INTEGER NOT NULL,
-    events INTEGER NOT NULL,
-    ballots INTEGER NOT NULL,
-    leaf INTEGER NOT NULL,
+    sequence {int} NOT NULL,
+    hash {blob} NOT NULL,
+    batch {blob} NOT NULL,
+    signature {blob} NOT NULL,
+    key_no {int} NOT NULL,
+    events {int} NOT NULL,
+    ballots {int} NOT NULL,
+    leaf {int} NOT NULL,
     PRIMARY KEY (station, sequence)
 );
 
@@ -123,33 +130,33 @@ CREATE TABLE batches (
 CREATE TABLE tally_contest (
     station TEXT NOT NULL,
     contest TEXT NOT NULL,
-    issued INTEGER NOT NULL DEFAULT 0,
-    returned INTEGER NOT NULL DEFAULT 0,
-    valid INTEGER NOT NULL DEFAULT 0,
-    void INTEGER NOT NULL DEFAULT 0,
-    closed INTEGER NOT NULL DEFAULT 0,
+    issued {int} NOT NULL DEFAULT 0,
+    returned {int} NOT NULL DEFAULT 0,
+    valid {int} NOT NULL DEFAULT 0,
+    void {int} NOT NULL DEFAULT 0,
+    closed {int} NOT NULL DEFAULT 0,
     sheet TEXT,
     PRIMARY KEY (station, contest)
-) WITHOUT ROWID;
+){rowid};
 
 -- FOR and AGAINST per formal candidate (valid ballots only).
 CREATE TABLE tally_candidate (
     station TEXT NOT NULL,
     contest TEXT NOT NULL,
     candidate TEXT NOT NULL,
-    for_votes INTEGER NOT NULL DEFAULT 0,
-    against INTEGER NOT NULL DEFAULT 0,
+    for_votes {int} NOT NULL DEFAULT 0,
+    against {int} NOT NULL DEFAULT 0,
     PRIMARY KEY (station, contest, candidate)
-) WITHOUT ROWID;
+){rowid};
 
 -- FOR per write-in name (valid ballots only); a name back at 0 is deleted.
 CREATE TABLE tally_write_in (
     station TEXT NOT NULL,
     contest TEXT NOT NULL,
     name TEXT NOT NULL,
-    for_votes INTEGER NOT NULL DEFAULT 0,
+    for_votes {int} NOT NULL DEFAULT 0,
     PRIMARY KEY (station, contest, name)
-) WITHOUT ROWID;
+){rowid};
 
 -- Every rejection but GAP, every refused stale key (rate-limited), every change of
 -- a station's standing: station, kind (the reject reason's name, e.g. FORK or
@@ -157,12 +164,12 @@ CREATE TABLE tally_write_in (
 -- carries the reason given), the batch sequence (0 if none), the detail, when
 -- (Unix ms).
 CREATE TABLE alerts (
-    id INTEGER PRIMARY KEY,
+    id {id},
     station TEXT NOT NULL,
     kind TEXT NOT NULL,
-    sequence INTEGER NOT NULL,
+    sequence {int} NOT NULL,
     detail TEXT NOT NULL,
-    unix_ms INTEGER NOT NULL
+    unix_ms {int} NOT NULL
 );
 
 -- The transparency log (SPEC section 10, docs/PROTOCOL.md section 9): an
@@ -170,17 +177,64 @@ CREATE TABLE alerts (
 -- leaf's record (leaf = its index, from 0), log_hashes every stored hash of the
 -- tree by its stored-hash index (Go sumdb/tlog numbering): tiles are read from
 -- it. A leaf is appended in the same transaction as what it records.
-CREATE TABLE log_leaves (leaf INTEGER PRIMARY KEY, entry BLOB NOT NULL);
-CREATE TABLE log_hashes (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE log_leaves (leaf {key}, entry {blob} NOT NULL);
+CREATE TABLE log_hashes (idx {key}, hash {blob} NOT NULL);
 
 -- Every signed checkpoint published (a C2SP signed note), by tree size.
-CREATE TABLE log_checkpoints (size INTEGER PRIMARY KEY, note BLOB NOT NULL);
+CREATE TABLE log_checkpoints (size {key}, note {blob} NOT NULL);
 
 -- The text of each standing change (revoke, replace, release) whose SHA-256 is
 -- the hash of its standing leaf.
 CREATE TABLE standing_records (
-    leaf INTEGER PRIMARY KEY,
+    leaf {key},
     station TEXT NOT NULL,
     record TEXT NOT NULL
 );
 ";
+
+/// The schema's DDL for `dialect`.
+pub fn schema(dialect: Dialect) -> String {
+    let words: [(&str, &str); 5] = match dialect {
+        Dialect::Sqlite => [
+            ("{int}", "INTEGER"),
+            ("{blob}", "BLOB"),
+            ("{key}", "INTEGER PRIMARY KEY"),
+            ("{id}", "INTEGER PRIMARY KEY"),
+            ("{rowid}", " WITHOUT ROWID"),
+        ],
+        Dialect::Postgres => [
+            ("{int}", "BIGINT"),
+            ("{blob}", "BYTEA"),
+            ("{key}", "BIGINT PRIMARY KEY"),
+            (
+                "{id}",
+                "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+            ),
+            ("{rowid}", ""),
+        ],
+    };
+    let mut ddl = SCHEMA_TEMPLATE.to_owned();
+    for (word, engine) in words {
+        ddl = ddl.replace(word, engine);
+    }
+    ddl
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_engine_gets_its_own_words_and_no_template_is_left() {
+        let sqlite = schema(Dialect::Sqlite);
+        let postgres = schema(Dialect::Postgres);
+        for ddl in [&sqlite, &postgres] {
+            assert!(!ddl.contains('{'), "{ddl}");
+        }
+        assert!(sqlite.contains("WITHOUT ROWID") && !postgres.contains("WITHOUT ROWID"));
+        assert!(postgres.contains("BYTEA") && !postgres.contains("BLOB"));
+        assert!(!postgres.contains("INTEGER"));
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(&sqlite).unwrap();
+    }
+}
