@@ -83,6 +83,13 @@ pub enum CenterError {
     /// The store's SQLite database failed.
     #[error("center store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The store's PostgreSQL database failed (what was run, and the server's
+    /// words).
+    #[error("center store (PostgreSQL): {detail}")]
+    Postgres {
+        /// What failed.
+        detail: String,
+    },
     /// A file or folder cannot be read or written.
     #[error("{}: {source}", path.display())]
     Io {

@@ -2,6 +2,7 @@
 //! each in its own folder, driven as an operator and election workers would, with a
 //! ground truth drawn by `pollsync-sim` to compare the results against.
 
+pub mod pg;
 pub mod proxy;
 pub mod rogue;
 

@@ -128,7 +128,7 @@ pub fn keys(conn: &dyn Sql, station: Option<&str>) -> Result<Vec<KeyRow>> {
 fn keys_where(conn: &dyn Sql, station: Option<&str>, current_only: bool) -> Result<Vec<KeyRow>> {
     conn.all(
         "SELECT station, key_no, cert_der, public_key, current, enrolled_unix_ms, retired FROM station_keys
-         WHERE (?1 IS NULL OR station = ?1) AND (?2 = 0 OR current = 1) ORDER BY station, key_no",
+         WHERE (CAST(?1 AS TEXT) IS NULL OR station = ?1) AND (?2 = 0 OR current = 1) ORDER BY station, key_no",
         sql_params![station, current_only],
         |r| {
             Ok(KeyRow {

@@ -249,7 +249,7 @@ impl<T: AsSql + ?Sized> Records for T {
     fn batches(&self, station: Option<&str>) -> Result<Vec<StoredBatch>> {
         self.sql().all(
             "SELECT station, sequence, hash, batch, signature, key_no FROM batches
-             WHERE ?1 IS NULL OR station = ?1 ORDER BY station, sequence",
+             WHERE CAST(?1 AS TEXT) IS NULL OR station = ?1 ORDER BY station, sequence",
             sql_params![station],
             |r| {
                 Ok(StoredBatch {

@@ -1,0 +1,468 @@
+//! PostgreSQL's side of the store (SPEC §11): [`Sql`] over a `postgres` client
+//! (tokio-postgres, driven by its own runtime on the calling thread), so that the
+//! store's statements, written once ([`super::apply`], [`super::records`]), run
+//! here unchanged. Placeholders `?N` become `$N`; a parameter is converted to
+//! whatever type PostgreSQL inferred for it (an `i64` into `INT4` is refused if it
+//! does not fit, never cut); prepared statements are kept per connection.
+//!
+//! Must not be called from inside an async task (the client blocks its thread):
+//! the ingest writer is a thread of its own and the readers run on tokio's
+//! blocking pool, as with SQLite.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::error::Error as StdError;
+
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Client, NoTls, Statement};
+
+use super::apply::{self, Presence};
+use super::engine::{IngestOps, IngestStore, IngestTx, Unit};
+use super::sql::{Param, Sql, SqlExt as _, SqlRow};
+use super::state::{Effects, StationKey, StationState};
+use super::{EvidenceBatch, ForkEvidence};
+use crate::context::Context;
+use crate::error::{CenterError, Result};
+
+/// Most prepared statements kept per connection (the store uses a few dozen).
+pub const MAX_PREPARED_STATEMENTS: usize = 256;
+
+/// One PostgreSQL connection of the store.
+pub struct PgConn {
+    client: RefCell<Client>,
+    prepared: RefCell<HashMap<String, Statement>>,
+}
+
+impl std::fmt::Debug for PgConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConn").finish_non_exhaustive()
+    }
+}
+
+/// A PostgreSQL error as the center's error, with what was being run.
+fn pg_error(what: &str, e: postgres::Error) -> CenterError {
+    CenterError::Postgres {
+        detail: format!("{what}: {}", pg_words(&e)),
+    }
+}
+
+/// The server's own words when there are some (`ERROR: duplicate key …`).
+fn pg_words(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// `?N` placeholders as PostgreSQL's `$N` (the store's SQL has no `?` elsewhere:
+/// no string literal holds one).
+pub fn dollar_placeholders(sql: &str) -> String {
+    debug_assert!(!sql.contains('\''), "no string literals in the store's SQL");
+    sql.replace('?', "$")
+}
+
+impl PgConn {
+    /// Connects to `url` (`postgres://user@host:port/db`, no TLS: the database is
+    /// reached on a private network or a socket).
+    pub fn connect(url: &str) -> Result<PgConn> {
+        let client = Client::connect(url, NoTls).map_err(|e| pg_error("cannot connect", e))?;
+        Ok(PgConn {
+            client: RefCell::new(client),
+            prepared: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// Runs statements with no parameters and no result (`BEGIN`, DDL).
+    pub fn batch(&self, sql: &str) -> Result<()> {
+        self.client
+            .borrow_mut()
+            .batch_execute(sql)
+            .map_err(|e| pg_error(first_line(sql), e))
+    }
+
+    fn statement(&self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.prepared.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let statement = self
+            .client
+            .borrow_mut()
+            .prepare(&dollar_placeholders(sql))
+            .map_err(|e| pg_error(first_line(sql), e))?;
+        let mut prepared = self.prepared.borrow_mut();
+        if prepared.len() >= MAX_PREPARED_STATEMENTS {
+            prepared.clear();
+        }
+        prepared.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+}
+
+fn first_line(sql: &str) -> &str {
+    sql.trim().lines().next().unwrap_or("")
+}
+
+/// A [`Param`] bound to whatever type PostgreSQL inferred for its placeholder.
+#[derive(Debug)]
+struct Bound<'a>(Param<'a>);
+
+impl ToSql for Bound<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self.0 {
+            Param::Null => Ok(IsNull::Yes),
+            Param::Int(v) => match *ty {
+                Type::INT8 => v.to_sql(ty, out),
+                Type::INT4 => i32::try_from(v)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(v)?.to_sql(ty, out),
+                Type::BOOL => (v != 0).to_sql(ty, out),
+                _ => Err(format!("an integer cannot go into a {ty} column").into()),
+            },
+            Param::Text(v) => v.to_sql(ty, out),
+            Param::Blob(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+impl Sql for PgConn {
+    fn exec(&self, sql: &str, params: &[Param<'_>]) -> Result<u64> {
+        let statement = self.statement(sql)?;
+        let bound: Vec<Bound<'_>> = params.iter().copied().map(Bound).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+        self.client
+            .borrow_mut()
+            .execute(&statement, &refs)
+            .map_err(|e| pg_error(first_line(sql), e))
+    }
+
+    fn each(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        each: &mut dyn FnMut(&dyn SqlRow) -> Result<()>,
+    ) -> Result<()> {
+        let statement = self.statement(sql)?;
+        let bound: Vec<Bound<'_>> = params.iter().copied().map(Bound).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(&statement, &refs)
+            .map_err(|e| pg_error(first_line(sql), e))?;
+        for row in &rows {
+            each(row)?;
+        }
+        Ok(())
+    }
+}
+
+fn column(e: postgres::Error, i: usize) -> CenterError {
+    CenterError::Postgres {
+        detail: format!("column {i}: {e}"),
+    }
+}
+
+impl SqlRow for postgres::Row {
+    fn int(&self, i: usize) -> Result<i64> {
+        self.opt_int(i)?.ok_or_else(|| CenterError::Postgres {
+            detail: format!("column {i} is NULL"),
+        })
+    }
+
+    fn opt_int(&self, i: usize) -> Result<Option<i64>> {
+        let ty = self.columns().get(i).map(|c| c.type_().clone());
+        match ty {
+            Some(Type::INT4) => Ok(self
+                .try_get::<_, Option<i32>>(i)
+                .map_err(|e| column(e, i))?
+                .map(i64::from)),
+            Some(Type::INT2) => Ok(self
+                .try_get::<_, Option<i16>>(i)
+                .map_err(|e| column(e, i))?
+                .map(i64::from)),
+            _ => self.try_get(i).map_err(|e| column(e, i)),
+        }
+    }
+
+    fn flag(&self, i: usize) -> Result<bool> {
+        match self.columns().get(i).map(|c| c.type_()) {
+            Some(&Type::BOOL) => self.try_get(i).map_err(|e| column(e, i)),
+            _ => Ok(self.int(i)? != 0),
+        }
+    }
+
+    fn text(&self, i: usize) -> Result<String> {
+        self.try_get(i).map_err(|e| column(e, i))
+    }
+
+    fn opt_text(&self, i: usize) -> Result<Option<String>> {
+        self.try_get(i).map_err(|e| column(e, i))
+    }
+
+    fn blob(&self, i: usize) -> Result<Vec<u8>> {
+        self.try_get(i).map_err(|e| column(e, i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_the_postgres_way() {
+        assert_eq!(
+            dollar_placeholders("SELECT a FROM t WHERE b = ?1 AND (?2 IS NULL OR c = ?2)"),
+            "SELECT a FROM t WHERE b = $1 AND ($2 IS NULL OR c = $2)"
+        );
+    }
+}
+
+impl super::records::AsSql for PgConn {
+    fn sql(&self) -> &dyn Sql {
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The ingest writer on PostgreSQL: transactions, savepoints, operations.
+
+/// The ingest writer's PostgreSQL connection.
+#[derive(Debug)]
+pub struct PgIngest {
+    conn: PgConn,
+}
+
+impl PgIngest {
+    /// The writer on `conn`.
+    pub fn new(conn: PgConn) -> PgIngest {
+        PgIngest { conn }
+    }
+}
+
+/// A transaction on a [`PgConn`]: rolled back when dropped without
+/// [`Unit::commit`].
+#[derive(Debug)]
+pub struct PgTx<'c> {
+    conn: &'c PgConn,
+    done: bool,
+    savepoints: u32,
+}
+
+/// A savepoint inside a [`PgTx`]: rolled back to when dropped without
+/// [`Unit::commit`].
+#[derive(Debug)]
+pub struct PgSavepoint<'t> {
+    conn: &'t PgConn,
+    name: String,
+    done: bool,
+}
+
+impl<'c> PgTx<'c> {
+    fn begin(conn: &'c PgConn, sql: &str) -> Result<PgTx<'c>> {
+        conn.batch(sql)?;
+        Ok(PgTx {
+            conn,
+            done: false,
+            savepoints: 0,
+        })
+    }
+}
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.conn.batch("ROLLBACK");
+        }
+    }
+}
+
+impl Drop for PgSavepoint<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.conn.batch(&format!(
+                "ROLLBACK TO SAVEPOINT {0}; RELEASE SAVEPOINT {0}",
+                self.name
+            ));
+        }
+    }
+}
+
+impl Unit for PgTx<'_> {
+    fn ops(&self) -> &dyn IngestOps {
+        self.conn
+    }
+
+    fn commit(mut self) -> Result<()> {
+        self.done = true;
+        self.conn.batch("COMMIT")
+    }
+}
+
+impl IngestTx for PgTx<'_> {
+    type Savepoint<'s>
+        = PgSavepoint<'s>
+    where
+        Self: 's;
+
+    fn savepoint(&mut self) -> Result<PgSavepoint<'_>> {
+        self.savepoints += 1;
+        let name = format!("batch_{}", self.savepoints);
+        self.conn.batch(&format!("SAVEPOINT {name}"))?;
+        Ok(PgSavepoint {
+            conn: self.conn,
+            name,
+            done: false,
+        })
+    }
+}
+
+impl Unit for PgSavepoint<'_> {
+    fn ops(&self) -> &dyn IngestOps {
+        self.conn
+    }
+
+    fn commit(mut self) -> Result<()> {
+        self.done = true;
+        self.conn.batch(&format!("RELEASE SAVEPOINT {}", self.name))
+    }
+}
+
+impl IngestStore for PgIngest {
+    type Tx<'t> = PgTx<'t>;
+
+    /// A write transaction. One writer at a time holds the store's write lock
+    /// (`pg_advisory_xact_lock`), as SQLite's `BEGIN IMMEDIATE` does.
+    fn write(&mut self) -> Result<PgTx<'_>> {
+        let tx = PgTx::begin(&self.conn, "BEGIN ISOLATION LEVEL READ COMMITTED")?;
+        self.conn.exec(
+            "SELECT pg_advisory_xact_lock(?1)",
+            &[Param::Int(WRITE_LOCK_KEY)],
+        )?;
+        Ok(tx)
+    }
+
+    fn read(&mut self) -> Result<PgTx<'_>> {
+        PgTx::begin(
+            &self.conn,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        )
+    }
+
+    fn ops(&self) -> &dyn IngestOps {
+        &self.conn
+    }
+
+    /// Nothing to do: PostgreSQL checkpoints and vacuums by itself.
+    fn maintain(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The advisory lock every writer of a PostgreSQL store takes for its
+/// transaction (an arbitrary constant: "pollsync" in ASCII).
+pub const WRITE_LOCK_KEY: i64 = 0x706f_6c6c_7379_6e63;
+
+impl IngestOps for PgConn {
+    /// The store's version: a counter every writer of the store moves in its
+    /// transaction (`meta` key `store_version`; 0 until one does).
+    fn version(&self) -> Result<i64> {
+        let v = self.first(
+            "SELECT value FROM meta WHERE key = ?1",
+            &[Param::Text(STORE_VERSION_KEY)],
+            |r| r.blob(0),
+        )?;
+        Ok(v.and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0))
+    }
+
+    fn load_states(&self) -> Result<(HashMap<String, StationState>, HashMap<String, StationKey>)> {
+        apply::load_states(self)
+    }
+
+    fn station_batches(&self, station: &str) -> Result<Vec<Vec<u8>>> {
+        apply::station_batches(self, station)
+    }
+
+    fn stored_batch_row(&self, station: &str, sequence: u64) -> Result<Option<EvidenceBatch>> {
+        apply::stored_batch_row(self, station, sequence)
+    }
+
+    fn apply_effects(
+        &self,
+        ctx: &Context,
+        station: &str,
+        batch_bytes: &[u8],
+        signature: &[u8],
+        effects: &Effects,
+        leaf: u64,
+    ) -> Result<()> {
+        apply::apply_effects(self, ctx, station, batch_bytes, signature, effects, leaf)
+    }
+
+    fn quarantine(&self, station: &str) -> Result<()> {
+        apply::quarantine(self, station)
+    }
+
+    fn insert_fork_evidence(&self, evidence: &ForkEvidence) -> Result<()> {
+        apply::insert_fork_evidence(self, evidence)
+    }
+
+    fn alert_counts(&self) -> Result<HashMap<String, u64>> {
+        apply::alert_counts(self)
+    }
+
+    fn insert_alert(
+        &self,
+        station: &str,
+        kind: &str,
+        sequence: u64,
+        detail: &str,
+        unix_ms: u64,
+    ) -> Result<()> {
+        apply::insert_alert(self, station, kind, sequence, detail, unix_ms)
+    }
+
+    fn write_presence(&self, entries: &HashMap<String, Presence>) -> Result<()> {
+        apply::write_presence(self, entries)
+    }
+
+    fn log_size(&self) -> Result<u64> {
+        apply::log_size(self)
+    }
+
+    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>> {
+        apply::log_hashes(self, indexes)
+    }
+
+    fn log_put(&self, leaf: u64, entry: &[u8], first: u64, hashes: &[[u8; 32]]) -> Result<()> {
+        apply::log_put(self, leaf, entry, first, hashes)
+    }
+
+    fn put_standing_record(&self, leaf: u64, station: &str, text: &str) -> Result<()> {
+        apply::put_standing_record(self, leaf, station, text)
+    }
+
+    fn latest_checkpoint_size(&self) -> Result<Option<u64>> {
+        apply::latest_checkpoint_size(self)
+    }
+
+    fn log_put_checkpoint(&self, size: u64, note: &[u8]) -> Result<()> {
+        apply::log_put_checkpoint(self, size, note)
+    }
+}
+
+/// `meta` key of the PostgreSQL store's version counter (see
+/// [`IngestOps::version`]).
+pub const STORE_VERSION_KEY: &str = "store_version";

@@ -1,0 +1,224 @@
+//! A private PostgreSQL server for the tests of the store's second engine (SPEC
+//! §11): a new cluster in a temporary folder, on a free loopback port, with its
+//! socket in that folder, started with Debian's binaries (`initdb`, `pg_ctl`); as
+//! the `postgres` user when the tests run as root (initdb refuses root). Dropping
+//! it stops the server at once and removes the folder.
+//!
+//! The binaries are found in `POLLSYNC_PG_BIN`, else the newest
+//! `/usr/lib/postgresql/<version>/bin`, else on the `PATH`. There is no skip: CI
+//! installs PostgreSQL (`.ci/run`), and a machine without it fails these tests
+//! naming what is missing.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// How long `pg_ctl` waits for the server to start or stop.
+pub const PG_CTL_TIMEOUT_S: u32 = 60;
+
+/// A running PostgreSQL server of a test's own.
+pub struct PgServer {
+    folder: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    run_as_postgres: bool,
+}
+
+fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("POLLSYNC_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return bin;
+    }
+    let found = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    match found {
+        Some(path) => Path::new(&path)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        None => panic!(
+            "PostgreSQL's initdb is not on this machine (apt-get install postgresql, or set POLLSYNC_PG_BIN)"
+        ),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+impl PgServer {
+    /// Makes a cluster and starts its server; panics naming what failed.
+    pub fn start() -> PgServer {
+        let folder = tempfile::Builder::new()
+            .prefix("pollsync-pg")
+            .tempdir()
+            .expect("tempdir");
+        let server = PgServer {
+            bin: bin_dir(),
+            port: free_port(),
+            run_as_postgres: is_root(),
+            folder,
+        };
+        if server.run_as_postgres {
+            server.check(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(server.folder.path())
+                    .output(),
+                "chown the cluster folder to postgres",
+            );
+        }
+        server.pg(
+            "initdb",
+            &[
+                "-D",
+                &server.data().display().to_string(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ],
+        );
+        server.start_server();
+        server
+    }
+
+    fn data(&self) -> PathBuf {
+        self.folder.path().join("data")
+    }
+
+    fn check(&self, out: std::io::Result<Output>, what: &str) {
+        let out = out.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            out.status.success(),
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn pg(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let mut cmd = if self.run_as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        cmd.args(args);
+        self.check(
+            cmd.output(),
+            &format!("{} {}", path.display(), args.join(" ")),
+        );
+    }
+
+    fn start_server(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            self.port,
+            self.folder.path().display()
+        );
+        self.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data().display().to_string(),
+                "-o",
+                &options,
+                "-l",
+                &self.folder.path().join("server.log").display().to_string(),
+                "-t",
+                &PG_CTL_TIMEOUT_S.to_string(),
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the server at once (`immediate`: as a crash would), then starts it
+    /// again on the same port and data.
+    pub fn restart(&self) {
+        self.stop();
+        self.start_server();
+    }
+
+    fn stop(&self) {
+        self.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data().display().to_string(),
+                "-m",
+                "immediate",
+                "-t",
+                &PG_CTL_TIMEOUT_S.to_string(),
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    /// The server's URL for database `database` (the user `postgres`, trusted).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Makes a new, empty database.
+    pub fn create_database(&self, name: &str) -> String {
+        let mut admin =
+            postgres::Client::connect(&self.url("postgres"), postgres::NoTls).expect("connect");
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .expect("create database");
+        self.url(name)
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let path = self.bin.join("pg_ctl");
+        let data = self.data();
+        let mut cmd = if self.run_as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let _ = cmd
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
