@@ -23,6 +23,17 @@ pub enum CenterError {
         /// The election it holds ("?" when it cannot be read).
         election: String,
     },
+    /// A PostgreSQL database holds a store already.
+    #[error("{store} holds a pollsync store already (election {election}); nothing was changed")]
+    StoreExistsAt {
+        /// The database (its URL without the password).
+        store: String,
+        /// The election it holds ("?" when it cannot be read).
+        election: String,
+    },
+    /// A command-line value is wrong.
+    #[error("{0}")]
+    Usage(String),
     /// The election definition does not load.
     #[error("{} mistake(s) in the election definition; nothing was created:\n{}", errors.len(), list_mistakes(errors))]
     Definition {

@@ -19,9 +19,13 @@ use pollsync_proto::{out, outln};
     about = "pollsync counting center: check the election, receive the stations' batches, reconcile results"
 )]
 struct Cli {
-    /// The center's data folder.
+    /// The center's data folder (its SQLite store).
     #[arg(long, global = true, default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
     data: PathBuf,
+    /// A PostgreSQL store instead of the data folder: `postgres://USER@HOST:PORT/DB`
+    /// (SPEC §11). Every command of that center takes the same `--store`.
+    #[arg(long, global = true, value_name = "URL")]
+    store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -190,7 +194,13 @@ fn fail(error: impl std::fmt::Display) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let data = cli.data;
+    let data = match &cli.store {
+        None => pollsync_center::store::StoreLocation::Folder(cli.data.clone()),
+        Some(url) => match pollsync_center::store::StoreLocation::parse_url(url) {
+            Ok(location) => location,
+            Err(e) => return fail(e),
+        },
+    };
     // `serve` sets its logging up once its options (and config file) are read.
     if !matches!(cli.command, Command::Serve { .. }) {
         logging::init_for_command();
@@ -365,7 +375,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Status { json } => {
-            match pollsync_center::store::Store::open(&data)
+            match pollsync_center::store::Store::open_at(&data)
                 .and_then(|s| pollsync_center::status::compute(&s))
             {
                 Ok(v) => {
@@ -380,7 +390,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Results { contest, format } => {
-            let computed = pollsync_center::store::Store::open(&data)
+            let computed = pollsync_center::store::Store::open_at(&data)
                 .and_then(|store| pollsync_center::results::compute(&store, contest.as_deref()));
             match computed {
                 Ok(results) => {
@@ -398,7 +408,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Audit { json } => {
-            match pollsync_center::store::Store::open(&data)
+            match pollsync_center::store::Store::open_at(&data)
                 .and_then(|s| pollsync_center::audit::audit(&s))
             {
                 Ok(report) => {
@@ -515,7 +525,7 @@ fn http_token(
 /// `center serve`: the ingest writer, then the gRPC server for stations and the
 /// HTTP server for operators, until a stop signal.
 fn serve(
-    data: &std::path::Path,
+    data: &pollsync_center::store::StoreLocation,
     grpc: &str,
     http: &str,
     http_token_file: Option<&std::path::Path>,
@@ -523,7 +533,7 @@ fn serve(
     http_hosts: &[String],
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let meta = pollsync_center::store::Store::open(data)?.meta()?;
+    let meta = pollsync_center::store::Store::open_at(data)?.meta()?;
     let token = http_token(http_token_file)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
@@ -571,7 +581,7 @@ fn serve(
             grpc = %grpc_bound,
             http = %http_bound,
             dashboard = %format!("{scheme}://{http_bound}/"),
-            data = %data.display(),
+            store = %data.describe(),
             election = %meta.election_id,
             advertised = %meta.center_address(),
             "center serving"

@@ -6,7 +6,6 @@
 //! acknowledgement is durable), then close the operators' view.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -17,7 +16,7 @@ use crate::http::{HttpConfig, HttpError};
 use crate::ingest::IngestHandle;
 use crate::listen::Limits;
 use crate::serve::{ServeError, TlsPems, serve_grpc_with};
-use crate::store::{Records as _, Store};
+use crate::store::{Records as _, Store, StoreLocation};
 
 /// Why a center could not start, or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -48,37 +47,38 @@ pub struct HttpServing {
 pub struct Running {
     /// The ingest every server submits to (also for progress figures and events).
     pub ingest: IngestHandle,
-    data_dir: PathBuf,
+    store: StoreLocation,
     stop: watch::Sender<bool>,
     grpc: JoinHandle<Result<(), ServeError>>,
     http: Option<JoinHandle<Result<(), HttpError>>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Starts the ingest writer on the store in `data_dir`, the gRPC server for
+/// Starts the ingest writer on the store at `store`, the gRPC server for
 /// stations on `grpc` (mutual TLS with the store's CA and server certificate,
 /// connection caps `limits`) and, if given, the operators' HTTP server. Call from
 /// within a tokio runtime: the servers are spawned on it.
 pub fn start(
-    data_dir: &Path,
+    store: impl Into<StoreLocation>,
     grpc: TcpListener,
     limits: Limits,
     http: Option<HttpServing>,
 ) -> Result<Running, ServerError> {
-    let meta = Store::open(data_dir)?.meta()?;
+    let location = store.into();
+    let meta = Store::open_at(&location)?.meta()?;
     let tls = TlsPems {
         server_cert_pem: meta.server_cert_pem,
         server_key_pem: meta.server_key_pem,
         ca_cert_pem: meta.ca_cert_pem,
     };
-    let (ingest, writer) = crate::ingest::start(data_dir)?;
+    let (ingest, writer) = crate::ingest::start(&location)?;
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     let http = http.map(|h| {
         tokio::spawn(crate::http::serve_http_with(
-            data_dir.to_path_buf(),
+            location.clone(),
             ingest.clone(),
             h.listener,
             h.config,
@@ -91,7 +91,7 @@ pub fn start(
     });
     Ok(Running {
         ingest,
-        data_dir: data_dir.to_path_buf(),
+        store: location,
         stop,
         grpc,
         http,
@@ -100,9 +100,9 @@ pub fn start(
 }
 
 impl Running {
-    /// The data folder of the store being served.
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
+    /// Where the store being served is.
+    pub fn store(&self) -> &StoreLocation {
+        &self.store
     }
 
     /// Serves until `stop` resolves or the gRPC server ends by itself (an error),

@@ -85,6 +85,8 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
 /// The counting center: its folder and, while serving, its process.
 pub struct Center {
     pub data: PathBuf,
+    /// A PostgreSQL store's URL (`--store`), when the center is not on its folder.
+    pub store: Option<String>,
     pub bundles: PathBuf,
     pub grpc: Option<String>,
     /// The operators' HTTP address while serving.
@@ -109,6 +111,7 @@ impl Center {
             .arg(&bundles));
         Center {
             data,
+            store: None,
             bundles,
             grpc: None,
             http: None,
@@ -116,10 +119,38 @@ impl Center {
         }
     }
 
+    /// `center init --store URL` with `election` (a PostgreSQL store), then `center
+    /// enroll --all` into `root/bundles`.
+    pub fn init_on(root: &Path, election: &Path, url: &str) -> Center {
+        let center = Center {
+            data: root.join("center-data-unused"),
+            store: Some(url.to_owned()),
+            bundles: root.join("bundles"),
+            grpc: None,
+            http: None,
+            process: None,
+        };
+        ok(center.command().args(["init", "--election"]).arg(election));
+        ok(center
+            .command()
+            .args(["enroll", "--all", "--out-dir"])
+            .arg(&center.bundles));
+        center
+    }
+
+    /// Where its store is.
+    pub fn location(&self) -> pollsync_center::store::StoreLocation {
+        match &self.store {
+            Some(url) => pollsync_center::store::StoreLocation::Postgres(url.clone()),
+            None => pollsync_center::store::StoreLocation::Folder(self.data.clone()),
+        }
+    }
+
     /// A center initialised and enrolled already (by the test itself).
     pub fn existing(data: PathBuf, bundles: PathBuf) -> Center {
         Center {
             data,
+            store: None,
             bundles,
             grpc: None,
             http: None,
@@ -130,6 +161,9 @@ impl Center {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(bin("center"));
         cmd.arg("--data").arg(&self.data);
+        if let Some(url) = &self.store {
+            cmd.args(["--store", url]);
+        }
         cmd
     }
 
@@ -272,7 +306,8 @@ pub type Tallies = std::collections::BTreeMap<
 
 /// What the center's store holds: station → contest → computed tally (zeros left out).
 pub fn center_tallies(center: &Center) -> Tallies {
-    let store = pollsync_center::store::Store::open(&center.data).expect("center store opens");
+    let store =
+        pollsync_center::store::Store::open_at(&center.location()).expect("center store opens");
     let mut map = store.tally_map().expect("tallies read");
     for contests in map.values_mut() {
         for sheet in contests.values_mut() {
@@ -461,7 +496,7 @@ impl Station {
 
 /// Every station row of the center's store (heads, presence).
 pub fn center_stations(center: &Center) -> Vec<pollsync_center::store::StationRow> {
-    pollsync_center::store::Store::open(&center.data)
+    pollsync_center::store::Store::open_at(&center.location())
         .expect("center store opens")
         .stations()
         .expect("stations read")

@@ -4,23 +4,23 @@
 //! detail, time. A FORK alert shows its signed evidence: both batches of that
 //! sequence, each with its chain hash and the key that signed it.
 
-use std::path::Path;
-
 use serde_json::json;
 
 use crate::error::Result;
-use crate::store::{AlertRow, EvidenceBatch, ForkEvidence, Records as _, Store};
+use crate::store::{AlertRow, EvidenceBatch, ForkEvidence, Records as _, Store, StoreLocation};
 
 use super::utc_time;
 
 /// Every alert, oldest first.
-pub fn alerts(data_dir: &Path) -> Result<Vec<AlertRow>> {
-    Store::open(data_dir)?.alerts()
+pub fn alerts(store: impl Into<StoreLocation>) -> Result<Vec<AlertRow>> {
+    Store::open_at(&store.into())?.alerts()
 }
 
 /// Every alert with the fork evidence kept (what `center alerts` shows).
-pub fn alerts_with_evidence(data_dir: &Path) -> Result<(Vec<AlertRow>, Vec<ForkEvidence>)> {
-    let store = Store::open(data_dir)?;
+pub fn alerts_with_evidence(
+    store: impl Into<StoreLocation>,
+) -> Result<(Vec<AlertRow>, Vec<ForkEvidence>)> {
+    let store = Store::open_at(&store.into())?;
     Ok((store.alerts()?, store.fork_evidence()?))
 }
 

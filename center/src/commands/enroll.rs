@@ -21,7 +21,7 @@ use pollsync_proto::identity::verifying_key_from_cert_der;
 use serde::Serialize;
 
 use crate::error::{CenterError, Result};
-use crate::store::{DATA_DIR_MODE, EnrollRecord, Records as _, Store};
+use crate::store::{DATA_DIR_MODE, EnrollRecord, Records as _, Store, StoreLocation};
 
 /// File name suffix of a bundle.
 pub const BUNDLE_SUFFIX: &str = ".bundle";
@@ -71,8 +71,8 @@ pub fn bundle_path(out_dir: &Path, station: &str) -> PathBuf {
 }
 
 /// Runs `center enroll`.
-pub fn enroll(data_dir: &Path, request: &EnrollRequest) -> Result<EnrollReport> {
-    let mut store = Store::open(data_dir)?;
+pub fn enroll(store: impl Into<StoreLocation>, request: &EnrollRequest) -> Result<EnrollReport> {
+    let mut store = Store::open_at(&store.into())?;
     let meta = store.meta()?;
     let definition = meta.definition()?;
     let mut stations: Vec<String> = if request.all {

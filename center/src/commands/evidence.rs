@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::error::{CenterError, Result};
 use crate::results;
-use crate::store::{Records, Store, now_unix_ms};
+use crate::store::{Records, Store, StoreLocation, now_unix_ms};
 
 /// The results (SPEC §7 JSON).
 pub const RESULTS_JSON: &str = "results.json";
@@ -57,7 +57,7 @@ pub struct EvidenceReport {
 type Files = BTreeMap<PathBuf, Vec<u8>>;
 
 /// Writes the evidence of the store in `data_dir` to `out` (which must not exist).
-pub fn export_evidence(data_dir: &Path, out: &Path) -> Result<EvidenceReport> {
+pub fn export_evidence(store: impl Into<StoreLocation>, out: &Path) -> Result<EvidenceReport> {
     if out.exists() {
         return Err(CenterError::Io {
             path: out.to_owned(),
@@ -67,7 +67,7 @@ pub fn export_evidence(data_dir: &Path, out: &Path) -> Result<EvidenceReport> {
             ),
         });
     }
-    let mut store = Store::open(data_dir)?;
+    let mut store = Store::open_at(&store.into())?;
     let meta = store.meta()?;
     let key = LogKey::from_signer_text(&meta.log_signer_key).map_err(|e| CenterError::Corrupt {
         detail: format!("the stored log key: {e}"),

@@ -19,7 +19,7 @@
 //! (the rest are counted).
 
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ed25519_dalek::VerifyingKey;
 use pollsync_proto::export::ExportReader;
@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{CenterError, Result};
 use crate::ingest::{self, judge::reason_name};
-use crate::store::{Records as _, Store};
+use crate::store::{Records as _, Store, StoreLocation};
 
 /// Most batches submitted and not yet answered while importing (bounds memory).
 pub const MAX_IMPORT_IN_FLIGHT: usize = 64;
@@ -195,9 +195,10 @@ impl Keys<'_> {
 
 /// Runs `center import` over `files`, in order. Every file gets a report; an
 /// error is returned only if the store cannot be used at all.
-pub fn import(data_dir: &Path, files: &[PathBuf]) -> Result<Vec<FileReport>> {
-    let (handle, writer) = ingest::start(data_dir)?;
-    let store = Store::open(data_dir)?;
+pub fn import(store: impl Into<StoreLocation>, files: &[PathBuf]) -> Result<Vec<FileReport>> {
+    let location = store.into();
+    let (handle, writer) = ingest::start(&location)?;
+    let store = Store::open_at(&location)?;
     let mut keys = Keys {
         store: &store,
         current: HashMap::new(),

@@ -12,7 +12,9 @@ use pollsync_proto::identity::server_name_of;
 use serde::Serialize;
 
 use crate::error::{CenterError, Result};
-use crate::store::{CA_CERT_FILE, CA_KEY_FILE, DATA_DIR_MODE, InitSetup, Store, db_path};
+use crate::store::{
+    CA_CERT_FILE, CA_KEY_FILE, DATA_DIR_MODE, InitSetup, Store, StoreLocation, db_path,
+};
 use crate::validate;
 
 pub use crate::store::DEFAULT_ADVERTISE;
@@ -102,12 +104,15 @@ fn write_ca_dir(dir: &Path, ca: &ElectionCa) -> Result<PathBuf> {
 
 /// Runs `center init`. With `ca_dir`, the CA key goes there instead of the store.
 pub fn init(
-    data_dir: &Path,
+    store: impl Into<StoreLocation>,
     election: &Path,
     advertise: &[String],
     ca_dir: Option<&Path>,
 ) -> Result<InitReport> {
-    if db_path(data_dir).exists() {
+    let location = store.into();
+    if let StoreLocation::Folder(data_dir) = &location
+        && db_path(data_dir).exists()
+    {
         // Store::create refuses too; checking first skips generating keys.
         return Err(Store::exists_error(data_dir));
     }
@@ -125,8 +130,8 @@ pub fn init(
     let server = ca.issue_server(&advertise)?;
     let ca_key_file = ca_dir.map(|dir| write_ca_dir(dir, &ca)).transpose()?;
     let ca_dir_abs = ca_dir.map(|d| std::path::absolute(d).unwrap_or_else(|_| d.to_path_buf()));
-    let created = Store::create(
-        data_dir,
+    let created = Store::create_at(
+        &location,
         &InitSetup {
             election_toml: &text,
             definition: &definition,
@@ -158,7 +163,7 @@ pub fn init(
         }
     }
     Ok(InitReport {
-        store: db_path(store.dir()),
+        store: store.location().describe().into(),
         election: definition.election.id.clone(),
         definition_sha256: hex::encode(pollsync_proto::definition_sha256(text.as_bytes())),
         stations: definition.stations.len(),

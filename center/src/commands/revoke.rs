@@ -8,12 +8,10 @@
 //! retired, so the device that forked stays refused until the station is replaced.
 //! A running `center serve` picks either up within its refresh interval.
 
-use std::path::Path;
-
 use serde::Serialize;
 
 use crate::error::{CenterError, Result};
-use crate::store::{Records as _, Store};
+use crate::store::{Records as _, Store, StoreLocation};
 
 /// What `revoke` did.
 #[derive(Debug, Clone, Serialize)]
@@ -36,11 +34,11 @@ pub struct ReleaseReport {
 
 /// Opens the store of `data_dir` and checks that `station` is in its election and
 /// `reason` says something.
-fn open_for(data_dir: &Path, station: &str, reason: &str) -> Result<Store> {
+fn open_for(store: StoreLocation, station: &str, reason: &str) -> Result<Store> {
     if reason.trim().is_empty() {
         return Err(CenterError::NoReason);
     }
-    let store = Store::open(data_dir)?;
+    let store = Store::open_at(&store)?;
     let meta = store.meta()?;
     if meta.definition()?.station(station).is_none() {
         return Err(CenterError::UnknownStations {
@@ -52,8 +50,12 @@ fn open_for(data_dir: &Path, station: &str, reason: &str) -> Result<Store> {
 }
 
 /// Runs `center revoke`.
-pub fn revoke(data_dir: &Path, station: &str, reason: &str) -> Result<RevokeReport> {
-    let mut store = open_for(data_dir, station, reason)?;
+pub fn revoke(
+    store: impl Into<StoreLocation>,
+    station: &str,
+    reason: &str,
+) -> Result<RevokeReport> {
+    let mut store = open_for(store.into(), station, reason)?;
     let newly_revoked = store.revoke(station, reason)?;
     Ok(RevokeReport {
         station: station.to_owned(),
@@ -62,8 +64,12 @@ pub fn revoke(data_dir: &Path, station: &str, reason: &str) -> Result<RevokeRepo
 }
 
 /// Runs `center release`.
-pub fn release(data_dir: &Path, station: &str, reason: &str) -> Result<ReleaseReport> {
-    let mut store = open_for(data_dir, station, reason)?;
+pub fn release(
+    store: impl Into<StoreLocation>,
+    station: &str,
+    reason: &str,
+) -> Result<ReleaseReport> {
+    let mut store = open_for(store.into(), station, reason)?;
     let released = store.release(station, reason)?;
     Ok(ReleaseReport {
         station: station.to_owned(),

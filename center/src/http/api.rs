@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 use super::{AppState, VIEW_TIMEOUT_MS};
 use crate::error::CenterError;
+use std::sync::Arc;
+
 use crate::store::{Records, Store};
 use crate::{commands, overview, results, status};
 
@@ -125,8 +127,8 @@ pub(super) async fn read_store<T: Send + 'static>(
 ) -> Result<T, ReadFailure> {
     let work = async {
         let _permit = permits.acquire().await.ok()?;
-        let dir = state.data_dir.clone();
-        tokio::task::spawn_blocking(move || Store::open(&dir).and_then(|s| compute(&s)))
+        let location = Arc::clone(&state.store);
+        tokio::task::spawn_blocking(move || Store::open_at(&location).and_then(|s| compute(&s)))
             .await
             .ok()
     };

@@ -21,6 +21,8 @@ use prometheus_client::registry::Registry;
 
 use super::{AppState, VIEW_TIMEOUT_MS};
 use crate::ingest::IngestHandle;
+use std::sync::Arc;
+
 use crate::store::{Records as _, Store};
 
 /// The exposition's content type.
@@ -60,11 +62,13 @@ impl StoreFigures {
 pub(super) async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let work = async {
         let _permit = state.views.acquire().await.ok()?;
-        let dir = state.data_dir.clone();
-        tokio::task::spawn_blocking(move || Store::open(&dir).and_then(|s| StoreFigures::read(&s)))
-            .await
-            .ok()?
-            .ok()
+        let location = Arc::clone(&state.store);
+        tokio::task::spawn_blocking(move || {
+            Store::open_at(&location).and_then(|s| StoreFigures::read(&s))
+        })
+        .await
+        .ok()?
+        .ok()
     };
     // Without the store's figures (busy, or failing) the ingest's are still served.
     let figures = tokio::time::timeout(Duration::from_millis(VIEW_TIMEOUT_MS), work)

@@ -19,8 +19,8 @@ mod log;
 mod metrics;
 mod tls;
 
+use crate::store::StoreLocation;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -43,7 +43,7 @@ pub const MAX_EVENT_STREAMS: usize = 64;
 /// What the handlers share.
 #[derive(Clone)]
 struct AppState {
-    data_dir: Arc<PathBuf>,
+    store: Arc<StoreLocation>,
     ingest: IngestHandle,
     views: Arc<Semaphore>,
     token: Option<Arc<Token>>,
@@ -160,7 +160,7 @@ pub fn check_token(addr: SocketAddr, token: Option<&Token>) -> Result<(), HttpEr
 /// Serve the operators' pages and API on `listener` until `shutdown` resolves
 /// (plain HTTP, no extra host names: for loopback).
 pub async fn serve_http(
-    data_dir: PathBuf,
+    store: impl Into<StoreLocation>,
     ingest: IngestHandle,
     listener: TcpListener,
     token: Option<Token>,
@@ -170,13 +170,13 @@ pub async fn serve_http(
         token,
         ..HttpConfig::default()
     };
-    serve_http_with(data_dir, ingest, listener, config, shutdown).await
+    serve_http_with(store, ingest, listener, config, shutdown).await
 }
 
 /// Serve the operators' pages and API on `listener` until `shutdown` resolves.
 /// Beyond loopback a token and HTTPS are required.
 pub async fn serve_http_with(
-    data_dir: PathBuf,
+    store: impl Into<StoreLocation>,
     ingest: IngestHandle,
     listener: TcpListener,
     config: HttpConfig,
@@ -189,7 +189,7 @@ pub async fn serve_http_with(
     }
     let (stop_tx, stop) = watch::channel(false);
     let state = AppState {
-        data_dir: Arc::new(data_dir),
+        store: Arc::new(store.into()),
         ingest,
         views: Arc::new(Semaphore::new(MAX_CONCURRENT_VIEWS)),
         token: config.token.map(Arc::new),

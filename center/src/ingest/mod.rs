@@ -33,7 +33,6 @@ mod writer;
 pub use writer::TRACE_ENV;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
@@ -49,7 +48,7 @@ use crate::error::{CenterError, Result};
 use crate::store::Records;
 use crate::store::apply::Presence;
 use crate::store::sqlite::SqliteIngest;
-use crate::store::{Store, now_unix_ms};
+use crate::store::{Store, StoreLocation, now_unix_ms};
 use judge::{Context, Prepared, StationKey, StationState};
 use pool::Pool;
 use queue::QueueError;
@@ -218,16 +217,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Starts the single writer thread that owns the store's write connection (and
 /// the verify pool feeding it).
-pub fn start(data_dir: &Path) -> Result<(IngestHandle, JoinHandle<()>), CenterError> {
-    start_with(data_dir, Pool::default_threads())
+pub fn start(
+    store: impl Into<StoreLocation>,
+) -> Result<(IngestHandle, JoinHandle<()>), CenterError> {
+    start_with(store, Pool::default_threads())
 }
 
 /// [`start`] with a chosen number of verify threads.
 pub fn start_with(
-    data_dir: &Path,
+    location: impl Into<StoreLocation>,
     verify_threads: usize,
 ) -> Result<(IngestHandle, JoinHandle<()>), CenterError> {
-    let store = Store::open(data_dir)?;
+    let location = location.into();
+    let store = Store::open_at(&location)?;
     let meta = store.meta()?;
     let definition = meta.definition()?;
     if pollsync_proto::definition_sha256(meta.election_toml.as_bytes()) != meta.definition_sha256 {
@@ -239,7 +241,7 @@ pub fn start_with(
     let (tx, rx) = queue::bounded(MAX_QUEUED_JOBS);
     let shared = Arc::new(Shared {
         ctx: Arc::clone(&ctx),
-        reader: Mutex::new(Box::new(Store::open(data_dir)?)),
+        reader: Mutex::new(Box::new(Store::open_at(&location)?)),
         stale_alerts: Mutex::default(),
         view: RwLock::new(HashMap::new()),
         presence: Mutex::new(PresenceBook::default()),
@@ -254,15 +256,41 @@ pub fn start_with(
         LogKey::from_signer_text(&meta.log_signer_key).map_err(|e| CenterError::Corrupt {
             detail: format!("the stored log key: {e}"),
         })?;
-    let writer = writer::Writer::new(SqliteIngest::new(store)?, ctx, Arc::clone(&shared), log_key)?;
-    let thread = std::thread::Builder::new()
+    let thread = match &location {
+        StoreLocation::Folder(_) => {
+            spawn_writer(SqliteIngest::new(store)?, ctx, &shared, log_key, rx)?
+        }
+        StoreLocation::Postgres(url) => {
+            drop(store);
+            let conn = crate::store::postgres::PgConn::connect(url)?;
+            spawn_writer(
+                crate::store::postgres::PgIngest::new(conn),
+                ctx,
+                &shared,
+                log_key,
+                rx,
+            )?
+        }
+    };
+    Ok((IngestHandle { shared }, thread))
+}
+
+/// The writer thread on `store`, whichever engine it is.
+fn spawn_writer<S: crate::store::IngestStore>(
+    store: S,
+    ctx: Arc<Context>,
+    shared: &Arc<Shared>,
+    log_key: LogKey,
+    rx: queue::Receiver<writer::Job>,
+) -> Result<JoinHandle<()>, CenterError> {
+    let writer = writer::Writer::new(store, ctx, Arc::clone(shared), log_key)?;
+    std::thread::Builder::new()
         .name("center-ingest-writer".into())
         .spawn(move || writer.run(rx))
         .map_err(|source| CenterError::Thread {
             what: "ingest writer",
             source,
-        })?;
-    Ok((IngestHandle { shared }, thread))
+        })
 }
 
 impl Shared {

@@ -31,9 +31,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use pollsync_election::{ElectionDefinition, TallySheet, load};
 use pollsync_proto::tlog::{self, LogKey, StandingRecord};
 use pollsync_proto::{ChainHead, ElectionCa, GENESIS_HASH};
-use rusqlite::{Connection, OpenFlags, OptionalExtension as _, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
+use sql::{Sql as _, SqlExt as _};
 
 use crate::error::{CenterError, Result};
 use schema::*;
@@ -374,11 +375,11 @@ pub struct StoredBatch {
 }
 
 /// `station`'s head sequence, inside a transaction.
-fn head_sequence(conn: &Connection, station: &str) -> Result<u64> {
-    let head: i64 = conn.query_row(
+fn head_sequence(sql: &dyn sql::Sql, station: &str) -> Result<u64> {
+    let head = sql.one(
         "SELECT head_sequence FROM stations WHERE station = ?1",
-        [station],
-        |r| r.get(0),
+        sql::sql_params![station],
+        |r| r.int(0),
     )?;
     Ok(to_u64(head))
 }
@@ -397,10 +398,175 @@ pub(crate) fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32]> {
     })
 }
 
-/// The center store of one data folder.
+/// Where a center's store is: a data folder holding a SQLite file (the embedded
+/// default, `--data DIR`) or a PostgreSQL database (`--store postgres://…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// `center.db` in this folder.
+    Folder(PathBuf),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// A `--store` value: a `postgres://` or `postgresql://` URL.
+    pub fn parse_url(url: &str) -> Result<StoreLocation> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(StoreLocation::Postgres(url.to_owned()))
+        } else {
+            Err(CenterError::Usage(format!(
+                "--store {}: not a postgres:// URL (a SQLite store is a folder: --data DIR)",
+                pollsync_proto::limits::escape_text(url, 80)
+            )))
+        }
+    }
+
+    /// How to name it to a person: the folder, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreLocation::Folder(dir) => db_path(dir).display().to_string(),
+            StoreLocation::Postgres(url) => without_password(url),
+        }
+    }
+}
+
+impl From<&Path> for StoreLocation {
+    fn from(dir: &Path) -> Self {
+        StoreLocation::Folder(dir.to_path_buf())
+    }
+}
+
+impl From<&PathBuf> for StoreLocation {
+    fn from(dir: &PathBuf) -> Self {
+        StoreLocation::Folder(dir.clone())
+    }
+}
+
+impl From<PathBuf> for StoreLocation {
+    fn from(dir: PathBuf) -> Self {
+        StoreLocation::Folder(dir)
+    }
+}
+
+impl From<&StoreLocation> for StoreLocation {
+    fn from(location: &StoreLocation) -> Self {
+        location.clone()
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:…@host/db`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or("");
+            format!("{scheme}://{name}:…@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The connection of a store, on its engine.
+enum Engine {
+    Sqlite(Connection),
+    Postgres(Box<postgres::PgConn>),
+}
+
+impl Engine {
+    fn sql(&self) -> &dyn sql::Sql {
+        match self {
+            Engine::Sqlite(c) => c,
+            Engine::Postgres(c) => &**c,
+        }
+    }
+
+    fn ops(&self) -> &dyn IngestOps {
+        match self {
+            Engine::Sqlite(c) => c,
+            Engine::Postgres(c) => &**c,
+        }
+    }
+
+    fn batch(&self, sql: &str) -> Result<()> {
+        match self {
+            Engine::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Engine::Postgres(c) => c.batch(sql),
+        }
+    }
+
+    /// Opens a transaction: a write one takes the store's one write lock (SQLite's
+    /// `BEGIN IMMEDIATE`, PostgreSQL's advisory lock of every writer); a read one
+    /// sees one snapshot.
+    fn begin(&self, write: bool) -> Result<Txn<'_>> {
+        match (self, write) {
+            (Engine::Sqlite(c), true) => c.execute_batch("BEGIN IMMEDIATE")?,
+            (Engine::Sqlite(c), false) => c.execute_batch("BEGIN")?,
+            (Engine::Postgres(c), true) => {
+                c.batch("BEGIN ISOLATION LEVEL READ COMMITTED")?;
+                c.exec(
+                    "SELECT pg_advisory_xact_lock(?1)",
+                    &[sql::Param::Int(postgres::WRITE_LOCK_KEY)],
+                )?;
+            }
+            (Engine::Postgres(c), false) => {
+                c.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?
+            }
+        }
+        Ok(Txn {
+            engine: self,
+            open: true,
+        })
+    }
+}
+
+/// An open transaction of a [`Store`]; rolled back if dropped uncommitted.
+struct Txn<'a> {
+    engine: &'a Engine,
+    open: bool,
+}
+
+impl Txn<'_> {
+    fn commit(mut self) -> Result<()> {
+        self.open = false;
+        self.engine.batch("COMMIT")
+    }
+}
+
+impl Drop for Txn<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.engine.batch("ROLLBACK");
+        }
+    }
+}
+
+/// The center's store, on either engine.
 pub struct Store {
-    conn: Connection,
-    dir: PathBuf,
+    engine: Engine,
+    location: StoreLocation,
+}
+
+/// Moves the store's version on (see `postgres::STORE_VERSION_KEY`): a serving
+/// writer on another connection or machine then reads the stations again.
+fn bump_version(sql: &dyn sql::Sql) -> Result<()> {
+    let now = sql
+        .first(
+            "SELECT value FROM meta WHERE key = ?1",
+            sql::sql_params![postgres::STORE_VERSION_KEY],
+            |r| r.blob(0),
+        )?
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or(0);
+    let next = (now + 1).to_string();
+    sql.exec(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        sql::sql_params![postgres::STORE_VERSION_KEY, next.as_bytes()],
+    )?;
+    Ok(())
 }
 
 impl Store {
@@ -441,7 +607,19 @@ impl Store {
                     source,
                 },
             })?;
-        let result = Self::fill_new(dir, setup);
+        let result = Connection::open_with_flags(
+            db_path(dir),
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(CenterError::from)
+        .and_then(|conn| {
+            configure(&conn)?;
+            Store::fill_new(
+                Engine::Sqlite(conn),
+                StoreLocation::Folder(dir.to_path_buf()),
+                setup,
+            )
+        });
         if result.is_err() {
             for suffix in ["", "-wal", "-shm", "-journal"] {
                 let mut p = path.clone().into_os_string();
@@ -464,12 +642,35 @@ impl Store {
         }
     }
 
-    fn fill_new(dir: &Path, setup: &InitSetup<'_>) -> Result<Store> {
-        let mut conn = Connection::open_with_flags(
-            db_path(dir),
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        configure(&conn)?;
+    /// Creates a new store at `location` (see [`Store::create`] for a folder). A
+    /// PostgreSQL database must exist and hold no pollsync store yet.
+    pub fn create_at(location: &StoreLocation, setup: &InitSetup<'_>) -> Result<Store> {
+        match location {
+            StoreLocation::Folder(dir) => Store::create(dir, setup),
+            StoreLocation::Postgres(url) => {
+                let conn = postgres::PgConn::connect(url)?;
+                let present = conn.one(
+                    "SELECT CAST(count(*) AS BIGINT) FROM information_schema.tables
+                     WHERE table_schema = current_schema() AND table_name = ?1",
+                    sql::sql_params!["meta"],
+                    |r| r.int(0),
+                )?;
+                if present > 0 {
+                    let election = Store::open_at(location)
+                        .and_then(|s| s.meta())
+                        .map(|m| m.election_id)
+                        .unwrap_or_else(|_| "?".to_owned());
+                    return Err(CenterError::StoreExistsAt {
+                        store: location.describe(),
+                        election,
+                    });
+                }
+                Store::fill_new(Engine::Postgres(Box::new(conn)), location.clone(), setup)
+            }
+        }
+    }
+
+    fn fill_new(engine: Engine, location: StoreLocation, setup: &InitSetup<'_>) -> Result<Store> {
         let digest = pollsync_proto::definition_sha256(setup.election_toml.as_bytes());
         let advertise = serde_json::to_vec(setup.advertise).map_err(|e| CenterError::Corrupt {
             detail: e.to_string(),
@@ -479,13 +680,22 @@ impl Store {
             .map_err(|e| CenterError::Corrupt {
                 detail: format!("cannot make the log key: {e}"),
             })?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(&schema::schema(sql::Dialect::Sqlite))?;
+        let dialect = match engine {
+            Engine::Sqlite(_) => sql::Dialect::Sqlite,
+            Engine::Postgres(_) => sql::Dialect::Postgres,
+        };
         {
-            let mut put = tx.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
+            let tx = engine.begin(true)?;
+            engine.batch(&schema::schema(dialect))?;
+            let sql = engine.sql();
             let version = SCHEMA_VERSION.to_string();
             let created = now_unix_ms().to_string();
-            let rows: [(&str, &[u8]); 11] = [
+            let ca_dir = setup.ca_dir.map(|d| d.to_string_lossy().into_owned());
+            let ca_row: (&str, &[u8]) = match &ca_dir {
+                Some(dir) => (META_CA_DIR, dir.as_bytes()),
+                None => (META_CA_KEY_PEM, setup.ca.key_pem().as_bytes()),
+            };
+            let rows: [(&str, &[u8]); 12] = [
                 (META_SCHEMA_VERSION, version.as_bytes()),
                 (META_ELECTION_ID, setup.definition.election.id.as_bytes()),
                 (META_ELECTION_TOML, setup.election_toml.as_bytes()),
@@ -497,46 +707,77 @@ impl Store {
                 (META_CREATED_UNIX_MS, created.as_bytes()),
                 (META_LOG_SIGNER_KEY, log_key.signer_text().as_bytes()),
                 (META_LOG_VERIFIER_KEY, log_key.verifier_text().as_bytes()),
+                ca_row,
             ];
             for (key, value) in rows {
-                put.execute(params![key, value])?;
+                sql.exec(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                    sql::sql_params![key, value],
+                )?;
             }
-            match setup.ca_dir {
-                Some(dir) => {
-                    let dir = dir.to_string_lossy();
-                    put.execute(params![META_CA_DIR, dir.as_bytes()])?
-                }
-                None => put.execute(params![META_CA_KEY_PEM, setup.ca.key_pem().as_bytes()])?,
-            };
-            let mut station =
-                tx.prepare("INSERT INTO stations (station, head_hash) VALUES (?1, ?2)")?;
             for s in &setup.definition.stations {
-                station.execute(params![s.id, GENESIS_HASH.as_slice()])?;
+                sql.exec(
+                    "INSERT INTO stations (station, head_hash) VALUES (?1, ?2)",
+                    sql::sql_params![&s.id, &GENESIS_HASH],
+                )?;
             }
+            tx.commit()?;
         }
-        tx.commit()?;
-        Ok(Store {
-            conn,
-            dir: dir.to_path_buf(),
-        })
+        Ok(Store { engine, location })
     }
 
     /// Opens the store of `dir`.
     pub fn open(dir: &Path) -> Result<Store> {
         Ok(Store {
-            conn: open_connection(dir)?,
-            dir: dir.to_path_buf(),
+            engine: Engine::Sqlite(open_connection(dir)?),
+            location: StoreLocation::Folder(dir.to_path_buf()),
         })
     }
 
-    /// The connection, for the ingest writer that takes the store over.
-    pub(crate) fn into_connection(self) -> Connection {
-        self.conn
+    /// Opens the store at `location` (never creates one).
+    pub fn open_at(location: &StoreLocation) -> Result<Store> {
+        match location {
+            StoreLocation::Folder(dir) => Store::open(dir),
+            StoreLocation::Postgres(url) => {
+                let conn = postgres::PgConn::connect(url)?;
+                let version = conn
+                    .first(
+                        "SELECT value FROM meta WHERE key = ?1",
+                        sql::sql_params![META_SCHEMA_VERSION],
+                        |r| r.blob(0),
+                    )
+                    .ok()
+                    .flatten()
+                    .and_then(|v| String::from_utf8(v).ok());
+                if version.as_deref() != Some(SCHEMA_VERSION.to_string().as_str()) {
+                    return Err(CenterError::Corrupt {
+                        detail: format!(
+                            "{}: no pollsync store of schema version {SCHEMA_VERSION} there (found {:?}; run center init --store first)",
+                            location.describe(),
+                            version
+                        ),
+                    });
+                }
+                Ok(Store {
+                    engine: Engine::Postgres(Box::new(conn)),
+                    location: location.clone(),
+                })
+            }
+        }
     }
 
-    /// The data folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The SQLite connection, for the ingest writer that takes a folder's store
+    /// over (`None` on PostgreSQL: the writer connects on its own).
+    pub(crate) fn into_connection(self) -> Option<Connection> {
+        match self.engine {
+            Engine::Sqlite(c) => Some(c),
+            Engine::Postgres(_) => None,
+        }
+    }
+
+    /// Where the store is.
+    pub fn location(&self) -> &StoreLocation {
+        &self.location
     }
 
     /// Records certificates as the stations' current keys (older keys stay, no
@@ -553,37 +794,37 @@ impl Store {
         finish: &mut dyn FnMut(&HashMap<String, ChainHead>) -> Result<()>,
     ) -> Result<()> {
         let now = now_unix_ms();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.engine.begin(true)?;
+        let sql = self.engine.sql();
         let mut heads = HashMap::new();
         for r in records {
-            let (sequence, hash): (i64, Vec<u8>) = tx.query_row(
+            let head = sql.one(
                 "SELECT head_sequence, head_hash FROM stations WHERE station = ?1",
-                [&r.station],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                sql::sql_params![&r.station],
+                |row| {
+                    Ok(ChainHead {
+                        sequence: to_u64(row.int(0)?),
+                        hash: hash32(&row.blob(1)?, "head_hash")?,
+                    })
+                },
             )?;
-            let head = ChainHead {
-                sequence: to_u64(sequence),
-                hash: hash32(&hash, "head_hash")?,
-            };
-            let next: i64 = tx.query_row(
-                "SELECT coalesce(max(key_no), 0) + 1 FROM station_keys WHERE station = ?1",
-                [&r.station],
-                |row| row.get(0),
+            let next = sql.one(
+                "SELECT CAST(coalesce(max(key_no), 0) + 1 AS BIGINT) FROM station_keys WHERE station = ?1",
+                sql::sql_params![&r.station],
+                |row| row.int(0),
             )?;
-            tx.execute(
+            sql.exec(
                 "UPDATE station_keys SET current = 0 WHERE station = ?1",
-                [&r.station],
+                sql::sql_params![&r.station],
             )?;
-            tx.execute(
+            sql.exec(
                 "INSERT INTO station_keys (station, key_no, cert_der, public_key, current, enrolled_unix_ms)
                  VALUES (?1, ?2, ?3, ?4, 1, ?5)",
-                params![r.station, next, r.cert_der, r.public_key.as_slice(), to_i64(now)],
+                sql::sql_params![&r.station, next, &r.cert_der, &r.public_key, to_i64(now)],
             )?;
             if next > 1 {
                 log::append_standing(
-                    &*tx,
+                    self.engine.ops(),
                     &StandingRecord {
                         station: r.station.clone(),
                         change: "REPLACED".to_owned(),
@@ -594,7 +835,7 @@ impl Store {
                     },
                 )?;
                 apply::insert_alert(
-                    &*tx,
+                    sql,
                     &r.station,
                     "REPLACED",
                     head.sequence,
@@ -608,27 +849,19 @@ impl Store {
             }
             heads.insert(r.station.clone(), head);
         }
+        bump_version(sql)?;
         finish(&heads)?;
-        tx.commit()?;
-        Ok(())
+        tx.commit()
     }
 
     /// Runs `read` on one consistent snapshot of the store (a read transaction):
     /// what a live center commits meanwhile is not seen, so reads of several
     /// tables agree with each other (`center audit` on a serving center).
     pub fn snapshot<T>(&self, read: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
-        self.conn.execute_batch("BEGIN")?;
-        let result = read(self);
-        match result {
-            Ok(value) => {
-                self.conn.execute_batch("COMMIT")?;
-                Ok(value)
-            }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
+        let tx = self.engine.begin(false)?;
+        let value = read(self)?;
+        tx.commit()?;
+        Ok(value)
     }
 
     /// Runs `read` on one consistent snapshot of the store, after signing, in the
@@ -639,45 +872,37 @@ impl Store {
         key: &LogKey,
         read: impl FnOnce(&dyn Records) -> Result<T>,
     ) -> Result<T> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let result = log::checkpoint(&self.conn, key).and_then(|_| read(self));
-        match result {
-            Ok(value) => {
-                self.conn.execute_batch("COMMIT")?;
-                Ok(value)
-            }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
+        let tx = self.engine.begin(true)?;
+        log::checkpoint(self.engine.ops(), key)?;
+        let value = read(self)?;
+        tx.commit()?;
+        Ok(value)
     }
 
     /// Revokes `station` (every key it has or will have) and stores a REVOKED alert
     /// with `reason`. Returns false if it was revoked already (nothing changes then).
     pub fn revoke(&mut self, station: &str, reason: &str) -> Result<bool> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let changed = tx.execute(
+        let tx = self.engine.begin(true)?;
+        let sql = self.engine.sql();
+        let changed = sql.exec(
             "UPDATE stations SET revoked = 1 WHERE station = ?1 AND revoked = 0",
-            [station],
+            sql::sql_params![station],
         )?;
         if changed > 0 {
             let now = now_unix_ms();
             log::append_standing(
-                &*tx,
+                self.engine.ops(),
                 &StandingRecord {
                     station: station.to_owned(),
                     change: "REVOKED".to_owned(),
-                    head_sequence: head_sequence(&tx, station)?,
+                    head_sequence: head_sequence(sql, station)?,
                     new_cert_sha256: String::new(),
                     unix_ms: now,
                     reason: reason.to_owned(),
                 },
             )?;
             apply::insert_alert(
-                &*tx,
+                sql,
                 station,
                 "REVOKED",
                 0,
@@ -686,6 +911,7 @@ impl Store {
                 ),
                 now,
             )?;
+            bump_version(sql)?;
         }
         tx.commit()?;
         Ok(changed > 0)
@@ -697,44 +923,40 @@ impl Store {
     /// device that forked (and any copy of it) stays refused until it is replaced
     /// (`center enroll --replace`). Refuses a station that is not quarantined.
     pub fn release(&mut self, station: &str, reason: &str) -> Result<Released> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let quarantined: bool = tx.query_row(
+        let tx = self.engine.begin(true)?;
+        let sql = self.engine.sql();
+        let quarantined = sql.one(
             "SELECT quarantined FROM stations WHERE station = ?1",
-            [station],
-            |r| r.get(0),
+            sql::sql_params![station],
+            |r| r.flag(0),
         )?;
         if !quarantined {
             return Err(CenterError::NotQuarantined {
                 station: station.to_owned(),
             });
         }
-        let forked_keys: Vec<i64> = {
-            let mut stmt =
-                tx.prepare("SELECT DISTINCT other_key_no FROM fork_evidence WHERE station = ?1")?;
-            stmt.query_map([station], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
-        };
-        let current: Option<i64> = tx
-            .query_row(
-                "SELECT key_no FROM station_keys WHERE station = ?1 AND current = 1 AND retired IS NULL",
-                [station],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let forked_keys: Vec<i64> = sql.all(
+            "SELECT DISTINCT other_key_no FROM fork_evidence WHERE station = ?1",
+            sql::sql_params![station],
+            |r| r.int(0),
+        )?;
+        let current: Option<i64> = sql.first(
+            "SELECT key_no FROM station_keys WHERE station = ?1 AND current = 1 AND retired IS NULL",
+            sql::sql_params![station],
+            |r| r.int(0),
+        )?;
         // No evidence row (a store from before evidence was kept): the current key
         // is the one that forked.
         let retire = current.filter(|k| forked_keys.is_empty() || forked_keys.contains(k));
         if let Some(key_no) = retire {
-            tx.execute(
+            sql.exec(
                 "UPDATE station_keys SET retired = ?3 WHERE station = ?1 AND key_no = ?2",
-                params![station, key_no, reason],
+                sql::sql_params![station, key_no, reason],
             )?;
         }
-        tx.execute(
+        sql.exec(
             "UPDATE stations SET quarantined = 0 WHERE station = ?1",
-            [station],
+            sql::sql_params![station],
         )?;
         let after = match retire {
             Some(k) => format!(
@@ -744,18 +966,18 @@ impl Store {
         };
         let now = now_unix_ms();
         log::append_standing(
-            &*tx,
+            self.engine.ops(),
             &StandingRecord {
                 station: station.to_owned(),
                 change: "RELEASED".to_owned(),
-                head_sequence: head_sequence(&tx, station)?,
+                head_sequence: head_sequence(sql, station)?,
                 new_cert_sha256: String::new(),
                 unix_ms: now,
                 reason: reason.to_owned(),
             },
         )?;
         apply::insert_alert(
-            &*tx,
+            sql,
             station,
             "RELEASED",
             0,
@@ -764,6 +986,7 @@ impl Store {
             ),
             now,
         )?;
+        bump_version(sql)?;
         tx.commit()?;
         Ok(Released {
             retired_key_no: retire.and_then(|k| u32::try_from(k).ok()),
@@ -773,6 +996,6 @@ impl Store {
 
 impl records::AsSql for Store {
     fn sql(&self) -> &dyn sql::Sql {
-        &self.conn
+        self.engine.sql()
     }
 }

@@ -5,9 +5,10 @@
 //! whatever type PostgreSQL inferred for it (an `i64` into `INT4` is refused if it
 //! does not fit, never cut); prepared statements are kept per connection.
 //!
-//! Must not be called from inside an async task (the client blocks its thread):
-//! the ingest writer is a thread of its own and the readers run on tokio's
-//! blocking pool, as with SQLite.
+//! The client blocks its thread: the ingest writer is a thread of its own and the
+//! HTTP readers run on tokio's blocking pool; a call made on a worker of a
+//! multi-threaded runtime (a station's Hello reading its state) first moves the
+//! worker's other tasks away ([`blocking`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -27,9 +28,28 @@ use crate::error::{CenterError, Result};
 /// Most prepared statements kept per connection (the store uses a few dozen).
 pub const MAX_PREPARED_STATEMENTS: usize = 256;
 
+/// Runs `f`, which blocks its thread on the database, so that it may be called
+/// from anywhere: on a worker of a multi-threaded tokio runtime through
+/// `block_in_place` (the postgres client cannot run its own runtime there
+/// otherwise), elsewhere directly.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// One PostgreSQL connection of the store.
 pub struct PgConn {
-    client: RefCell<Client>,
+    /// The server, to connect again after it went away.
+    url: String,
+    /// Always `Some` until dropped (taken then, to close it off any runtime).
+    client: RefCell<Option<Client>>,
+    /// Whether a transaction is open: a connection lost inside one is never
+    /// replaced until it ends (what follows would run outside the transaction).
+    in_transaction: std::cell::Cell<bool>,
     prepared: RefCell<HashMap<String, Statement>>,
 }
 
@@ -65,36 +85,80 @@ impl PgConn {
     /// Connects to `url` (`postgres://user@host:port/db`, no TLS: the database is
     /// reached on a private network or a socket).
     pub fn connect(url: &str) -> Result<PgConn> {
-        let client = Client::connect(url, NoTls).map_err(|e| pg_error("cannot connect", e))?;
+        let client =
+            blocking(|| Client::connect(url, NoTls)).map_err(|e| pg_error("cannot connect", e))?;
         Ok(PgConn {
-            client: RefCell::new(client),
+            url: url.to_owned(),
+            in_transaction: std::cell::Cell::new(false),
+            client: RefCell::new(Some(client)),
             prepared: RefCell::new(HashMap::new()),
         })
     }
 
-    /// Runs statements with no parameters and no result (`BEGIN`, DDL).
+    /// The server restarted or the link broke: connect again, but only between
+    /// transactions (statements prepared on the old connection are forgotten).
+    fn reconnect_if_lost(&self) -> Result<()> {
+        let mut slot = self.client.borrow_mut();
+        if slot.as_ref().is_some_and(Client::is_closed) && !self.in_transaction.get() {
+            let fresh = blocking(|| Client::connect(&self.url, NoTls))
+                .map_err(|e| pg_error("cannot connect again", e))?;
+            if let Some(old) = slot.replace(fresh) {
+                blocking(|| drop(old));
+            }
+            self.prepared.borrow_mut().clear();
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the client, off any runtime worker ([`blocking`]).
+    fn with<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut Client) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        self.reconnect_if_lost()?;
+        let mut slot = self.client.borrow_mut();
+        let client = slot.as_mut().ok_or_else(|| CenterError::Postgres {
+            detail: "the connection is closed".into(),
+        })?;
+        blocking(|| f(client)).map_err(|e| pg_error(what, e))
+    }
+
+    /// Runs statements with no parameters and no result (`BEGIN`, DDL). A
+    /// `BEGIN` opens a transaction, a `COMMIT` or `ROLLBACK` ends it.
     pub fn batch(&self, sql: &str) -> Result<()> {
-        self.client
-            .borrow_mut()
-            .batch_execute(sql)
-            .map_err(|e| pg_error(first_line(sql), e))
+        let word = sql.split_whitespace().next().unwrap_or("");
+        if word == "COMMIT" || word == "ROLLBACK" {
+            self.in_transaction.set(false);
+        }
+        let result = self.with(first_line(sql), |c| c.batch_execute(sql));
+        if word == "BEGIN" && result.is_ok() {
+            self.in_transaction.set(true);
+        }
+        result
     }
 
     fn statement(&self, sql: &str) -> Result<Statement> {
+        self.reconnect_if_lost()?;
         if let Some(s) = self.prepared.borrow().get(sql) {
             return Ok(s.clone());
         }
-        let statement = self
-            .client
-            .borrow_mut()
-            .prepare(&dollar_placeholders(sql))
-            .map_err(|e| pg_error(first_line(sql), e))?;
+        let statement = self.with(first_line(sql), |c| c.prepare(&dollar_placeholders(sql)))?;
         let mut prepared = self.prepared.borrow_mut();
         if prepared.len() >= MAX_PREPARED_STATEMENTS {
             prepared.clear();
         }
         prepared.insert(sql.to_owned(), statement.clone());
         Ok(statement)
+    }
+}
+
+impl Drop for PgConn {
+    /// Closing the client blocks on its own runtime: done off any worker too.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.get_mut().take() {
+            blocking(|| drop(client));
+        }
     }
 }
 
@@ -139,10 +203,7 @@ impl Sql for PgConn {
         let bound: Vec<Bound<'_>> = params.iter().copied().map(Bound).collect();
         let refs: Vec<&(dyn ToSql + Sync)> =
             bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
-        self.client
-            .borrow_mut()
-            .execute(&statement, &refs)
-            .map_err(|e| pg_error(first_line(sql), e))
+        self.with(first_line(sql), |c| c.execute(&statement, &refs))
     }
 
     fn each(
@@ -155,11 +216,7 @@ impl Sql for PgConn {
         let bound: Vec<Bound<'_>> = params.iter().copied().map(Bound).collect();
         let refs: Vec<&(dyn ToSql + Sync)> =
             bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
-        let rows = self
-            .client
-            .borrow_mut()
-            .query(&statement, &refs)
-            .map_err(|e| pg_error(first_line(sql), e))?;
+        let rows = self.with(first_line(sql), |c| c.query(&statement, &refs))?;
         for row in &rows {
             each(row)?;
         }

@@ -22,7 +22,12 @@ pub struct SqliteIngest {
 impl SqliteIngest {
     /// Takes `store`'s connection over for the writer.
     pub fn new(store: Store) -> Result<SqliteIngest> {
-        let conn = store.into_connection();
+        let location = store.location().describe();
+        let conn = store
+            .into_connection()
+            .ok_or_else(|| crate::error::CenterError::Corrupt {
+                detail: format!("{location} is not a SQLite store"),
+            })?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         Ok(SqliteIngest { conn })
     }
