@@ -46,6 +46,12 @@ pub enum CenterError {
         /// The address given.
         address: String,
     },
+    /// The advertised addresses, taken together, do not fit an enrollment bundle.
+    #[error("--advertise: {detail}")]
+    AdvertiseList {
+        /// What is wrong (too many, one given twice).
+        detail: String,
+    },
     /// A contest id that is not in the election.
     #[error("contest '{contest}' is not in this election")]
     UnknownContest {

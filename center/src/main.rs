@@ -230,9 +230,8 @@ fn main() -> ExitCode {
                         report.server_names.join(", ")
                     );
                     outln!(
-                        "advertised: {} (bundles point to {})",
-                        report.advertise.join(", "),
-                        report.advertise.first().map(String::as_str).unwrap_or("?")
+                        "advertised: {} (bundles list them all, stations try them in this order)",
+                        report.advertise.join(", ")
                     );
                     if let Some(key) = &report.ca_key_file {
                         outln!(
@@ -285,7 +284,7 @@ fn main() -> ExitCode {
                         outln!(
                             "{} bundle(s) written, mode 0600; stations will reach the center at {}",
                             report.enrolled.len(),
-                            report.center_address
+                            report.center_addresses.join(", then ")
                         );
                     }
                     ExitCode::SUCCESS
@@ -575,7 +574,7 @@ fn serve(
         outln!(
             "election {}; stations reach this center at {}",
             meta.election_id,
-            meta.center_address()
+            meta.center_addresses().join(", ")
         );
         tracing::info!(
             grpc = %grpc_bound,
@@ -583,7 +582,7 @@ fn serve(
             dashboard = %format!("{scheme}://{http_bound}/"),
             store = %data.describe(),
             election = %meta.election_id,
-            advertised = %meta.center_address(),
+            advertised = %meta.center_addresses().join(","),
             "center serving"
         );
         running

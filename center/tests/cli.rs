@@ -133,6 +133,31 @@ fn init_names_every_mistake_and_creates_nothing() {
         "no-port",
     ]));
     assert!(err.contains("no-port"), "{err}");
+    // The list must fit in an enrollment bundle: no repeats, at most 8.
+    let err = failed(&center(&[
+        "init",
+        "--election",
+        &election.display().to_string(),
+        "--advertise",
+        "10.0.0.5:7443",
+        "--advertise",
+        "10.0.0.5:7443",
+    ]));
+    assert!(err.contains("10.0.0.5:7443"), "{err}");
+    assert!(err.contains("twice"), "{err}");
+    let mut many = vec![
+        "init".to_owned(),
+        "--election".to_owned(),
+        election.display().to_string(),
+    ];
+    for i in 1..=9 {
+        many.push("--advertise".to_owned());
+        many.push(format!("10.0.0.{i}:7443"));
+    }
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let err = failed(&center(&many));
+    assert!(err.contains("9 addresses"), "{err}");
+    assert!(!data.join("center.db").exists());
 }
 
 #[test]
@@ -147,6 +172,10 @@ fn enroll_writes_private_bundles_that_a_station_accepts() {
         &election.display().to_string(),
         "--data",
         &data,
+        "--advertise",
+        "127.0.0.1:7443",
+        "--advertise",
+        "center.example:7444",
     ]));
     let out_dir = tmp.path().join("bundles");
     let o = out_dir.display().to_string();
@@ -180,7 +209,11 @@ fn enroll_writes_private_bundles_that_a_station_accepts() {
         let b = EnrollmentBundle::read(&path).unwrap();
         assert_eq!(b.station_id, s);
         assert_eq!(b.election_id, "test-2021");
-        assert_eq!(b.center_address, "127.0.0.1:7443");
+        // Every advertised address, in --advertise order (fail-over, SPEC §11).
+        assert_eq!(
+            b.center_addresses,
+            ["127.0.0.1:7443", "center.example:7444"]
+        );
         assert_eq!(b.election_toml, ELECTION);
     }
     assert!(!out_dir.join("S-0003.bundle").exists());

@@ -1,5 +1,5 @@
 //! Station enrollment bundles: everything a polling-station device needs to join
-//! an election (its identity, key and certificate, the CA, the center's address
+//! an election (its identity, key and certificate, the CA, the center's addresses
 //! and the election definition), as one JSON file that the center writes with
 //! mode 0600 and the station reads at `station init`.
 //!
@@ -17,7 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::envelope::ChainHead;
 use crate::fsutil::write_atomic;
 use crate::identity::{self, ElectionCa, IdentityError};
-use crate::limits::MAX_BUNDLE_BYTES;
+use crate::limits::{MAX_BUNDLE_BYTES, MAX_CENTER_ADDRESSES, escape_text};
+
+/// Longest piece of a bad address shown in an error, in characters.
+const SHOWN_ADDRESS_CHARS: usize = 80;
 
 /// The bundle format this code writes and reads.
 pub const BUNDLE_FORMAT_VERSION: u32 = 1;
@@ -37,8 +40,10 @@ pub struct EnrollmentBundle {
     pub mode: Mode,
     /// The station id; equals the CN of `station_cert_pem`.
     pub station_id: String,
-    /// Where the station reaches the center, `HOST:PORT`.
-    pub center_address: String,
+    /// Where the station reaches the center, `HOST:PORT` each, 1 to
+    /// [`MAX_CENTER_ADDRESSES`] of them without repeats, in the order the station
+    /// tries them (fail-over: the next one after a failure).
+    pub center_addresses: Vec<String>,
     /// The election CA certificate (PEM): trust root for the center's certificate.
     pub ca_cert_pem: String,
     /// The station's client certificate (PEM), issued by the CA.
@@ -97,7 +102,7 @@ impl fmt::Debug for EnrollmentBundle {
             .field("election_id", &self.election_id)
             .field("mode", &self.mode)
             .field("station_id", &self.station_id)
-            .field("center_address", &self.center_address)
+            .field("center_addresses", &self.center_addresses)
             .field("ca_cert_pem", &self.ca_cert_pem)
             .field("station_cert_pem", &self.station_cert_pem)
             .field("station_key_pem", &"<redacted>")
@@ -121,6 +126,37 @@ pub enum BundleCheckError {
     /// A required field is empty.
     #[error("field {0} is empty")]
     Empty(&'static str),
+    /// `center_addresses` lists no address.
+    #[error("center_addresses is empty: at least one HOST:PORT is needed")]
+    NoCenterAddress,
+    /// `center_addresses` lists more than [`MAX_CENTER_ADDRESSES`].
+    #[error(
+        "center_addresses lists {count} addresses, more than the {MAX_CENTER_ADDRESSES} allowed"
+    )]
+    TooManyCenterAddresses {
+        /// How many it lists.
+        count: usize,
+    },
+    /// An entry of `center_addresses` is not `HOST:PORT`.
+    #[error("center_addresses[{index}] {address:?} is not HOST:PORT: {reason}")]
+    CenterAddress {
+        /// Its position in the list, from 0.
+        index: usize,
+        /// The entry (shown escaped, cut).
+        address: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An entry of `center_addresses` repeats an earlier one.
+    #[error("center_addresses[{index}] {address:?} repeats center_addresses[{first}]")]
+    DuplicateCenterAddress {
+        /// Its position in the list, from 0.
+        index: usize,
+        /// The position of the same address earlier in the list.
+        first: usize,
+        /// The entry (shown escaped, cut).
+        address: String,
+    },
     /// A certificate or key does not parse.
     #[error("{what}: {source}")]
     Identity {
@@ -223,7 +259,7 @@ impl EnrollmentBundle {
     pub fn issue(
         ca: &ElectionCa,
         station_id: &str,
-        center_address: &str,
+        center_addresses: &[impl AsRef<str>],
         election_toml: &str,
     ) -> Result<Self, IdentityError> {
         let station = ca.issue_station(station_id)?;
@@ -232,7 +268,10 @@ impl EnrollmentBundle {
             election_id: ca.election_id().to_owned(),
             mode: ca.mode(),
             station_id: station_id.to_owned(),
-            center_address: center_address.to_owned(),
+            center_addresses: center_addresses
+                .iter()
+                .map(|a| a.as_ref().to_owned())
+                .collect(),
             ca_cert_pem: ca.cert_pem().to_owned(),
             station_cert_pem: station.cert_pem,
             station_key_pem: station.key_pem,
@@ -251,7 +290,8 @@ impl EnrollmentBundle {
             .unwrap_or_default()
     }
 
-    /// Checks the bundle's consistency: version, non-empty fields, the CA names
+    /// Checks the bundle's consistency: version, non-empty fields, 1 to
+    /// [`MAX_CENTER_ADDRESSES`] distinct `HOST:PORT` center addresses, the CA names
     /// this election, the station certificate was issued by the CA and names this
     /// station (CN), both certificates and the log key name the bundle's mode, and
     /// the private key belongs to the certificate.
@@ -264,7 +304,6 @@ impl EnrollmentBundle {
         for (name, value) in [
             ("election_id", &self.election_id),
             ("station_id", &self.station_id),
-            ("center_address", &self.center_address),
             ("ca_cert_pem", &self.ca_cert_pem),
             ("station_cert_pem", &self.station_cert_pem),
             ("station_key_pem", &self.station_key_pem),
@@ -274,6 +313,7 @@ impl EnrollmentBundle {
                 return Err(BundleCheckError::Empty(name));
             }
         }
+        check_center_addresses(&self.center_addresses)?;
         let ident = |what: &'static str| move |source| BundleCheckError::Identity { what, source };
         let ca_der =
             identity::cert_der_from_pem(&self.ca_cert_pem).map_err(ident("ca_cert_pem"))?;
@@ -395,15 +435,81 @@ impl EnrollmentBundle {
         crate::envelope::definition_sha256(self.election_toml.as_bytes())
     }
 
-    /// A tonic client TLS configuration for reaching `center_address` as this station.
+    /// The first of `center_addresses` (a checked bundle has at least one).
+    pub fn first_center_address(&self) -> &str {
+        self.center_addresses.first().map_or("", String::as_str)
+    }
+
+    /// A tonic client TLS configuration for reaching the first of
+    /// `center_addresses` as this station.
     pub fn client_tls_config(&self) -> tonic::transport::ClientTlsConfig {
         crate::tls::client_tls_config(
             &self.ca_cert_pem,
             &self.station_cert_pem,
             &self.station_key_pem,
-            &identity::server_name_of(&self.center_address),
+            &identity::server_name_of(self.first_center_address()),
         )
     }
+}
+
+/// Why `address` is not a center's `HOST:PORT`, if it is not: the host must be
+/// non-empty and free of spaces and control characters, the port a number from 1
+/// to 65535. A bare IPv6 host is written in brackets (`[::1]:7443`).
+pub fn center_address_problem(address: &str) -> Option<&'static str> {
+    if address.is_empty() {
+        return Some("it is empty");
+    }
+    if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("it holds a space or a control character");
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Some("no :PORT");
+    };
+    if host.is_empty() || host == "[]" {
+        return Some("no host before :PORT");
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Some("an IPv6 host goes in brackets, [::1]:7443");
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => None,
+        _ => Some("the port is not a number from 1 to 65535"),
+    }
+}
+
+/// Checks a list of center addresses as a bundle (or `station init --center`)
+/// gives it: 1 to [`MAX_CENTER_ADDRESSES`] entries, each `HOST:PORT`
+/// ([`center_address_problem`]), none repeated (hosts compared without case).
+pub fn check_center_addresses(addresses: &[String]) -> Result<(), BundleCheckError> {
+    if addresses.is_empty() {
+        return Err(BundleCheckError::NoCenterAddress);
+    }
+    if addresses.len() > MAX_CENTER_ADDRESSES {
+        return Err(BundleCheckError::TooManyCenterAddresses {
+            count: addresses.len(),
+        });
+    }
+    let shown = |address: &str| escape_text(address, SHOWN_ADDRESS_CHARS);
+    for (index, address) in addresses.iter().enumerate() {
+        if let Some(reason) = center_address_problem(address) {
+            return Err(BundleCheckError::CenterAddress {
+                index,
+                address: shown(address),
+                reason,
+            });
+        }
+        if let Some(first) = addresses[..index]
+            .iter()
+            .position(|earlier| earlier.eq_ignore_ascii_case(address))
+        {
+            return Err(BundleCheckError::DuplicateCenterAddress {
+                index,
+                first,
+                address: shown(address),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -416,7 +522,7 @@ mod tests {
         EnrollmentBundle::issue(
             &ca,
             "S-0001",
-            "127.0.0.1:7443",
+            &["127.0.0.1:7443"],
             "[election]\nid = \"beichen-2021\"\n",
         )
         .unwrap()
@@ -556,7 +662,7 @@ mod tests {
     #[test]
     fn a_bundle_mixing_modes_is_refused() {
         let test_ca = ElectionCa::generate("beichen-2021", Mode::Test).unwrap();
-        let test = EnrollmentBundle::issue(&test_ca, "S-0001", "127.0.0.1:7443", "x").unwrap();
+        let test = EnrollmentBundle::issue(&test_ca, "S-0001", &["127.0.0.1:7443"], "x").unwrap();
         assert_eq!(test.mode, Mode::Test);
         test.check().unwrap();
 
@@ -594,5 +700,104 @@ mod tests {
             .unwrap();
         official.log_key = Some(right.verifier_text().to_owned());
         official.check().unwrap();
+    }
+
+    /// The center's address list: 1 to MAX_CENTER_ADDRESSES distinct HOST:PORT
+    /// entries, each refusal naming the entry.
+    #[test]
+    fn center_addresses_are_checked() {
+        let with = |addresses: &[&str]| {
+            let mut b = bundle();
+            b.center_addresses = addresses.iter().map(|a| (*a).to_owned()).collect();
+            b.check()
+        };
+        with(&[
+            "10.0.0.5:7443",
+            "10.0.0.6:7443",
+            "[::1]:7443",
+            "center.example:443",
+        ])
+        .unwrap();
+
+        let err = with(&[]).unwrap_err();
+        assert!(matches!(err, BundleCheckError::NoCenterAddress), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "center_addresses is empty: at least one HOST:PORT is needed"
+        );
+
+        let many: Vec<String> = (0..=MAX_CENTER_ADDRESSES)
+            .map(|i| format!("10.0.0.{i}:7443"))
+            .collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        with(&refs[..MAX_CENTER_ADDRESSES]).unwrap();
+        let err = with(&refs).unwrap_err();
+        assert!(
+            matches!(err, BundleCheckError::TooManyCenterAddresses { count } if count == MAX_CENTER_ADDRESSES + 1),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "center_addresses lists 9 addresses, more than the 8 allowed"
+        );
+
+        let err = with(&[
+            "10.0.0.5:7443",
+            "Center.Example:7443",
+            "center.example:7443",
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                BundleCheckError::DuplicateCenterAddress {
+                    index: 2,
+                    first: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "center_addresses[2] \"center.example:7443\" repeats center_addresses[1]"
+        );
+
+        for (bad, reason) in [
+            ("", "it is empty"),
+            ("10.0.0.5", "no :PORT"),
+            (":7443", "no host before :PORT"),
+            ("10.0.0.5:0", "the port is not a number from 1 to 65535"),
+            ("10.0.0.5:http", "the port is not a number from 1 to 65535"),
+            ("10.0.0.5:70000", "the port is not a number from 1 to 65535"),
+            ("::1:7443", "an IPv6 host goes in brackets, [::1]:7443"),
+            ("10.0.0.5 :7443", "it holds a space or a control character"),
+        ] {
+            let err = with(&["10.0.0.9:7443", bad]).unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    BundleCheckError::CenterAddress { index: 1, reason: r, .. } if *r == reason
+                ),
+                "{bad:?}: {err}"
+            );
+            assert!(err.to_string().starts_with("center_addresses[1] "), "{err}");
+        }
+        // Shown escaped: a terminal is never handed control characters.
+        let err = with(&["a\u{1b}[2J:1"]).unwrap_err();
+        assert!(err.to_string().contains("\\\\u{1b}"), "{err}");
+    }
+
+    /// The JSON key is `center_addresses`, a list.
+    #[test]
+    fn center_addresses_travel_as_a_json_list() {
+        let b = bundle();
+        let json: serde_json::Value = serde_json::to_value(&b).unwrap();
+        assert_eq!(
+            json["center_addresses"],
+            serde_json::json!(["127.0.0.1:7443"])
+        );
+        assert!(json.get("center_address").is_none());
+        assert_eq!(b.first_center_address(), "127.0.0.1:7443");
     }
 }

@@ -93,6 +93,9 @@ pub const MAX_EXPORT_BYTES: u64 = 1024 * 1024 * 1024;
 /// Largest enrollment bundle accepted by `EnrollmentBundle::read`.
 pub const MAX_BUNDLE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Most center addresses one enrollment bundle (or `station init --center`) lists.
+pub const MAX_CENTER_ADDRESSES: usize = 8;
+
 /// Cuts `text` to at most `max` characters (on a character boundary), appending
 /// `…` when something was cut.
 pub fn truncate_chars(text: &str, max: usize) -> String {

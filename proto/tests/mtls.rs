@@ -196,7 +196,7 @@ async fn enrolled_station_is_identified_and_its_batches_verify() {
     let center = start_center(&ca).await;
 
     let bundle =
-        EnrollmentBundle::issue(&ca, "S-0001", &center.addr.to_string(), "[election]\n").unwrap();
+        EnrollmentBundle::issue(&ca, "S-0001", &[center.addr.to_string()], "[election]\n").unwrap();
     // The server name is the IP of the address: an IP SAN (127.0.0.1) of the server certificate.
     let channel = connect(center.addr, bundle.client_tls_config())
         .await

@@ -227,7 +227,7 @@ impl Fleet {
             .collect();
         let created = on_threads(stations.clone(), workers, |s: FleetStation| {
             let bundle = enroll::bundle_path(&bundles, &s.id);
-            Store::create(&s.dir, &bundle, None)
+            Store::create(&s.dir, &bundle, &[])
                 .map(drop)
                 .map_err(|source| FleetError::Station {
                     station: s.id.clone(),

@@ -30,10 +30,11 @@ fn record_event(store: &mut Store, prov: &Provisioned, event: StationEvent) -> R
 }
 
 /// `station init`: set up a station in `dir` from its signed bundle, optionally
-/// overriding the center's `HOST:PORT`; a station starting its chain opens its log
-/// with the zero report. Returns the text to print.
-pub fn init(dir: &Path, bundle: &Path, center: Option<&str>) -> Result<String> {
-    let store = Store::create(dir, bundle, center)?;
+/// overriding the center's addresses (`HOST:PORT` each, tried in this order); a
+/// station starting its chain opens its log with the zero report. Returns the text
+/// to print.
+pub fn init(dir: &Path, bundle: &Path, centers: &[String]) -> Result<String> {
+    let store = Store::create(dir, bundle, centers)?;
     let prov = store.provisioned()?;
     let station = prov.station()?;
     let contests: Vec<String> = station
@@ -45,13 +46,18 @@ pub fn init(dir: &Path, bundle: &Path, center: Option<&str>) -> Result<String> {
         })
         .collect();
     let mut text = format!(
-        "station {} ({}) of election {} is set up in {}\ncontests: {}\ncenter: {}\n",
+        "station {} ({}) of election {} is set up in {}\ncontests: {}\ncenter: {}{}\n",
         station.id,
         station.name,
         prov.definition.election.id,
         dir.display(),
         contests.join(", "),
-        prov.center_address
+        prov.center_addresses.join(", then "),
+        if prov.center_addresses.len() > 1 {
+            " (tried in this order: the next one when one fails)"
+        } else {
+            ""
+        }
     );
     text.push_str(match prov.bundle.mode {
         pollsync_election::Mode::Official => "mode: official\n",
@@ -290,8 +296,13 @@ pub struct StationStatus {
     pub election: String,
     /// Its mode: `official`, or `test` for a rehearsal.
     pub mode: &'static str,
-    /// Where it reaches the center.
+    /// The center address in use: the one last reached, or the first to try if
+    /// the center was never reached.
     pub center: String,
+    /// Whether `center` was reached (a Hello answered there) at least once.
+    pub center_reached: bool,
+    /// Every center address, in the order they are tried after a failure.
+    pub center_addresses: Vec<String>,
     /// Events waiting to be sealed, and sealed.
     pub events: EventCounts,
     /// Ballots in sealed batches.
@@ -356,7 +367,12 @@ pub fn status(dir: &Path) -> Result<StationStatus> {
         station: prov.station_id().to_owned(),
         election: prov.definition.election.id.clone(),
         mode: prov.definition.election.mode.as_str(),
-        center: prov.center_address.clone(),
+        center: prov.center_addresses[prov.first_center_index()].clone(),
+        center_reached: prov
+            .center_reached
+            .as_ref()
+            .is_some_and(|r| prov.center_addresses.contains(r)),
+        center_addresses: prov.center_addresses.clone(),
         events: EventCounts {
             pending: counts.pending_events,
             sealed: counts.sealed_events,
@@ -389,6 +405,7 @@ pub fn status_text(v: &StationStatus) -> String {
          events: {} waiting to be sealed, {} sealed ({} ballots)\n\
          ballots waiting for their group of {}: {}\n\
          batches: {} sealed, {} acknowledged by the center\n\
+         center: {} ({}; addresses in order: {})\n\
          last contact with the center ({}): {}\n\
          closed contests: {}\n{}{}",
         v.station,
@@ -405,6 +422,13 @@ pub fn status_text(v: &StationStatus) -> String {
         v.ballots_waiting,
         v.batches.sealed,
         v.batches.acknowledged,
+        v.center,
+        if v.center_reached {
+            "last reached there"
+        } else {
+            "not reached yet; tried first"
+        },
+        v.center_addresses.join(", "),
         v.center,
         match v.last_contact_unix_ms {
             Some(ms) => pollsync_proto::time::utc_time(ms),

@@ -58,11 +58,13 @@ pub enum StationError {
         /// The definition's `[election] mode`.
         definition: &'static str,
     },
-    #[error("center address '{address}' is not HOST:PORT")]
-    /// The center's address is not of the form `HOST:PORT`.
+    #[error("--center: {source}")]
+    /// The center addresses given with `station init --center` are not a usable
+    /// list (each `HOST:PORT`, none twice, at most
+    /// [`pollsync_proto::limits::MAX_CENTER_ADDRESSES`]).
     BadCenterAddress {
-        /// The address as given.
-        address: String,
+        /// What is wrong, naming the entry.
+        source: pollsync_proto::bundle::BundleCheckError,
     },
     /// The SQLite station store failed.
     #[error("station store: {0}")]

@@ -81,24 +81,28 @@ pub fn note_event(station: &str, note: &Note) {
             center,
             error,
             retry_in_ms,
+            next_center,
         } => tracing::warn!(
             station,
             event = "unreachable",
             center = center.as_str(),
             error = error.as_str(),
             retry_in_ms,
+            next_center = next_center.as_str(),
             "{message}"
         ),
         Note::ConnectionLost {
             center,
             error,
             retry_in_ms,
+            next_center,
         } => tracing::warn!(
             station,
             event = "connection_lost",
             center = center.as_str(),
             error = error.as_str(),
             retry_in_ms,
+            next_center = next_center.as_str(),
             "{message}"
         ),
         Note::Stopped { message: reason } => tracing::error!(

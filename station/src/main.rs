@@ -50,9 +50,10 @@ enum Command {
         /// The enrollment bundle file (from `center enroll`).
         #[arg(long, value_name = "FILE")]
         bundle: PathBuf,
-        /// Reach the center at this address instead of the one in the bundle.
+        /// Reach the center at this address instead of the bundle's; repeat it to
+        /// list several (up to 8): the station moves to the next when one fails.
         #[arg(long, value_name = "HOST:PORT")]
-        center: Option<String>,
+        center: Vec<String>,
     },
     /// Record that more ballots of a contest were handed to voters (发出选票).
     Issue {
@@ -221,7 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = cli.data.as_path();
     match cli.command {
         Command::Init { bundle, center } => {
-            out!("{}", commands::init(dir, &bundle, center.as_deref())?)
+            out!("{}", commands::init(dir, &bundle, &center)?)
         }
         Command::Issue { contest, count } => out!("{}", commands::issue(dir, &contest, count)?),
         Command::Record {

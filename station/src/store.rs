@@ -77,7 +77,13 @@ CREATE TABLE closed (contest TEXT PRIMARY KEY) WITHOUT ROWID;
 ";
 
 const META_BUNDLE: &str = "bundle";
-const META_CENTER: &str = "center_address";
+/// Where to reach the center: a JSON list of `HOST:PORT`, tried in order.
+const META_CENTERS: &str = "center_addresses";
+/// Where to reach the center, as a store set up before address lists kept it: one
+/// `HOST:PORT`. Read when [`META_CENTERS`] is absent.
+const META_CENTER_SINGLE: &str = "center_address";
+/// The center address this device last reached (a Hello answered), as text.
+pub const META_CENTER_REACHED: &str = "center_reached";
 /// K of the election (`min_ballots_per_batch`), as decimal text.
 const META_MIN_BALLOTS: &str = "min_ballots_per_batch";
 /// Why sealing is held (this device's chain is not the center's); absent when not.
@@ -95,14 +101,24 @@ pub struct Provisioned {
     pub bundle: EnrollmentBundle,
     /// The election definition the bundle carries.
     pub definition: ElectionDefinition,
-    /// Where to reach the center (the bundle's, unless `init --center` overrode it).
-    pub center_address: String,
+    /// Where to reach the center, tried in this order (the bundle's list, unless
+    /// `init --center` overrode it): at least one `HOST:PORT`.
+    pub center_addresses: Vec<String>,
+    /// The address this device last reached the center at, if any (when
+    /// provisioned, that is: the command's own connections may move on).
+    pub center_reached: Option<String>,
 }
 
 impl Provisioned {
     /// The id of the station this device records for.
     pub fn station_id(&self) -> &str {
         &self.bundle.station_id
+    }
+
+    /// The index in [`Provisioned::center_addresses`] to try first: the address
+    /// last reached if it is still listed, else the first.
+    pub fn first_center_index(&self) -> usize {
+        first_center_index(&self.center_addresses, self.center_reached.as_deref())
     }
 
     /// This station's entry in the definition (checked at `init`).
@@ -116,6 +132,26 @@ impl Provisioned {
                 ),
             })
     }
+}
+
+/// The index in `addresses` to try first: `reached` (the address last reached) if
+/// it is listed, else 0.
+pub fn first_center_index(addresses: &[String], reached: Option<&str>) -> usize {
+    reached
+        .and_then(|reached| addresses.iter().position(|a| a == reached))
+        .unwrap_or(0)
+}
+
+/// Every address of `addresses`, starting with `reached` (the address last
+/// reached) if it is listed, then the others in list order after it, round robin:
+/// the order in which one-off calls (receipts, recovery) try them.
+pub fn trying_order(addresses: &[String], reached: Option<&str>) -> Vec<String> {
+    let first = first_center_index(addresses, reached);
+    addresses[first..]
+        .iter()
+        .chain(&addresses[..first])
+        .cloned()
+        .collect()
 }
 
 /// Figures of `station status`.
@@ -209,7 +245,9 @@ fn configure(conn: &Connection) -> Result<()> {
 impl Store {
     /// Set up a new station in `dir` from its enrollment bundle. Refuses if a station is
     /// already there. The folder is made 0700 and the database 0600: it holds the key.
-    pub fn create(dir: &Path, bundle_file: &Path, center_override: Option<&str>) -> Result<Store> {
+    /// `center_override`, unless empty, replaces the bundle's center addresses
+    /// (in its order).
+    pub fn create(dir: &Path, bundle_file: &Path, center_override: &[String]) -> Result<Store> {
         let bundle = EnrollmentBundle::read(bundle_file)?;
         let definition = load_definition(
             &format!("{} (election definition)", bundle_file.display()),
@@ -233,10 +271,13 @@ impl Store {
                 election: definition.election.id.clone(),
             });
         }
-        let center = center_override
-            .unwrap_or(&bundle.center_address)
-            .to_string();
-        check_address(&center)?;
+        let centers: Vec<String> = if center_override.is_empty() {
+            bundle.center_addresses.clone()
+        } else {
+            center_override.to_vec()
+        };
+        pollsync_proto::bundle::check_center_addresses(&centers)
+            .map_err(|source| StationError::BadCenterAddress { source })?;
 
         let path = db_path(dir);
         if path.exists() {
@@ -271,9 +312,12 @@ impl Store {
             "INSERT INTO meta (key, value) VALUES (?1, ?2)",
             params![META_BUNDLE, bundle_json],
         )?;
+        let centers_json = serde_json::to_vec(&centers).map_err(|e| StationError::Corrupt {
+            detail: e.to_string(),
+        })?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)",
-            params![META_CENTER, center.as_bytes()],
+            params![META_CENTERS, centers_json],
         )?;
         let k = definition.election.min_ballots_per_batch;
         tx.execute(
@@ -349,17 +393,37 @@ impl Store {
             .map_err(|e| StationError::Corrupt {
                 detail: e.to_string(),
             })?;
-        let center = self
-            .meta(META_CENTER)?
-            .unwrap_or_else(|| bundle.center_address.clone().into_bytes());
-        let center_address = String::from_utf8(center).map_err(|_| StationError::Corrupt {
-            detail: "center address is not text".into(),
-        })?;
+        let center_addresses: Vec<String> = match self.meta(META_CENTERS)? {
+            Some(json) => serde_json::from_slice(&json).map_err(|e| StationError::Corrupt {
+                detail: format!("stored center addresses: {e}"),
+            })?,
+            None => match self.meta(META_CENTER_SINGLE)? {
+                Some(one) => vec![String::from_utf8(one).map_err(|_| StationError::Corrupt {
+                    detail: "center address is not text".into(),
+                })?],
+                None => bundle.center_addresses.clone(),
+            },
+        };
+        if center_addresses.is_empty() {
+            return Err(StationError::Corrupt {
+                detail: "no center address is stored".into(),
+            });
+        }
+        let center_reached = self.center_reached()?;
         Ok(Provisioned {
             bundle,
             definition,
-            center_address,
+            center_addresses,
+            center_reached,
         })
+    }
+
+    /// The center address this device last reached (a Hello answered there), if
+    /// any, as stored now.
+    pub fn center_reached(&self) -> Result<Option<String>> {
+        Ok(self
+            .meta(META_CENTER_REACHED)?
+            .and_then(|raw| String::from_utf8(raw).ok()))
     }
 
     /// The stored value of the meta entry `key`, if set.
@@ -828,11 +892,13 @@ impl Store {
     }
 
     /// One durable write after an exchange with the center: every batch up to
-    /// `acknowledged_through` is acknowledged (if given), and the last contact time.
+    /// `acknowledged_through` is acknowledged (if given), the last contact time, and
+    /// the address the center was reached at (if given).
     pub fn record_contact(
         &mut self,
         acknowledged_through: Option<u64>,
         unix_ms: u64,
+        reached: Option<&str>,
     ) -> Result<()> {
         let tx = self
             .conn
@@ -847,6 +913,12 @@ impl Store {
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             params![META_LAST_CONTACT_MS, unix_ms.to_string().as_bytes()],
         )?;
+        if let Some(address) = reached {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![META_CENTER_REACHED, address.as_bytes()],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -1252,17 +1324,6 @@ fn load_definition(
     Ok(definition)
 }
 
-fn check_address(address: &str) -> Result<()> {
-    let bad = || StationError::BadCenterAddress {
-        address: address.to_string(),
-    };
-    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
-    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-        return Err(bad());
-    }
-    Ok(())
-}
-
 fn closed_contests(conn: &Connection) -> Result<BTreeSet<String>> {
     let mut stmt = conn.prepare_cached("SELECT contest FROM closed")?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
@@ -1396,4 +1457,22 @@ pub fn new_ballot_id() -> Result<BallotId> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| StationError::Random(e.to_string()))?;
     Ok(BallotId::from_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One-off calls (receipts, recovery) start with the address last reached and
+    /// go on round robin; an address no longer listed is ignored.
+    #[test]
+    fn trying_order_starts_with_the_address_last_reached() {
+        let list: Vec<String> = ["a:1", "b:2", "c:3"].map(str::to_owned).to_vec();
+        assert_eq!(trying_order(&list, None), ["a:1", "b:2", "c:3"]);
+        assert_eq!(trying_order(&list, Some("b:2")), ["b:2", "c:3", "a:1"]);
+        assert_eq!(trying_order(&list, Some("c:3")), ["c:3", "a:1", "b:2"]);
+        assert_eq!(trying_order(&list, Some("gone:9")), ["a:1", "b:2", "c:3"]);
+        assert_eq!(first_center_index(&list, Some("c:3")), 2);
+        assert_eq!(first_center_index(&list, Some("gone:9")), 0);
+    }
 }

@@ -52,12 +52,12 @@ fn station_from(
     assert!(text.contains("min_ballots_per_batch = 3"));
     let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Official).expect("CA");
     let mut bundle =
-        EnrollmentBundle::issue(&ca, "S-0001", "127.0.0.1:7443", &text).expect("bundle");
+        EnrollmentBundle::issue(&ca, "S-0001", &["127.0.0.1:7443"], &text).expect("bundle");
     bundle.start_head = start_head;
     let path = tmp.path().join("S-0001.bundle");
     bundle.write(&path).expect("write bundle");
     let data = tmp.path().join("station-data");
-    commands::init(&data, &path, None).expect("init");
+    commands::init(&data, &path, &[]).expect("init");
     (tmp, data)
 }
 

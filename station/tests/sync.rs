@@ -353,7 +353,7 @@ fn new_state(knobs: Knobs) -> Shared {
 /// A station enrolled by `ca`, set up with `station init --center 127.0.0.1:PORT`.
 fn station(ca: &ElectionCa, station_id: &str, port: u16) -> TestStation {
     let tmp = tempfile::tempdir().unwrap();
-    let bundle = EnrollmentBundle::issue(ca, station_id, "127.0.0.1:7443", ELECTION).unwrap();
+    let bundle = EnrollmentBundle::issue(ca, station_id, &["127.0.0.1:7443"], ELECTION).unwrap();
     let path = tmp.path().join(format!("{station_id}.bundle"));
     bundle.write(&path).unwrap();
     let s = TestStation {
@@ -582,7 +582,7 @@ fn the_store_gives_batches_by_sequence_acknowledged_or_not() {
     seal_ballots(&s, 5, 1);
     let mut store = Store::open(&s.data).unwrap();
     assert_eq!(store.acknowledged_through().unwrap(), 0);
-    store.record_contact(Some(3), 1234).unwrap();
+    store.record_contact(Some(3), 1234, None).unwrap();
     assert_eq!(store.acknowledged_through().unwrap(), 3);
     assert_eq!(store.unacknowledged().unwrap().len(), 2);
     let batches = store.batches_from(2, 10).unwrap();
@@ -600,7 +600,7 @@ fn the_store_gives_batches_by_sequence_acknowledged_or_not() {
         Some(envelope::chain_hash(&batches[0].batch))
     );
     assert_eq!(store.hash_at(6).unwrap(), None);
-    store.record_contact(None, 5678).unwrap();
+    store.record_contact(None, 5678, None).unwrap();
     assert_eq!(store.acknowledged_through().unwrap(), 3);
     assert_eq!(s.status()["last_contact_unix_ms"], 5678);
 }

@@ -255,13 +255,27 @@ pub struct Station {
 impl Station {
     /// `station init` from the center's bundle, pointed at `center_address`.
     pub fn init(root: &Path, center: &Center, id: &str, center_address: &str) -> Station {
+        Station::init_with_centers(root, center, id, &[center_address])
+    }
+
+    /// `station init` from the center's bundle, pointed at `center_addresses` in
+    /// this order (`--center` repeated): the station fails over along them.
+    pub fn init_with_centers(
+        root: &Path,
+        center: &Center,
+        id: &str,
+        center_addresses: &[&str],
+    ) -> Station {
         let data = root.join(format!("station-{id}"));
-        ok(Command::new(bin("station"))
-            .arg("--data")
+        let mut cmd = Command::new(bin("station"));
+        cmd.arg("--data")
             .arg(&data)
             .args(["init", "--bundle"])
-            .arg(center.bundle(id))
-            .args(["--center", center_address]));
+            .arg(center.bundle(id));
+        for address in center_addresses {
+            cmd.args(["--center", address]);
+        }
+        ok(&mut cmd);
         Station {
             id: id.to_string(),
             data,

@@ -477,7 +477,7 @@ async fn certificates_for_no_station_of_the_election_get_nothing_in() {
     let ca = meta.ca(None).expect("the CA");
     const STRANGER: &str = "S-STRANGER";
     assert!(day.def.station(STRANGER).is_none());
-    let stranger = EnrollmentBundle::issue(&ca, STRANGER, day.address(), &meta.election_toml)
+    let stranger = EnrollmentBundle::issue(&ca, STRANGER, &[day.address()], &meta.election_toml)
         .expect("a bundle for a station not in the election");
     let rogue = Rogue::as_station(day.address(), &stranger)
         .await

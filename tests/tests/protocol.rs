@@ -126,7 +126,7 @@ impl Template {
             Store::create(
                 &station_dir(root.path(), id),
                 &enroll::bundle_path(&bundles, id),
-                None,
+                &[],
             )
             .expect("station init");
             let mine: Vec<StationContest> =
@@ -1076,7 +1076,7 @@ impl<'t> World<'t> {
             .tmp
             .path()
             .join(format!("devices/{id}-{}", self.stations[i].devices));
-        Store::create(&dir, &enroll::bundle_path(&out, &id), None).expect("new device init");
+        Store::create(&dir, &enroll::bundle_path(&out, &id), &[]).expect("new device init");
         self.open_device(i, dir);
         let start = self.stations[i].store.chain_start().expect("chain start");
         let history = self.fetch(i, ChainHead::default(), start.sequence);

@@ -59,8 +59,8 @@ pub struct Enrolled {
 /// What `enroll` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct EnrollReport {
-    /// The center address in the bundles.
-    pub center_address: String,
+    /// The center addresses in the bundles, in the order stations try them.
+    pub center_addresses: Vec<String>,
     /// The bundles, in the order asked.
     pub enrolled: Vec<Enrolled>,
 }
@@ -120,11 +120,11 @@ pub fn enroll(store: impl Into<StoreLocation>, request: &EnrollRequest) -> Resul
     if reason.trim().is_empty() {
         return Err(CenterError::NoReason);
     }
+    let center_addresses = meta.center_addresses();
     let mut bundles = Vec::with_capacity(stations.len());
     let mut records = Vec::with_capacity(stations.len());
     for s in &stations {
-        let mut bundle =
-            EnrollmentBundle::issue(&ca, s, meta.center_address(), &meta.election_toml)?;
+        let mut bundle = EnrollmentBundle::issue(&ca, s, &center_addresses, &meta.election_toml)?;
         bundle.log_key = Some(meta.log_verifier_key.clone());
         let cert_der = bundle.station_cert_der()?;
         let public_key = verifying_key_from_cert_der(&cert_der)?.to_bytes();
@@ -168,7 +168,7 @@ pub fn enroll(store: impl Into<StoreLocation>, request: &EnrollRequest) -> Resul
         return Err(e);
     }
     Ok(EnrollReport {
-        center_address: meta.center_address().to_owned(),
+        center_addresses,
         enrolled: stations
             .iter()
             .zip(written)

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use pollsync_proto::ElectionCa;
 use pollsync_proto::identity::server_name_of;
+use pollsync_proto::limits::MAX_CENTER_ADDRESSES;
 use serde::Serialize;
 
 use crate::error::{CenterError, Result};
@@ -102,6 +103,27 @@ fn write_ca_dir(dir: &Path, ca: &ElectionCa) -> Result<PathBuf> {
     Ok(dir.join(CA_KEY_FILE))
 }
 
+/// The advertised addresses all go into every enrollment bundle: at most
+/// [`MAX_CENTER_ADDRESSES`], none twice.
+fn check_advertise_list(advertise: &[String]) -> Result<()> {
+    if advertise.len() > MAX_CENTER_ADDRESSES {
+        return Err(CenterError::AdvertiseList {
+            detail: format!(
+                "{} addresses, more than the {MAX_CENTER_ADDRESSES} an enrollment bundle lists",
+                advertise.len()
+            ),
+        });
+    }
+    for (i, a) in advertise.iter().enumerate() {
+        if advertise[..i].iter().any(|b| b.eq_ignore_ascii_case(a)) {
+            return Err(CenterError::AdvertiseList {
+                detail: format!("{a} is given twice"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Runs `center init`. With `ca_dir`, the CA key goes there instead of the store.
 pub fn init(
     store: impl Into<StoreLocation>,
@@ -124,6 +146,7 @@ pub fn init(
     for a in &advertise {
         check_address(a)?;
     }
+    check_advertise_list(&advertise)?;
     let (text, definition) =
         validate::load_file(election).map_err(|errors| CenterError::Definition { errors })?;
     let ca = ElectionCa::generate(&definition.election.id, definition.election.mode)?;

@@ -167,12 +167,14 @@ impl fmt::Debug for CenterMeta {
 }
 
 impl CenterMeta {
-    /// The first advertised address (goes into enrollment bundles).
-    pub fn center_address(&self) -> &str {
-        self.advertise
-            .first()
-            .map(String::as_str)
-            .unwrap_or(DEFAULT_ADVERTISE)
+    /// Every advertised address, in `--advertise` order: what enrollment bundles
+    /// list, for stations to fail over along.
+    pub fn center_addresses(&self) -> Vec<String> {
+        if self.advertise.is_empty() {
+            vec![DEFAULT_ADVERTISE.to_owned()]
+        } else {
+            self.advertise.clone()
+        }
     }
 
     /// Loads the election definition.

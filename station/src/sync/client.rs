@@ -2,8 +2,9 @@
 //! to the center over mutual TLS, says Hello, streams the batches the core picks over
 //! one bidirectional Push call fed from a channel, hands every `Ack` and every passed
 //! deadline to the core, records acknowledgements and the last contact in the store,
-//! and reconnects with backoff when the connection fails. The core decides; this
-//! moves bytes, does store I/O and sleeps until the core's next deadline.
+//! and reconnects with backoff when the connection fails, to the next of the
+//! center's addresses (fail-over, SPEC §11) as the core says. The core decides;
+//! this moves bytes, does store I/O and sleeps until the core's next deadline.
 //!
 //! SQLite is synchronous: every store call runs on tokio's blocking pool, and each of
 //! the three jobs has its own connection. Split by job:
@@ -123,7 +124,7 @@ pub enum SyncError {
     )]
     /// No Hello to the center succeeded before the timeout.
     Unreachable {
-        /// The center's address.
+        /// The center's addresses tried, in order, comma-separated.
         center: String,
         /// Time spent trying, in seconds.
         waited_s: f64,
@@ -213,7 +214,7 @@ pub struct Counters {
 /// What `station sync` did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SyncSummary {
-    /// The center's address.
+    /// The center's address that acknowledged everything.
     pub center: String,
     /// Batches sealed by this command.
     pub sealed_batches: u64,
@@ -236,7 +237,7 @@ pub struct SyncSummary {
 /// What `station run` did before it was stopped.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunSummary {
-    /// The center's address.
+    /// The center's address in use at the stop (the last reached, if any).
     pub center: String,
     /// The highest sequence sealed on this device at the stop.
     pub local_head: u64,
@@ -292,8 +293,8 @@ fn open_agent(
     tls::install_crypto_provider();
     let store = Store::open(dir)?;
     let prov = store.provisioned()?;
-    let center = prov.center_address.clone();
-    let link = CenterLink::for_station(&prov)?;
+    let links = CenterLink::for_station(&prov)?;
+    let (count, first) = (links.len(), prov.first_center_index());
     let head = store.head()?.sequence;
     let acknowledged = store.acknowledged_through()?;
     let recorder = Recorder::start(
@@ -302,13 +303,12 @@ fn open_agent(
         log.clone(),
     );
     Ok(Agent {
-        center,
-        link,
+        links,
         prov: Arc::new(prov),
         reader: Arc::new(Mutex::new(store)),
         recorder,
         // The clock started with the command: its time without progress too.
-        core: Core::new(head, acknowledged, goal, 0),
+        core: Core::new(head, acknowledged, goal, 0).with_addresses(count, first),
         clock,
         heads,
         heads_open: true,

@@ -1,6 +1,7 @@
 //! How a station reaches its center: TCP with `TCP_NODELAY`, then **TLS 1.3 only**
 //! (SPEC §4) with the station's certificate, the election CA as the only root and
 //! the center checked by the host actually dialled; gRPC (HTTP/2) runs over that.
+//! A station has one link per center address (fail-over, SPEC §11).
 //! tonic's own TLS would also offer TLS 1.2, so the handshake is done here and
 //! tonic is handed the finished stream.
 
@@ -22,22 +23,32 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use super::client::{CONNECT_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, SyncError};
 use crate::store::Provisioned;
 
-/// The station's way to its center: the endpoint (timeouts, keepalive) and the TLS
-/// 1.3 connector under it.
+/// The station's way to its center at one address: the endpoint (timeouts,
+/// keepalive) and the TLS 1.3 connector under it.
 #[derive(Clone)]
 pub struct CenterLink {
+    address: String,
     endpoint: Endpoint,
     connector: Connector,
 }
 
 impl CenterLink {
-    /// For the center `prov` names (or `station init --center` overrode).
-    pub fn for_station(prov: &Provisioned) -> Result<CenterLink, SyncError> {
+    /// One link per center address the station has (the bundle's, or those `station
+    /// init --center` gave), in the station's order.
+    pub fn for_station(prov: &Provisioned) -> Result<Vec<CenterLink>, SyncError> {
+        prov.center_addresses
+            .iter()
+            .map(|address| CenterLink::for_address(prov, address))
+            .collect()
+    }
+
+    /// For the center at `address` (`HOST:PORT`), checked by that host's name.
+    pub fn for_address(prov: &Provisioned, address: &str) -> Result<CenterLink, SyncError> {
         tls::install_crypto_provider();
-        let center = &prov.center_address;
+        let center = address;
         let b = &prov.bundle;
         let bad = |reason: String| SyncError::BadAddress {
-            address: center.clone(),
+            address: center.to_owned(),
             reason,
         };
         let config =
@@ -54,12 +65,18 @@ impl CenterLink {
             .keep_alive_while_idle(true)
             .http2_adaptive_window(true);
         Ok(CenterLink {
+            address: center.to_owned(),
             endpoint,
             connector: Connector {
                 tls: TlsConnector::from(Arc::new(config)),
                 name,
             },
         })
+    }
+
+    /// The center's address this link dials.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     /// A new connection: TCP, TLS 1.3, HTTP/2.

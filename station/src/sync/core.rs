@@ -13,17 +13,21 @@
 //!   its give-up for lack of progress, including when to make the last attempt;
 //! - the seal hold: sealing stops on this device when the center holds batches this
 //!   device lacks or the chains forked;
-//! - draining on shutdown.
+//! - draining on shutdown;
+//! - which of the center's addresses to dial ([`addresses`]): the next one after
+//!   a failure, the same one after a good Hello.
 //!
 //! What a refusal or a session's end means for the command is [`ending`].
 //! The driver (`sync::client`) only moves bytes, does store I/O and sleeps until the
 //! deadline it is given.
 
+pub mod addresses;
 pub mod ending;
 
 use pollsync_proto::limits::HEARTBEAT_INTERVAL_MS;
 use pollsync_proto::pb;
 
+use self::addresses::Rotation;
 use super::Sender;
 use super::sender::{AckOutcome, Resume, SessionStart, Stop, Terminal};
 
@@ -168,6 +172,8 @@ pub struct Core {
     hold_to_store: Option<String>,
     /// The latest `now_ms` seen (the clock never goes back).
     now_ms: u64,
+    /// Which center address to dial.
+    addresses: Rotation,
 }
 
 impl Core {
@@ -187,7 +193,33 @@ impl Core {
             no_progress_deadline_ms,
             hold_to_store: None,
             now_ms,
+            addresses: Rotation::default(),
         }
+    }
+
+    /// The same core over a list of `count` center addresses, dialling `first`
+    /// first (a new core has one address).
+    pub fn with_addresses(mut self, count: usize, first: usize) -> Self {
+        self.addresses = Rotation::new(count, first);
+        self
+    }
+
+    /// The index of the center address to dial now (or in use).
+    pub fn address(&self) -> usize {
+        self.addresses.current()
+    }
+
+    /// The index of the center address that last answered Hello in this
+    /// command, if any.
+    pub fn reached_address(&self) -> Option<usize> {
+        self.addresses.reached()
+    }
+
+    /// The attempt failed or the connection was lost because of the link or the
+    /// center (not this device's store): the next attempt goes to the next address
+    /// (round robin), after the wait [`Core::retry`] gives. Returns its index.
+    pub fn on_link_failed(&mut self) -> usize {
+        self.addresses.on_failed()
     }
 
     /// The sender inside (what is sent, acknowledged, in flight).
@@ -247,6 +279,7 @@ impl Core {
             n => n.max(MIN_HEARTBEAT_INTERVAL_MS),
         };
         self.phase = Phase::Started { heartbeat_every_ms };
+        self.addresses.on_reached();
         let seal_first = matches!(self.goal, Goal::Sync { .. })
             && self.target.is_none()
             && resume.evidence.is_none();

@@ -2,7 +2,8 @@
 //! sync`): asks the center to prove the newest acknowledged batch in its
 //! transparency log (`Prove`), checks the answer ([`crate::receipt::check`]) and
 //! keeps it; a log that shows two histories is kept as an alarm. Waits a little
-//! for a checkpoint that covers a batch acknowledged moments ago.
+//! for a checkpoint that covers a batch acknowledged moments ago. The center's
+//! addresses are tried in order, the one last reached first.
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use crate::commands;
 use crate::error::StationError;
 use crate::ledger::ContestTally;
 use crate::receipt::{self, LogAlarm, META_LOG_ALARM, META_RECEIPT, Receipt, ReceiptError};
-use crate::store::{Provisioned, Store};
+use crate::store::{Provisioned, Store, trying_order};
 
 /// How long to wait for a checkpoint that covers the batch.
 pub const CHECKPOINT_WAIT_MS: u64 = 5_000;
@@ -96,6 +97,9 @@ pub struct Ask {
     seen: Option<String>,
     /// Its tree size (0: none).
     known_size: u64,
+    /// The center's addresses in the order to try them: the one last reached
+    /// first (as the store says when asked), then round robin.
+    centers: Vec<String>,
 }
 
 /// What to ask for, from the store: `Ok(None)` when nothing is acknowledged yet.
@@ -116,25 +120,49 @@ pub fn ask(store: &Store, prov: &Provisioned) -> Result<Option<Ask>, TakeError> 
         .as_deref()
         .and_then(|note| receipt::checkpoint_size(note, &log_key))
         .unwrap_or(0);
+    let centers = trying_order(&prov.center_addresses, store.center_reached()?.as_deref());
     Ok(Some(Ask {
         log_key,
         sequence,
         batch_hash,
         seen,
         known_size,
+        centers,
     }))
 }
 
 /// Asks the center to prove `ask` (`Prove`), on a connection of its own; waits up
-/// to [`CHECKPOINT_WAIT_MS`] for a checkpoint that covers the batch. Touches no
-/// store.
+/// to [`CHECKPOINT_WAIT_MS`] for a checkpoint that covers the batch. Tries the
+/// center's addresses in order, the one last reached first, and stops at the first
+/// that answers (a refusal is an answer). Touches no store.
 pub async fn prove(prov: &Provisioned, ask: &Ask) -> Result<pb::ProveReply, TakeError> {
-    let center = prov.center_address.clone();
+    let mut failures = Vec::new();
+    for center in &ask.centers {
+        match prove_at(prov, center, ask).await {
+            Err(TakeError::Unreachable { reason, .. }) => {
+                failures.push(format!("{center}: {reason}"))
+            }
+            answered => return answered,
+        }
+    }
+    Err(TakeError::Unreachable {
+        center: ask.centers.join(", "),
+        reason: failures.join("; "),
+    })
+}
+
+/// [`prove`] at one address.
+async fn prove_at(
+    prov: &Provisioned,
+    center: &str,
+    ask: &Ask,
+) -> Result<pb::ProveReply, TakeError> {
+    let center = center.to_owned();
     let unreachable = |reason: String| TakeError::Unreachable {
         center: center.clone(),
         reason,
     };
-    let link = CenterLink::for_station(prov).map_err(|e| unreachable(e.to_string()))?;
+    let link = CenterLink::for_address(prov, &center).map_err(|e| unreachable(e.to_string()))?;
     let channel = timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), link.connect())
         .await
         .map_err(|_| unreachable("timed out connecting".into()))?

@@ -30,7 +30,10 @@ use tokio_stream::StreamExt as _;
 use super::client::{CONNECT_TIMEOUT_MS, HELLO_TIMEOUT_MS, hello_request};
 use super::connect::CenterLink;
 use crate::error::StationError;
-use crate::store::{Recovered, RecoveredBatch, Store};
+use crate::store::{
+    META_CENTER_REACHED, Provisioned, Recovered, RecoveredBatch, Store, trying_order,
+};
+use tonic::transport::Channel;
 
 /// Why a recovery did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -235,34 +238,64 @@ fn refused(center: &str, status: &tonic::Status) -> RecoverError {
     }
 }
 
-/// `station recover`.
-pub async fn recover(dir: &Path) -> Result<RecoverReport, RecoverError> {
-    let store = Store::open(dir)?;
-    let prov = store.provisioned()?;
-    let center = prov.center_address.clone();
-    let head = store.head()?;
-    let start = store.chain_start()?;
-    let first_held = store.first_held()?;
-    let channel = timeout(
-        Duration::from_millis(CONNECT_TIMEOUT_MS),
-        CenterLink::for_station(&prov)
-            .map_err(|e| unreachable(&center, e.to_string()))?
-            .connect(),
-    )
-    .await
-    .map_err(|_| unreachable(&center, "timed out connecting".into()))?
-    .map_err(|e| unreachable(&center, e.to_string()))?;
+/// Says Hello at each of `centers` in turn, stopping at the first that answers
+/// (an error status is an answer: refused); returns that address, its client and
+/// the reply.
+async fn hello_first_answering(
+    prov: &Provisioned,
+    head: ChainHead,
+    centers: &[String],
+) -> Result<(String, StationSyncClient<Channel>, pb::HelloReply), RecoverError> {
+    let mut failures = Vec::new();
+    for center in centers {
+        match hello_at(prov, head, center).await {
+            Ok((client, reply)) => return Ok((center.clone(), client, reply)),
+            Err(RecoverError::Unreachable { reason, .. }) => {
+                failures.push(format!("{center}: {reason}"));
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Err(unreachable(&centers.join(", "), failures.join("; ")))
+}
+
+/// Connects to the center at `center` and says Hello.
+async fn hello_at(
+    prov: &Provisioned,
+    head: ChainHead,
+    center: &str,
+) -> Result<(StationSyncClient<Channel>, pb::HelloReply), RecoverError> {
+    let link =
+        CenterLink::for_address(prov, center).map_err(|e| unreachable(center, e.to_string()))?;
+    let channel = timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), link.connect())
+        .await
+        .map_err(|_| unreachable(center, "timed out connecting".into()))?
+        .map_err(|e| unreachable(center, e.to_string()))?;
     let mut client = StationSyncClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let reply = timeout(
         Duration::from_millis(HELLO_TIMEOUT_MS),
-        client.hello(hello_request(&prov, head)),
+        client.hello(hello_request(prov, head)),
     )
     .await
-    .map_err(|_| unreachable(&center, "timed out waiting for the Hello reply".into()))?
-    .map_err(|s| refused(&center, &s))?
+    .map_err(|_| unreachable(center, "timed out waiting for the Hello reply".into()))?
+    .map_err(|s| refused(center, &s))?
     .into_inner();
+    Ok((client, reply))
+}
+
+/// `station recover`: at the center's first address that answers, the one last
+/// reached first.
+pub async fn recover(dir: &Path) -> Result<RecoverReport, RecoverError> {
+    let store = Store::open(dir)?;
+    let prov = store.provisioned()?;
+    let head = store.head()?;
+    let start = store.chain_start()?;
+    let first_held = store.first_held()?;
+    let centers = trying_order(&prov.center_addresses, store.center_reached()?.as_deref());
+    let (center, mut client, reply) = hello_first_answering(&prov, head, &centers).await?;
+    store.set_meta(META_CENTER_REACHED, center.as_bytes())?;
     if reply.evidence_sequence > 0 {
         return Err(RecoverError::Forked {
             sequence: reply.evidence_sequence,

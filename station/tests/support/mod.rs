@@ -24,7 +24,7 @@ pub fn bundle_for(station_id: &str) -> TestStation {
     let tmp = tempfile::tempdir().expect("tempdir");
     let ca = ElectionCa::generate("test-2021", pollsync_election::Mode::Test).expect("CA");
     let bundle =
-        EnrollmentBundle::issue(&ca, station_id, "127.0.0.1:7443", ELECTION).expect("bundle");
+        EnrollmentBundle::issue(&ca, station_id, &["127.0.0.1:7443"], ELECTION).expect("bundle");
     let path = tmp.path().join(format!("{station_id}.bundle"));
     bundle.write(&path).expect("write bundle");
     let data = tmp.path().join("station-data");

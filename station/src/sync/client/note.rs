@@ -42,21 +42,25 @@ pub enum Note {
     },
     /// An attempt to reach the center failed before Hello.
     Unreachable {
-        /// The center's address.
+        /// The center's address tried.
         center: String,
         /// Why the attempt failed.
         error: String,
         /// Wait before the next attempt, in ms.
         retry_in_ms: u64,
+        /// The address the next attempt goes to (the next in the list).
+        next_center: String,
     },
     /// A connection that had said Hello failed.
     ConnectionLost {
-        /// The center's address.
+        /// The center's address it was to.
         center: String,
         /// Why it failed.
         error: String,
         /// Wait before reconnecting, in ms.
         retry_in_ms: u64,
+        /// The address the next attempt goes to (the next in the list).
+        next_center: String,
     },
     /// The center rejected this station or a batch: pushing stops until an operator
     /// acts.
@@ -162,18 +166,32 @@ impl fmt::Display for Note {
                 center,
                 error,
                 retry_in_ms,
-            } => write!(
-                f,
-                "center unreachable at {center} ({error}); retrying in {retry_in_ms} ms"
-            ),
+                next_center,
+            } => {
+                write!(
+                    f,
+                    "center unreachable at {center} ({error}); retrying in {retry_in_ms} ms"
+                )?;
+                if next_center != center {
+                    write!(f, " at {next_center}")?;
+                }
+                Ok(())
+            }
             Note::ConnectionLost {
                 center,
                 error,
                 retry_in_ms,
-            } => write!(
-                f,
-                "connection to the center at {center} lost ({error}); reconnecting in {retry_in_ms} ms"
-            ),
+                next_center,
+            } => {
+                write!(
+                    f,
+                    "connection to the center at {center} lost ({error}); reconnecting in {retry_in_ms} ms"
+                )?;
+                if next_center != center {
+                    write!(f, " to {next_center}")?;
+                }
+                Ok(())
+            }
             Note::Stopped { message } => write!(f, "rejected: {message}"),
             Note::SealingStopped => write!(
                 f,

@@ -1,5 +1,5 @@
-//! The acknowledgement recorder: writes what the center acknowledged and the last
-//! contact time to the store on its own connection, coalescing: while one write is
+//! The acknowledgement recorder: writes what the center acknowledged, the last
+//! contact time and the center address last reached to the store on its own connection, coalescing: while one write is
 //! being made durable, newer wishes collect and go in the next one, so a burst of
 //! acknowledgements costs one durable write. A failed write is retried.
 
@@ -17,11 +17,13 @@ pub(super) struct Recorder {
     task: JoinHandle<Result<u64, String>>,
 }
 
-/// What the store should hold: acknowledged through, and the last contact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the store should hold: acknowledged through, the last contact, and the
+/// center address last reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Contact {
     acknowledged_through: u64,
     unix_ms: u64,
+    reached: Option<String>,
 }
 
 impl Recorder {
@@ -29,8 +31,9 @@ impl Recorder {
         let written = Contact {
             acknowledged_through,
             unix_ms: 0,
+            reached: None,
         };
-        let (wish, rx) = watch::channel(written);
+        let (wish, rx) = watch::channel(written.clone());
         let task = tokio::spawn(record_loop(store, rx, written, log));
         Recorder { wish, task }
     }
@@ -44,6 +47,17 @@ impl Recorder {
 
     pub(super) fn touch(&self) {
         self.wish.send_modify(|c| c.unix_ms = now_unix_ms());
+    }
+
+    /// The center answered Hello at `address`: the store keeps it as the address
+    /// last reached (`station status`, and where receipts and recovery start).
+    pub(super) fn reached(&self, address: &str) {
+        self.wish.send_modify(|c| {
+            c.unix_ms = now_unix_ms();
+            if c.reached.as_deref() != Some(address) {
+                c.reached = Some(address.to_owned());
+            }
+        });
     }
 
     /// Waits until everything wished is written; returns what the store holds as
@@ -62,11 +76,19 @@ async fn record_loop(
 ) -> Result<u64, String> {
     let mut closed = false;
     loop {
-        let want = *rx.borrow_and_update();
+        let want = rx.borrow_and_update().clone();
         if want != written {
             let newly = (want.acknowledged_through > written.acknowledged_through)
                 .then_some(want.acknowledged_through);
-            match with_store(&store, move |s| s.record_contact(newly, want.unix_ms)).await {
+            let reached = (want.reached != written.reached)
+                .then(|| want.reached.clone())
+                .flatten();
+            let unix_ms = want.unix_ms;
+            match with_store(&store, move |s| {
+                s.record_contact(newly, unix_ms, reached.as_deref())
+            })
+            .await
+            {
                 Ok(()) => written = want,
                 Err(e) => {
                     log(&Note::LocalProblem {

@@ -1,5 +1,6 @@
 //! `station run`: keep the station in touch with the center until told to stop,
-//! sealing beside it; a session after another, with backoff between failures.
+//! sealing beside it; a session after another, with backoff between failures, each
+//! failure moving to the next of the center's addresses.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,7 +90,7 @@ pub async fn run(
             Ok(_) => break,
             Err(e) => e,
         };
-        if let Some(stop) = error.run_stop(&agent.center) {
+        if let Some(stop) = error.run_stop(agent.center()) {
             if stop.sealing_stopped {
                 sealing.store(false, Ordering::SeqCst);
                 agent.note(Note::SealingStopped);
@@ -100,6 +101,9 @@ pub async fn run(
             stopped = Some(stop);
             continue;
         }
+        // Fail-over: the next attempt goes to the next address.
+        let failed = agent.on_link_failed(&error);
+        let next_center = agent.center().to_owned();
         let now_ms = clock.now_ms();
         let at_ms = match agent.core.retry(now_ms, backoff.next_delay_ms(os_random())) {
             Retry::At { at_ms } => at_ms,
@@ -113,14 +117,16 @@ pub async fn run(
                 error: format!("{text}; retrying in {retry_in_ms} ms"),
             },
             (_, true) => Note::ConnectionLost {
-                center: agent.center.clone(),
+                center: failed,
                 error: text,
                 retry_in_ms,
+                next_center,
             },
             (_, false) => Note::Unreachable {
-                center: agent.center.clone(),
+                center: failed,
                 error: text,
                 retry_in_ms,
+                next_center,
             },
         });
         tokio::select! {
@@ -130,10 +136,11 @@ pub async fn run(
     }
     let _ = sealer.await;
     let _ = receipts.await;
+    let center = agent.center().to_owned();
     let acknowledged = agent.recorder.finish().await.map_err(SyncError::Record)?;
     let local_head = with_store(&agent.reader, |s| s.head()).await?.sequence;
     Ok(RunSummary {
-        center: agent.center,
+        center,
         local_head,
         acknowledged_through: acknowledged,
         counters: agent.counters,

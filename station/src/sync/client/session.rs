@@ -1,5 +1,6 @@
-//! One connection to the center: connect, Hello, then the Push call, until the sync
-//! is done, the command is told to stop, or the connection breaks. Every decision is
+//! One connection to the center, at the address the core picks: connect, Hello,
+//! then the Push call, until the sync is done, the command is told to stop, or the
+//! connection breaks. Every decision is
 //! the sync core's ([`Core`]); this moves bytes between the core, the store and the
 //! gRPC call, and sleeps until the deadline the core gives.
 
@@ -162,8 +163,9 @@ async fn bounded<T>(
 
 /// Everything one command keeps across sessions.
 pub(super) struct Agent {
-    pub(super) center: String,
-    pub(super) link: CenterLink,
+    /// One link per center address, in the station's order; the core says which
+    /// one to dial.
+    pub(super) links: Vec<CenterLink>,
     pub(super) prov: Arc<Provisioned>,
     pub(super) reader: Shared,
     pub(super) recorder: Recorder,
@@ -183,9 +185,41 @@ impl Agent {
         (self.log)(&note);
     }
 
+    /// The center address dialled now (or next), as the core says.
+    pub(super) fn center(&self) -> &str {
+        self.links
+            .get(self.core.address())
+            .map_or("", CenterLink::address)
+    }
+
+    /// Every center address, in the station's order, comma-separated.
+    pub(super) fn all_centers(&self) -> String {
+        self.links
+            .iter()
+            .map(CenterLink::address)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// A session failed for the link's or the center's sake (not this device's
+    /// store): the next attempt goes to the next address. Returns the address
+    /// that failed.
+    pub(super) fn on_link_failed(&mut self, error: &SessionError) -> String {
+        let failed = self.center().to_owned();
+        if !matches!(error, SessionError::Local(_)) {
+            self.core.on_link_failed();
+        }
+        failed
+    }
+
     async fn connect(&mut self) -> Result<StationSyncClient<Channel>, SessionError> {
         self.core.on_connecting(self.clock.now_ms());
-        let channel = bounded(&mut self.core, &self.clock, self.link.connect())
+        let link = self
+            .links
+            .get(self.core.address())
+            .cloned()
+            .ok_or_else(|| SessionError::Transport("no center address to dial".into()))?;
+        let channel = bounded(&mut self.core, &self.clock, link.connect())
             .await?
             .map_err(|e| SessionError::Transport(error_chain(&e)))?;
         Ok(StationSyncClient::new(channel)
@@ -347,7 +381,7 @@ impl Agent {
         let resume = started.resume;
         *hello_ok = true;
         self.counters.connections += 1;
-        self.recorder.touch();
+        self.recorder.reached(self.center());
         if let Some(through) = resume.newly_acknowledged_through {
             self.counters.batches_acknowledged += through.saturating_sub(before);
             self.recorder.acknowledge(through);
@@ -362,7 +396,7 @@ impl Agent {
             self.seal_for_sync().await?;
         }
         self.note(Note::Connected {
-            center: self.center.clone(),
+            center: self.center().to_owned(),
             center_head: reply.center_head_sequence,
             local_head: self.core.sender().local_head(),
             window: resume.window,

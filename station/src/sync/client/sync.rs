@@ -1,5 +1,6 @@
 //! `station sync`: connect, compare heads, seal everything, push until the center
 //! has acknowledged it all; the core says when to give up for lack of progress.
+//! Each failed attempt moves to the next of the center's addresses.
 
 use std::path::Path;
 
@@ -7,7 +8,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::clock::{Clock, ms};
-use super::session::SessionError;
+use super::session::{Agent, SessionError};
 use super::{Log, Note, SyncError, SyncOptions, SyncSummary, open_agent};
 use crate::sync::backoff::{Backoff, os_random};
 use crate::sync::core::{Goal, Retry};
@@ -43,18 +44,18 @@ pub async fn sync(dir: &Path, options: SyncOptions, log: Log) -> Result<SyncSumm
             Ok(_) => break Ok(attempt_started),
             Err(e) => e,
         };
-        let give_up = |last_error: String| {
+        let give_up = |agent: &Agent, last_error: String| {
             let waited_s = started.elapsed().as_secs_f64();
             if ever_connected {
                 SyncError::NoProgress {
-                    center: agent.center.clone(),
+                    center: agent.center().to_owned(),
                     waited_s,
                     attempts,
                     last_error,
                 }
             } else {
                 SyncError::Unreachable {
-                    center: agent.center.clone(),
+                    center: agent.all_centers(),
                     waited_s,
                     attempts,
                     last_error,
@@ -65,32 +66,37 @@ pub async fn sync(dir: &Path, options: SyncOptions, log: Log) -> Result<SyncSumm
             SessionError::Stop(Stop::Terminal(t)) => break Err(SyncError::Rejected(t)),
             SessionError::Refused { code, message } => {
                 break Err(SyncError::Refused {
-                    center: agent.center.clone(),
+                    center: agent.center().to_owned(),
                     code: format!("{code:?}"),
                     message,
                 });
             }
-            SessionError::NoProgress(text) => break Err(give_up(text)),
+            SessionError::NoProgress(text) => break Err(give_up(&agent, text)),
             other => {
                 let text = other.text();
+                // Fail-over: the next attempt goes to the next address.
+                let failed = agent.on_link_failed(&other);
+                let next_center = agent.center().to_owned();
                 let now_ms = clock.now_ms();
                 // The last attempt is made in time to have a chance before the deadline.
                 let at_ms = match agent.core.retry(now_ms, backoff.next_delay_ms(os_random())) {
                     Retry::At { at_ms } => at_ms,
-                    Retry::GiveUp => break Err(give_up(text)),
+                    Retry::GiveUp => break Err(give_up(&agent, text)),
                 };
                 let retry_in_ms = at_ms.saturating_sub(now_ms);
                 agent.note(if hello_ok {
                     Note::ConnectionLost {
-                        center: agent.center.clone(),
+                        center: failed,
                         error: text,
                         retry_in_ms,
+                        next_center,
                     }
                 } else {
                     Note::Unreachable {
-                        center: agent.center.clone(),
+                        center: failed,
                         error: text,
                         retry_in_ms,
+                        next_center,
                     }
                 });
                 tokio::time::sleep_until(clock.instant_at(at_ms)).await;
@@ -99,6 +105,7 @@ pub async fn sync(dir: &Path, options: SyncOptions, log: Log) -> Result<SyncSumm
     };
     // Whatever happened, what the center acknowledged is recorded before returning.
     let done_at = Instant::now();
+    let center = agent.center().to_owned();
     let recorded = agent.recorder.finish().await;
     let catch_up_started = outcome?;
     let acknowledged = recorded.map_err(SyncError::Record)?;
@@ -110,7 +117,7 @@ pub async fn sync(dir: &Path, options: SyncOptions, log: Log) -> Result<SyncSumm
     }
     let (sealed_batches, sealed_ballots) = agent.sealed;
     Ok(SyncSummary {
-        center: agent.center,
+        center,
         sealed_batches,
         sealed_ballots,
         local_head: agent.core.sender().local_head(),

@@ -140,6 +140,46 @@ fn sync_seals_once_is_done_at_the_target_and_gives_up_without_progress() {
     assert_eq!(core.retry(59_750, 200), Retry::GiveUp);
 }
 
+/// Fail-over (SPEC §11): a failed attempt or a lost connection moves to the next
+/// address, round robin; a good Hello keeps the address; the sender resumes where
+/// the new Hello says the center's head is.
+#[test]
+fn a_failure_moves_to_the_next_address_and_hello_keeps_it() {
+    let mut core = Core::new(4, 0, Goal::Run, 0).with_addresses(2, 0);
+    assert_eq!(core.address(), 0);
+    assert_eq!(core.reached_address(), None);
+    // Address 0 answers, takes two batches, then the link dies.
+    open(&mut core, 0, 0, 0);
+    assert_eq!(core.reached_address(), Some(0));
+    assert_eq!(core.poll_send(0), Some(1));
+    assert_eq!(core.poll_send(0), Some(2));
+    core.on_ack(10, &pb::Ack::accepted(1)).expect("ack");
+    assert_eq!(
+        core.on_timeout(10 + ACK_TIMEOUT_MS),
+        Some(Timeout::Dead(DeadLink::AckSilence))
+    );
+    assert_eq!(core.address(), 0, "only the driver's verdict moves it");
+    assert_eq!(core.on_link_failed(), 1);
+    assert!(matches!(core.retry(40_000, 200), Retry::At { .. }));
+    // Address 1 does not answer in time: back to address 0.
+    core.on_connecting(41_000);
+    assert_eq!(
+        core.on_timeout(41_000 + CONNECT_TIMEOUT_MS),
+        Some(Timeout::Dead(DeadLink::Connect))
+    );
+    assert_eq!(core.on_link_failed(), 0);
+    assert_eq!(core.on_link_failed(), 1);
+    // Address 1 answers: the center (behind both) holds batch 2 already, so
+    // sending resumes at 3, and the address is kept.
+    open(&mut core, 50_000, 2, 0);
+    assert_eq!(core.address(), 1);
+    assert_eq!(core.reached_address(), Some(1));
+    assert_eq!(core.sender().acknowledged_through(), 2);
+    assert_eq!(core.poll_send(50_000), Some(3));
+    core.on_ack(50_010, &pb::Ack::accepted(3)).expect("ack");
+    assert_eq!(core.address(), 1);
+}
+
 #[test]
 fn news_pushes_the_give_up_back() {
     let mut core = Core::new(
