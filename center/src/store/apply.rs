@@ -14,6 +14,7 @@ use pollsync_proto::ChainHead;
 use pollsync_proto::limits::{MAX_DETAIL_CHARS, truncate_chars};
 use rusqlite::Connection;
 
+use super::engine::IngestOps;
 use super::sql::{Sql, SqlExt as _, SqlRow, sql_params};
 use super::state::{Effects, StationKey, StationState};
 use super::{EvidenceBatch, ForkEvidence, KeyRow, hash32, to_i64, to_u64};
@@ -596,4 +597,93 @@ pub fn log_put_checkpoint(conn: &dyn Sql, size: u64, note: &[u8]) -> Result<()> 
         sql_params![to_i64(size), note],
     )?;
     Ok(())
+}
+
+/// A connection the writer's SQL runs on: [`Sql`], and how it learns that another
+/// writer committed ([`IngestOps::version`]). Every engine gets the writer's
+/// operations from this file through the one impl below.
+pub trait Engine: Sql {
+    /// A number that changes whenever another writer commits to the store.
+    fn version(&self) -> Result<i64>;
+}
+
+impl<E: Engine> IngestOps for E {
+    fn version(&self) -> Result<i64> {
+        Engine::version(self)
+    }
+
+    fn load_states(&self) -> Result<(HashMap<String, StationState>, HashMap<String, StationKey>)> {
+        load_states(self)
+    }
+
+    fn station_batches(&self, station: &str) -> Result<Vec<Vec<u8>>> {
+        station_batches(self, station)
+    }
+
+    fn stored_batch_row(&self, station: &str, sequence: u64) -> Result<Option<EvidenceBatch>> {
+        stored_batch_row(self, station, sequence)
+    }
+
+    fn apply_effects(
+        &self,
+        ctx: &Context,
+        station: &str,
+        batch_bytes: &[u8],
+        signature: &[u8],
+        effects: &Effects,
+        leaf: u64,
+    ) -> Result<()> {
+        apply_effects(self, ctx, station, batch_bytes, signature, effects, leaf)
+    }
+
+    fn quarantine(&self, station: &str) -> Result<()> {
+        quarantine(self, station)
+    }
+
+    fn insert_fork_evidence(&self, evidence: &ForkEvidence) -> Result<()> {
+        insert_fork_evidence(self, evidence)
+    }
+
+    fn alert_counts(&self) -> Result<HashMap<String, u64>> {
+        alert_counts(self)
+    }
+
+    fn insert_alert(
+        &self,
+        station: &str,
+        kind: &str,
+        sequence: u64,
+        detail: &str,
+        unix_ms: u64,
+    ) -> Result<()> {
+        insert_alert(self, station, kind, sequence, detail, unix_ms)
+    }
+
+    fn write_presence(&self, entries: &HashMap<String, Presence>) -> Result<()> {
+        write_presence(self, entries)
+    }
+
+    fn log_size(&self) -> Result<u64> {
+        log_size(self)
+    }
+
+    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>> {
+        log_hashes(self, indexes)
+    }
+
+    fn log_put(&self, leaf: u64, entry: &[u8], first: u64, hashes: &[[u8; 32]]) -> Result<()> {
+        log_put(self, leaf, entry, first, hashes)
+    }
+
+    fn put_standing_record(&self, leaf: u64, station: &str, text: &str) -> Result<()> {
+        put_standing_record(self, leaf, station, text)
+    }
+
+    fn latest_checkpoint_size(&self) -> Result<Option<u64>> {
+        latest_checkpoint_size(self)
+    }
+
+    fn log_put_checkpoint(&self, size: u64, note: &[u8]) -> Result<()> {
+        log_put_checkpoint(self, size, note)
+    }
 }

@@ -17,12 +17,9 @@ use std::error::Error as StdError;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Statement};
 
-use super::apply::{self, Presence};
+use super::apply;
 use super::engine::{IngestOps, IngestStore, IngestTx, Unit};
 use super::sql::{Param, Sql, SqlExt as _, SqlRow};
-use super::state::{Effects, StationKey, StationState};
-use super::{EvidenceBatch, ForkEvidence};
-use crate::context::Context;
 use crate::error::{CenterError, Result};
 
 /// Most prepared statements kept per connection (the store uses a few dozen).
@@ -430,7 +427,7 @@ impl IngestStore for PgIngest {
 /// transaction (an arbitrary constant: "pollsync" in ASCII).
 pub const WRITE_LOCK_KEY: i64 = 0x706f_6c6c_7379_6e63;
 
-impl IngestOps for PgConn {
+impl apply::Engine for PgConn {
     /// The store's version: a counter every writer of the store moves in its
     /// transaction (`meta` key `store_version`; 0 until one does).
     fn version(&self) -> Result<i64> {
@@ -442,81 +439,6 @@ impl IngestOps for PgConn {
         Ok(v.and_then(|b| String::from_utf8(b).ok())
             .and_then(|t| t.parse().ok())
             .unwrap_or(0))
-    }
-
-    fn load_states(&self) -> Result<(HashMap<String, StationState>, HashMap<String, StationKey>)> {
-        apply::load_states(self)
-    }
-
-    fn station_batches(&self, station: &str) -> Result<Vec<Vec<u8>>> {
-        apply::station_batches(self, station)
-    }
-
-    fn stored_batch_row(&self, station: &str, sequence: u64) -> Result<Option<EvidenceBatch>> {
-        apply::stored_batch_row(self, station, sequence)
-    }
-
-    fn apply_effects(
-        &self,
-        ctx: &Context,
-        station: &str,
-        batch_bytes: &[u8],
-        signature: &[u8],
-        effects: &Effects,
-        leaf: u64,
-    ) -> Result<()> {
-        apply::apply_effects(self, ctx, station, batch_bytes, signature, effects, leaf)
-    }
-
-    fn quarantine(&self, station: &str) -> Result<()> {
-        apply::quarantine(self, station)
-    }
-
-    fn insert_fork_evidence(&self, evidence: &ForkEvidence) -> Result<()> {
-        apply::insert_fork_evidence(self, evidence)
-    }
-
-    fn alert_counts(&self) -> Result<HashMap<String, u64>> {
-        apply::alert_counts(self)
-    }
-
-    fn insert_alert(
-        &self,
-        station: &str,
-        kind: &str,
-        sequence: u64,
-        detail: &str,
-        unix_ms: u64,
-    ) -> Result<()> {
-        apply::insert_alert(self, station, kind, sequence, detail, unix_ms)
-    }
-
-    fn write_presence(&self, entries: &HashMap<String, Presence>) -> Result<()> {
-        apply::write_presence(self, entries)
-    }
-
-    fn log_size(&self) -> Result<u64> {
-        apply::log_size(self)
-    }
-
-    fn log_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>> {
-        apply::log_hashes(self, indexes)
-    }
-
-    fn log_put(&self, leaf: u64, entry: &[u8], first: u64, hashes: &[[u8; 32]]) -> Result<()> {
-        apply::log_put(self, leaf, entry, first, hashes)
-    }
-
-    fn put_standing_record(&self, leaf: u64, station: &str, text: &str) -> Result<()> {
-        apply::put_standing_record(self, leaf, station, text)
-    }
-
-    fn latest_checkpoint_size(&self) -> Result<Option<u64>> {
-        apply::latest_checkpoint_size(self)
-    }
-
-    fn log_put_checkpoint(&self, size: u64, note: &[u8]) -> Result<()> {
-        apply::log_put_checkpoint(self, size, note)
     }
 }
 
