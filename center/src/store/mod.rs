@@ -34,7 +34,7 @@ use pollsync_proto::{ChainHead, ElectionCa, GENESIS_HASH};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use sql::{Sql as _, SqlExt as _};
+use sql::SqlExt as _;
 
 use crate::error::{CenterError, Result};
 use schema::*;
@@ -505,16 +505,7 @@ impl Engine {
         match (self, write) {
             (Engine::Sqlite(c), true) => c.execute_batch("BEGIN IMMEDIATE")?,
             (Engine::Sqlite(c), false) => c.execute_batch("BEGIN")?,
-            (Engine::Postgres(c), true) => {
-                c.batch("BEGIN ISOLATION LEVEL READ COMMITTED")?;
-                c.exec(
-                    "SELECT pg_advisory_xact_lock(?1)",
-                    &[sql::Param::Int(postgres::WRITE_LOCK_KEY)],
-                )?;
-            }
-            (Engine::Postgres(c), false) => {
-                c.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?
-            }
+            (Engine::Postgres(c), write) => c.begin(write)?,
         }
         Ok(Txn {
             engine: self,

@@ -121,6 +121,44 @@ impl PgConn {
         blocking(|| f(client)).map_err(|e| pg_error(what, e))
     }
 
+    /// Opens a transaction: a write one takes the store's one write lock
+    /// (`pg_advisory_xact_lock` on [`WRITE_LOCK_KEY`], what SQLite's `BEGIN
+    /// IMMEDIATE` gives), a read one sees one snapshot. Every writer of a store,
+    /// the ingest writer and the offline commands alike, opens its transactions
+    /// here.
+    pub fn begin(&self, write: bool) -> Result<()> {
+        if !write {
+            return self.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+        }
+        self.batch("BEGIN ISOLATION LEVEL READ COMMITTED")?;
+        if let Err(e) = self.exec(
+            "SELECT pg_advisory_xact_lock(?1)",
+            &[Param::Int(WRITE_LOCK_KEY)],
+        ) {
+            let _ = self.batch("ROLLBACK");
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Runs `statement` (prepared from `sql`) with `params` bound, on the client.
+    fn run<T>(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        f: impl FnOnce(
+            &mut Client,
+            &Statement,
+            &[&(dyn ToSql + Sync)],
+        ) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        let statement = self.statement(sql)?;
+        let bound: Vec<Bound<'_>> = params.iter().copied().map(Bound).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+        self.with(first_line(sql), |c| f(c, &statement, &refs))
+    }
+
     /// Runs statements with no parameters and no result (`BEGIN`, DDL). A
     /// `BEGIN` opens a transaction, a `COMMIT` or `ROLLBACK` ends it.
     pub fn batch(&self, sql: &str) -> Result<()> {
@@ -196,11 +234,7 @@ impl ToSql for Bound<'_> {
 
 impl Sql for PgConn {
     fn exec(&self, sql: &str, params: &[Param<'_>]) -> Result<u64> {
-        let statement = self.statement(sql)?;
-        let bound: Vec<Bound<'_>> = params.iter().copied().map(Bound).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
-        self.with(first_line(sql), |c| c.execute(&statement, &refs))
+        self.run(sql, params, |c, statement, refs| c.execute(statement, refs))
     }
 
     fn each(
@@ -209,11 +243,7 @@ impl Sql for PgConn {
         params: &[Param<'_>],
         each: &mut dyn FnMut(&dyn SqlRow) -> Result<()>,
     ) -> Result<()> {
-        let statement = self.statement(sql)?;
-        let bound: Vec<Bound<'_>> = params.iter().copied().map(Bound).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
-        let rows = self.with(first_line(sql), |c| c.query(&statement, &refs))?;
+        let rows = self.run(sql, params, |c, statement, refs| c.query(statement, refs))?;
         for row in &rows {
             each(row)?;
         }
@@ -323,8 +353,8 @@ pub struct PgSavepoint<'t> {
 }
 
 impl<'c> PgTx<'c> {
-    fn begin(conn: &'c PgConn, sql: &str) -> Result<PgTx<'c>> {
-        conn.batch(sql)?;
+    fn begin(conn: &'c PgConn, write: bool) -> Result<PgTx<'c>> {
+        conn.begin(write)?;
         Ok(PgTx {
             conn,
             done: false,
@@ -398,19 +428,11 @@ impl IngestStore for PgIngest {
     /// A write transaction. One writer at a time holds the store's write lock
     /// (`pg_advisory_xact_lock`), as SQLite's `BEGIN IMMEDIATE` does.
     fn write(&mut self) -> Result<PgTx<'_>> {
-        let tx = PgTx::begin(&self.conn, "BEGIN ISOLATION LEVEL READ COMMITTED")?;
-        self.conn.exec(
-            "SELECT pg_advisory_xact_lock(?1)",
-            &[Param::Int(WRITE_LOCK_KEY)],
-        )?;
-        Ok(tx)
+        PgTx::begin(&self.conn, true)
     }
 
     fn read(&mut self) -> Result<PgTx<'_>> {
-        PgTx::begin(
-            &self.conn,
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        )
+        PgTx::begin(&self.conn, false)
     }
 
     fn ops(&self) -> &dyn IngestOps {
