@@ -476,6 +476,29 @@ impl Spawned {
     }
 }
 
+/// Stops a `station run --json` by SIGTERM (waiting up to `limit`) and checks its
+/// summary: it exits 0, no rejection stopped it, and everything it sealed is
+/// acknowledged. Returns the summary.
+pub fn stop_agent(run: &mut Spawned, limit: Duration) -> serde_json::Value {
+    let status = run.terminate(limit);
+    assert!(
+        status.success(),
+        "{} ended with {status}:\n{}",
+        run.what,
+        run.stderr()
+    );
+    let out = run.stdout();
+    let summary: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("{} printed no JSON summary ({e}): {out}", run.what));
+    assert!(summary["stopped"].is_null(), "{}: {summary}", run.what);
+    assert_eq!(
+        summary["acknowledged_through"], summary["local_head"],
+        "{}: {summary}",
+        run.what
+    );
+    summary
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
         self.kill();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use pollsync_tests::proxy::{Fault, Proxy};
 use pollsync_tests::{
-    SmallDay, Spawned, Station, ballot_parts, ballots_of, center_heads, center_tallies, close_all,
+    SmallDay, Station, ballot_parts, ballots_of, center_heads, center_tallies, close_all,
     drawn_for, import_part, issue_all, ok, truth, wait_for,
 };
 
@@ -261,7 +261,7 @@ fn run_fails_over_mid_stream_and_catches_up() {
     );
     d.assert_status_center(&d.second.address());
 
-    let summary = stop(&mut run);
+    let summary = pollsync_tests::stop_agent(&mut run, Duration::from_secs(20));
     assert_eq!(summary["center"], d.second.address(), "{summary}");
     assert!(
         summary["connections"].as_u64().expect("connections") >= 2,
@@ -276,25 +276,4 @@ fn run_fails_over_mid_stream_and_catches_up() {
         "{log}"
     );
     d.assert_exact();
-}
-
-/// Stops a `station run --json` by SIGTERM: it exits 0 with everything it sealed
-/// acknowledged; returns its summary.
-fn stop(run: &mut Spawned) -> serde_json::Value {
-    let status = run.terminate(Duration::from_secs(20));
-    assert!(
-        status.success(),
-        "{} ended with {status}:\n{}",
-        run.what,
-        run.stderr()
-    );
-    let out = run.stdout();
-    let summary: serde_json::Value = serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("{} printed no JSON summary ({e}): {out}", run.what));
-    assert!(summary["stopped"].is_null(), "{summary}");
-    assert_eq!(
-        summary["acknowledged_through"], summary["local_head"],
-        "{summary}"
-    );
-    summary
 }

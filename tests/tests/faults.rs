@@ -157,22 +157,7 @@ fn now_unix_ms() -> u64 {
 /// rejection), everything it sealed is acknowledged, and it connected at least
 /// `connections` times.
 fn stop_run(run: &mut Spawned, connections: u64) {
-    let status = run.terminate(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "{} ended with {status}:\n{}",
-        run.what,
-        run.stderr()
-    );
-    let out = run.stdout();
-    let summary: serde_json::Value = serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("{} printed no JSON summary ({e}): {out}", run.what));
-    assert!(summary["stopped"].is_null(), "{}: {summary}", run.what);
-    assert_eq!(
-        summary["acknowledged_through"], summary["local_head"],
-        "{}: {summary}",
-        run.what
-    );
+    let summary = pollsync_tests::stop_agent(run, Duration::from_secs(30));
     assert!(
         summary["connections"].as_u64().expect("connections") >= connections,
         "{} connected at least {connections} times: {summary}",
