@@ -115,6 +115,16 @@ pub enum CenterError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// An accepted batch would move a station's head from another than the one
+    /// it follows: another writer moved it, or the station has no row. Its group
+    /// is rolled back and its batches are judged again.
+    #[error("station {station}: batch {sequence} does not follow the head in the store")]
+    HeadMoved {
+        /// The station.
+        station: String,
+        /// The batch's sequence.
+        sequence: u64,
+    },
     /// The store holds something it should not.
     #[error("center store is damaged: {detail}")]
     Corrupt {

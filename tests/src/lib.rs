@@ -138,6 +138,20 @@ impl Center {
         center
     }
 
+    /// Another `center serve` replica of this center's PostgreSQL store (not
+    /// serving yet; its own gRPC and HTTP ports once it does).
+    pub fn replica(&self) -> Center {
+        assert!(self.store.is_some(), "replicas share a PostgreSQL store");
+        Center {
+            data: self.data.clone(),
+            store: self.store.clone(),
+            bundles: self.bundles.clone(),
+            grpc: None,
+            http: None,
+            process: None,
+        }
+    }
+
     /// Where its store is.
     pub fn location(&self) -> pollsync_center::store::StoreLocation {
         match &self.store {

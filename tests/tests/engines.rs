@@ -276,8 +276,26 @@ fn the_same_writes_read_back_the_same_on_sqlite_and_postgresql() {
     drop(tx);
 
     // A cancel of more than was counted is refused, on both engines alike.
+    // A head moves only from the one the batch follows (compare-and-set), whatever
+    // a writer believes the head is.
+    let mut ahead = next.clone();
+    ahead.sequence = 3;
+    let tx = ingest.write().expect("write");
+    let moved = tx
+        .ops()
+        .apply_effects(&ctx, &second, b"z", &[5; 64], &ahead, 12)
+        .expect_err("not after the stored head");
+    assert!(
+        matches!(
+            moved,
+            pollsync_center::error::CenterError::HeadMoved { sequence: 3, .. }
+        ),
+        "{moved}"
+    );
+    drop(tx);
+
     let mut too_many = batches(&ctx).remove(2).1;
-    too_many.sequence = 3;
+    too_many.sequence = 2;
     too_many.hash = [43; 32];
     for d in too_many.deltas.values_mut() {
         d.returned = -100;

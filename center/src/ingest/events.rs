@@ -204,6 +204,21 @@ impl Publisher {
         }
     }
 
+    /// Passes on what another replica of the store decided (`ingest::relay`): to
+    /// the subscribers and the pace, not to this process's counters.
+    pub(crate) fn relayed(&self, events: Vec<IngestEvent>, now_unix_ms: u64) {
+        for event in events {
+            if let IngestEvent::Accepted { counted, .. } = &event {
+                self.metrics
+                    .pace
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .add(now_unix_ms, *counted);
+            }
+            let _ = self.events.send(event);
+        }
+    }
+
     /// Publish what a committed group decided, in order, durable at `now_unix_ms`.
     pub(crate) fn committed(&self, events: Vec<IngestEvent>, now_unix_ms: u64) {
         for event in events {

@@ -25,9 +25,11 @@
 pub mod alerts;
 pub mod events;
 pub mod judge;
+pub mod lease;
 mod log;
 pub mod pool;
 mod queue;
+pub mod relay;
 mod writer;
 
 pub use writer::TRACE_ENV;
@@ -170,6 +172,11 @@ struct Shared {
     stale_alerts: Mutex<HashMap<String, u64>>,
     view: RwLock<HashMap<String, ViewStation>>,
     presence: Mutex<PresenceBook>,
+    /// Every station's presence as stored, written by every replica of a shared
+    /// store (empty otherwise); read by the writer while idle.
+    stored_presence: RwLock<HashMap<String, Presence>>,
+    /// This process's name among the replicas of a shared store.
+    replica: String,
     pool: Pool,
     /// The writer's queue, bounded by [`MAX_QUEUED_JOBS`]; dropped at shutdown,
     /// which the writer sees once it has taken everything queued before.
@@ -211,6 +218,16 @@ pub struct IngestHandle {
     shared: Arc<Shared>,
 }
 
+/// A station's presence: this process's own, or what the store holds (another
+/// replica's) if that is newer.
+fn newest_presence(own: Option<Presence>, stored: Option<Presence>) -> Presence {
+    match (own, stored) {
+        (Some(own), Some(stored)) if stored.last_seen_unix_ms > own.last_seen_unix_ms => stored,
+        (Some(own), _) => own,
+        (None, stored) => stored.unwrap_or_default(),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -245,6 +262,8 @@ pub fn start_with(
         stale_alerts: Mutex::default(),
         view: RwLock::new(HashMap::new()),
         presence: Mutex::new(PresenceBook::default()),
+        stored_presence: RwLock::new(HashMap::new()),
+        replica: replica_name(),
         // A task waits in the pool only while its job waits for the writer or is
         // in the writer's current group.
         pool: Pool::start(verify_threads, MAX_QUEUED_JOBS + MAX_GROUP_BATCHES)?,
@@ -263,6 +282,8 @@ pub fn start_with(
         StoreLocation::Postgres(url) => {
             drop(store);
             let conn = crate::store::postgres::PgConn::connect(url)?;
+            // Detached: it ends within a poll once the center shuts down.
+            relay::spawn_listener(url.clone(), shared.replica.clone(), Arc::clone(&shared))?;
             spawn_writer(
                 crate::store::postgres::PgIngest::new(conn),
                 ctx,
@@ -273,6 +294,17 @@ pub fn start_with(
         }
     };
     Ok((IngestHandle { shared }, thread))
+}
+
+/// This process's name among replicas: its process id and a random suffix (a
+/// restarted replica is another one).
+fn replica_name() -> String {
+    let mut suffix = [0u8; 4];
+    // Without randomness the process id alone still tells apart the replicas of
+    // one machine; the name only decides who signs the log and whose decisions
+    // are whose, never what is counted.
+    let _ = getrandom::fill(&mut suffix);
+    format!("{}-{}", std::process::id(), hex::encode(suffix))
 }
 
 /// The writer thread on `store`, whichever engine it is.
@@ -836,6 +868,11 @@ impl IngestHandle {
     /// Every station of the election with its live state, in id order.
     pub fn live_stations(&self) -> Vec<LiveStation> {
         let presence: HashMap<String, Presence> = lock(&self.shared.presence).entries.clone();
+        let stored = self
+            .shared
+            .stored_presence
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<LiveStation> = self
             .shared
@@ -851,7 +888,10 @@ impl IngestHandle {
                     revoked: v.revoked,
                     quarantined: v.quarantined,
                     enrolled: v.key.is_some(),
-                    presence: presence.get(&s.id).copied().unwrap_or_default(),
+                    presence: newest_presence(
+                        presence.get(&s.id).copied(),
+                        stored.get(&s.id).copied(),
+                    ),
                 }
             })
             .collect();

@@ -19,11 +19,13 @@ use tokio::sync::oneshot;
 use super::alerts::AlertBook;
 use super::events::IngestEvent;
 use super::judge::{self, Context, Lookups, Prepared, StationKey, StationState, StoredAt, Verdict};
+use super::lease::{Decision, LeaseRow, LogLease};
+use super::relay;
 use super::{
     LOG_CHECKPOINT_INTERVAL_MS, MAX_GROUP_BATCHES, MAX_GROUP_BYTES,
     MAX_WAL_BYTES_BEFORE_CHECKPOINT, PRESENCE_FLUSH_INTERVAL_MS, REFRESH_INTERVAL_MS, Shared, lock,
 };
-use crate::error::Result;
+use crate::error::{CenterError, Result};
 use crate::store;
 use crate::store::apply::Presence;
 use crate::store::{EvidenceBatch, ForkEvidence, now_unix_ms};
@@ -60,8 +62,8 @@ pub(super) struct Writer<S: IngestStore> {
     store: S,
     ctx: Arc<Context>,
     shared: Arc<Shared>,
-    states: HashMap<String, StationState>,
-    keys: HashMap<String, StationKey>,
+    /// Every station's state and key as this writer knows them.
+    known: Known,
     data_version: i64,
     last_refresh: Instant,
     last_presence_flush: Instant,
@@ -81,6 +83,18 @@ pub(super) struct Writer<S: IngestStore> {
     log_key: LogKey,
     /// When the writer last looked whether the log needs a new checkpoint.
     last_log_checkpoint: Instant,
+    /// This replica's side of the log lease (a shared store only).
+    lease: Option<LogLease>,
+    /// When the writer last read the presence other replicas wrote.
+    last_presence_read: Instant,
+}
+
+/// The stations as the writer knows them: as stored at its last read, plus what
+/// it applied since.
+#[derive(Default)]
+struct Known {
+    states: HashMap<String, StationState>,
+    keys: HashMap<String, StationKey>,
 }
 
 /// Per station, beside its state: what the writer remembers of the store, cleared
@@ -119,8 +133,7 @@ impl<S: IngestStore> Writer<S> {
             store,
             ctx,
             shared,
-            states: HashMap::new(),
-            keys: HashMap::new(),
+            known: Known::default(),
             data_version: 0,
             last_refresh: Instant::now(),
             last_presence_flush: Instant::now(),
@@ -132,7 +145,12 @@ impl<S: IngestStore> Writer<S> {
             books: Books::default(),
             log_key,
             last_log_checkpoint: Instant::now(),
+            lease: None,
+            last_presence_read: Instant::now(),
         };
+        if writer.store.shared() {
+            writer.lease = Some(LogLease::new(&writer.shared.replica));
+        }
         writer.reload()?;
         // The log is published from the start, even before its first leaf.
         writer.publish_checkpoint()?;
@@ -145,11 +163,8 @@ impl<S: IngestStore> Writer<S> {
         let version = tx.ops().version()?;
         let (states, keys) = tx.ops().load_states()?;
         tx.commit()?;
-        self.states = states;
-        self.keys = keys;
+        adopt(&mut self.known, &mut self.books, &self.shared, states, keys);
         self.data_version = version;
-        self.books.forget();
-        self.shared.publish(&self.states, &self.keys);
         Ok(())
     }
 
@@ -201,6 +216,9 @@ impl<S: IngestStore> Writer<S> {
         if self.presence_due() {
             self.flush_presence_now();
         }
+        if self.lease.is_some() {
+            self.read_stored_presence();
+        }
         if self.uncheckpointed_bytes > 0 {
             self.checkpoint();
         }
@@ -227,7 +245,24 @@ impl<S: IngestStore> Writer<S> {
             return Ok(());
         }
         let tx = self.store.write()?;
+        let lease_row = match &mut self.lease {
+            None => None,
+            Some(lease) => {
+                let stored = tx.ops().log_lease()?;
+                match lease.decide(stored.as_deref().and_then(LeaseRow::parse), Instant::now()) {
+                    // Another replica signs; the transaction rolls back unused.
+                    Decision::Wait => return Ok(()),
+                    Decision::Sign(row) => Some(row),
+                }
+            }
+        };
         let signed = store::log::checkpoint(tx.ops(), &self.log_key)?;
+        if signed.is_none() {
+            return Ok(());
+        }
+        if let Some(row) = lease_row {
+            tx.ops().set_log_lease(&row.to_text())?;
+        }
         tx.commit()?;
         if let Some(size) = signed {
             tracing::debug!(size, "transparency log checkpoint published");
@@ -241,6 +276,25 @@ impl<S: IngestStore> Writer<S> {
         match self.store.maintain() {
             Ok(()) => self.uncheckpointed_bytes = 0,
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+        }
+    }
+
+    /// Reads what every replica of a shared store last wrote of the stations'
+    /// presence, for the live view (at most every [`PRESENCE_FLUSH_INTERVAL_MS`]).
+    fn read_stored_presence(&mut self) {
+        if self.last_presence_read.elapsed() < Duration::from_millis(PRESENCE_FLUSH_INTERVAL_MS) {
+            return;
+        }
+        self.last_presence_read = Instant::now();
+        match self.store.ops().read_presence() {
+            Ok(stored) => {
+                *self
+                    .shared
+                    .stored_presence
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = stored;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the stations' presence"),
         }
     }
 
@@ -305,7 +359,8 @@ impl<S: IngestStore> Writer<S> {
                     for event in &self.group_events {
                         super::log::ingest_decision(event);
                     }
-                    self.shared.publish_some(&touched, &self.states, &self.keys);
+                    self.shared
+                        .publish_some(&touched, &self.known.states, &self.known.keys);
                     let metrics = &self.shared.publisher.metrics;
                     metrics.groups_committed.fetch_add(1, Ordering::Relaxed);
                     metrics
@@ -377,11 +432,8 @@ impl<S: IngestStore> Writer<S> {
         let version = tx.ops().version()?;
         if version != self.data_version {
             let (states, keys) = tx.ops().load_states()?;
-            self.states = states;
-            self.keys = keys;
+            adopt(&mut self.known, &mut self.books, &self.shared, states, keys);
             self.data_version = version;
-            self.books.forget();
-            self.shared.publish(&self.states, &self.keys);
         }
         let now = now_unix_ms();
         let mut bytes = 0usize;
@@ -393,7 +445,7 @@ impl<S: IngestStore> Writer<S> {
                     kind,
                     detail,
                 } => {
-                    if self.states.contains_key(&station) {
+                    if self.known.states.contains_key(&station) {
                         self.books
                             .alerts
                             .raise(tx.ops(), &station, kind, 0, &detail, now)?;
@@ -423,10 +475,10 @@ impl<S: IngestStore> Writer<S> {
             let applying = Instant::now();
             self.timings[0] += applying - waiting;
             bytes = bytes.saturating_add(prepared.signed.batch.len());
-            let known = self.states.contains_key(&peer);
-            let mut state = self.states.get(&peer).cloned().unwrap_or_default();
-            prepared.recheck_signature(self.keys.get(&peer));
-            let current_key = self.keys.get(&peer).map(|k| k.key.to_bytes());
+            let known = self.known.states.contains_key(&peer);
+            let mut state = self.known.states.get(&peer).cloned().unwrap_or_default();
+            prepared.recheck_signature(self.known.keys.get(&peer));
+            let current_key = self.known.keys.get(&peer).map(|k| k.key.to_bytes());
             if let Some(key) = peer_key
                 && current_key != Some(key)
             {
@@ -470,10 +522,16 @@ impl<S: IngestStore> Writer<S> {
                         Verdict::Duplicate { .. } => {}
                     }
                     if known {
-                        self.states.insert(peer.clone(), state);
+                        self.known.states.insert(peer.clone(), state);
                         touched.insert(peer);
                     }
                     replies.push((reply.0, Some(verdict.ack()), reply.1));
+                }
+                Err(e @ CenterError::HeadMoved { .. }) => {
+                    // Another writer moved the head behind this one's back: the
+                    // whole group is judged on stale state. Roll it all back; the
+                    // writer reloads and the stations resend.
+                    return Err(e);
                 }
                 Err(e) => {
                     // Rolled back as `sp` drops; this batch goes unanswered.
@@ -492,12 +550,42 @@ impl<S: IngestStore> Writer<S> {
         if let Some(entries) = presence {
             tx.ops().write_presence(entries)?;
         }
+        // Other writers of a shared store re-read what this group changed, and
+        // hear what it decided once it commits.
+        let version = tx.ops().mark_written()?;
+        if self.lease.is_some() {
+            for payload in relay::announcements(&self.shared.replica, &self.group_events) {
+                tx.ops().announce(relay::EVENTS_CHANNEL, &payload)?;
+            }
+        }
         let committing = Instant::now();
         tx.commit()?;
+        self.data_version = version;
         self.timings[2] += committing.elapsed();
         self.uncheckpointed_bytes = self.uncheckpointed_bytes.saturating_add(bytes);
         Ok(())
     }
+}
+
+/// Takes the stations' state as another writer left it, and publishes it. The
+/// ballot ids remembered of a station whose head moved are forgotten (another
+/// replica stored batches of it); those of the others still hold. Alert counts
+/// are read again.
+fn adopt(
+    known: &mut Known,
+    books: &mut Books,
+    shared: &Shared,
+    states: HashMap<String, StationState>,
+    keys: HashMap<String, StationKey>,
+) {
+    let before = &known.states;
+    books.ballot_ids.retain(|station, _| {
+        before.get(station).map(|s| s.head) == states.get(station).map(|s| s.head)
+    });
+    books.alerts.forget();
+    known.states = states;
+    known.keys = keys;
+    shared.publish(&known.states, &known.keys);
 }
 
 /// The operators' view of a verdict.

@@ -29,6 +29,62 @@ pub fn data_version(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
 }
 
+/// `meta` key of the store's version counter on an engine where several writers
+/// share the store (PostgreSQL): every writer moves it in each transaction that
+/// changes what writers keep in memory (stations, keys, batches, alerts).
+pub const STORE_VERSION_KEY: &str = "store_version";
+
+/// The store's version counter as stored (0 until a writer moves it).
+pub fn stored_version(conn: &dyn Sql) -> Result<i64> {
+    let v = conn.first(
+        "SELECT value FROM meta WHERE key = ?1",
+        sql_params![STORE_VERSION_KEY],
+        |r| r.blob(0),
+    )?;
+    Ok(v.and_then(|b| String::from_utf8(b).ok())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Moves the store's version counter on, inside the caller's transaction, and
+/// returns the new value: every other writer then reads the stations again.
+pub fn bump_version(conn: &dyn Sql) -> Result<i64> {
+    let next = stored_version(conn)?
+        .checked_add(1)
+        .ok_or_else(|| CenterError::Corrupt {
+            detail: "the store's version counter is at its maximum".into(),
+        })?;
+    conn.exec(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        sql_params![STORE_VERSION_KEY, next.to_string().as_bytes()],
+    )?;
+    Ok(next)
+}
+
+/// `meta` key of the transparency log's lease (`ingest::lease`).
+pub const LOG_LEASE_KEY: &str = "log_lease";
+
+/// The log lease row as stored (`None`: none, or not text).
+pub fn log_lease(conn: &dyn Sql) -> Result<Option<String>> {
+    let v = conn.first(
+        "SELECT value FROM meta WHERE key = ?1",
+        sql_params![LOG_LEASE_KEY],
+        |r| r.blob(0),
+    )?;
+    Ok(v.and_then(|b| String::from_utf8(b).ok()))
+}
+
+/// Stores the log lease row.
+pub fn set_log_lease(conn: &dyn Sql, row: &str) -> Result<()> {
+    conn.exec(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        sql_params![LOG_LEASE_KEY, row.as_bytes()],
+    )?;
+    Ok(())
+}
+
 /// Every station's state and current key, as stored.
 pub fn load_states(
     conn: &dyn Sql,
@@ -340,13 +396,30 @@ pub fn apply_effects(
             to_i64(leaf)
         ],
     )?;
+    // Compare-and-set: the head moves only from the one this batch follows, so a
+    // writer that judged against a head another writer has since moved fails
+    // rather than counts (the store's write lock and its version make this
+    // never happen; this is the database's own check that it does not).
+    let previous = effects
+        .sequence
+        .checked_sub(1)
+        .ok_or_else(|| CenterError::Corrupt {
+            detail: format!("station {station}: an accepted batch has sequence 0"),
+        })?;
     let updated = conn.exec(
-        "UPDATE stations SET head_sequence = ?2, head_hash = ?3 WHERE station = ?1",
-        sql_params![station, to_i64(effects.sequence), &effects.hash],
+        "UPDATE stations SET head_sequence = ?2, head_hash = ?3
+         WHERE station = ?1 AND head_sequence = ?4",
+        sql_params![
+            station,
+            to_i64(effects.sequence),
+            &effects.hash,
+            to_i64(previous)
+        ],
     )?;
     if updated != 1 {
-        return Err(CenterError::Corrupt {
-            detail: format!("station {station} has no row in the stations table"),
+        return Err(CenterError::HeadMoved {
+            station: station.to_owned(),
+            sequence: effects.sequence,
         });
     }
     for (contest_id, delta) in &effects.deltas {
@@ -457,7 +530,8 @@ pub struct Presence {
     pub connections: u32,
 }
 
-/// Writes presence rows (stations not in the table are ignored).
+/// Writes presence rows (stations not in the table are ignored). A row seen more
+/// recently (by another replica) is left as it is.
 pub fn write_presence<'a>(
     conn: &dyn Sql,
     entries: impl IntoIterator<Item = (&'a String, &'a Presence)>,
@@ -465,7 +539,8 @@ pub fn write_presence<'a>(
     for (station, p) in entries {
         conn.exec(
             "UPDATE stations SET last_seen_unix_ms = ?2, local_head_sequence = ?3,
-                    sealed_unacknowledged = ?4, connected = ?5 WHERE station = ?1",
+                    sealed_unacknowledged = ?4, connected = ?5
+             WHERE station = ?1 AND last_seen_unix_ms <= ?2",
             sql_params![
                 station,
                 to_i64(p.last_seen_unix_ms),
@@ -476,6 +551,27 @@ pub fn write_presence<'a>(
         )?;
     }
     Ok(())
+}
+
+/// Every station's presence as the replicas last wrote it.
+pub fn read_presence(conn: &dyn Sql) -> Result<HashMap<String, Presence>> {
+    conn.all(
+        "SELECT station, last_seen_unix_ms, local_head_sequence, sealed_unacknowledged, connected
+         FROM stations",
+        &[],
+        |r| {
+            Ok((
+                r.text(0)?,
+                Presence {
+                    last_seen_unix_ms: to_u64(r.int(1)?),
+                    local_head_sequence: to_u64(r.int(2)?),
+                    sealed_unacknowledged: to_u64(r.int(3)?),
+                    connections: u32::from(r.flag(4)?),
+                },
+            ))
+        },
+    )
+    .map(|rows| rows.into_iter().collect())
 }
 
 /// The log leaf of `station`'s accepted batch `sequence`.
@@ -605,11 +701,30 @@ pub fn log_put_checkpoint(conn: &dyn Sql, size: u64, note: &[u8]) -> Result<()> 
 pub trait Engine: Sql {
     /// A number that changes whenever another writer commits to the store.
     fn version(&self) -> Result<i64>;
+    /// Sends `payload` on `channel` to the other replicas once this transaction
+    /// commits (nothing if it rolls back).
+    fn announce(&self, channel: &'static str, payload: &str) -> Result<()>;
+    /// Tells the other writers, inside this writer's transaction, that it changed
+    /// what they keep in memory; returns the version this writer knows once it
+    /// commits.
+    fn mark_written(&self) -> Result<i64>;
 }
 
 impl<E: Engine> IngestOps for E {
     fn version(&self) -> Result<i64> {
         Engine::version(self)
+    }
+
+    fn mark_written(&self) -> Result<i64> {
+        Engine::mark_written(self)
+    }
+
+    fn announce(&self, channel: &'static str, payload: &str) -> Result<()> {
+        Engine::announce(self, channel, payload)
+    }
+
+    fn read_presence(&self) -> Result<HashMap<String, Presence>> {
+        read_presence(self)
     }
 
     fn load_states(&self) -> Result<(HashMap<String, StationState>, HashMap<String, StationKey>)> {
@@ -685,5 +800,13 @@ impl<E: Engine> IngestOps for E {
 
     fn log_put_checkpoint(&self, size: u64, note: &[u8]) -> Result<()> {
         log_put_checkpoint(self, size, note)
+    }
+
+    fn log_lease(&self) -> Result<Option<String>> {
+        log_lease(self)
+    }
+
+    fn set_log_lease(&self, row: &str) -> Result<()> {
+        set_log_lease(self, row)
     }
 }

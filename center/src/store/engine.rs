@@ -80,6 +80,15 @@ pub trait Records {
 pub trait IngestOps {
     /// A number that changes whenever another process commits to the store.
     fn version(&self) -> Result<i64>;
+    /// Tells other writers of a shared store (inside this transaction) that it
+    /// changes what they keep in memory; returns the version this writer will
+    /// know once it commits.
+    fn mark_written(&self) -> Result<i64>;
+    /// Sends `payload` on `channel` to the other replicas of a shared store once
+    /// this transaction commits.
+    fn announce(&self, channel: &'static str, payload: &str) -> Result<()>;
+    /// Every station's presence as stored (what every replica last wrote).
+    fn read_presence(&self) -> Result<HashMap<String, Presence>>;
     /// Every station's state and current key, as stored.
     fn load_states(&self) -> Result<(HashMap<String, StationState>, HashMap<String, StationKey>)>;
     /// Every stored batch (raw bytes) of `station`, in sequence order.
@@ -127,6 +136,10 @@ pub trait IngestOps {
     fn latest_checkpoint_size(&self) -> Result<Option<u64>>;
     /// Stores a signed checkpoint of `size` leaves.
     fn log_put_checkpoint(&self, size: u64, note: &[u8]) -> Result<()>;
+    /// The lease row of the replica that signs checkpoints (`ingest::lease`).
+    fn log_lease(&self) -> Result<Option<String>>;
+    /// Stores the lease row.
+    fn set_log_lease(&self, row: &str) -> Result<()>;
 }
 
 /// A unit of work: a transaction or a savepoint. Dropped without [`Unit::commit`],
@@ -163,4 +176,8 @@ pub trait IngestStore: Send + 'static {
     fn ops(&self) -> &dyn IngestOps;
     /// Housekeeping while idle or after many bytes (SQLite: a WAL checkpoint).
     fn maintain(&mut self) -> Result<()>;
+    /// Whether other processes may serve the same store at once (PostgreSQL
+    /// replicas): the writers then take turns signing the log (`ingest::lease`)
+    /// and share presence and decisions through the store.
+    fn shared(&self) -> bool;
 }

@@ -499,13 +499,27 @@ impl Engine {
     }
 
     /// Opens a transaction: a write one takes the store's one write lock (SQLite's
-    /// `BEGIN IMMEDIATE`, PostgreSQL's advisory lock of every writer); a read one
+    /// `BEGIN IMMEDIATE`, PostgreSQL's row lock every writer takes); a read one
     /// sees one snapshot.
     fn begin(&self, write: bool) -> Result<Txn<'_>> {
         match (self, write) {
             (Engine::Sqlite(c), true) => c.execute_batch("BEGIN IMMEDIATE")?,
             (Engine::Sqlite(c), false) => c.execute_batch("BEGIN")?,
             (Engine::Postgres(c), write) => c.begin(write)?,
+        }
+        Ok(Txn {
+            engine: self,
+            open: true,
+        })
+    }
+
+    /// The transaction that creates the schema: a write one, but on PostgreSQL
+    /// without the write lock, whose row does not exist yet (a second `init`
+    /// racing this one fails on its first `CREATE TABLE` and leaves nothing).
+    fn begin_schema(&self) -> Result<Txn<'_>> {
+        match self {
+            Engine::Sqlite(_) => return self.begin(true),
+            Engine::Postgres(c) => c.batch("BEGIN ISOLATION LEVEL READ COMMITTED")?,
         }
         Ok(Txn {
             engine: self,
@@ -541,25 +555,10 @@ pub struct Store {
     location: StoreLocation,
 }
 
-/// Moves the store's version on (see `postgres::STORE_VERSION_KEY`): a serving
+/// Moves the store's version on (see [`apply::STORE_VERSION_KEY`]): a serving
 /// writer on another connection or machine then reads the stations again.
 fn bump_version(sql: &dyn sql::Sql) -> Result<()> {
-    let now = sql
-        .first(
-            "SELECT value FROM meta WHERE key = ?1",
-            sql::sql_params![postgres::STORE_VERSION_KEY],
-            |r| r.blob(0),
-        )?
-        .and_then(|v| String::from_utf8(v).ok())
-        .and_then(|t| t.parse::<i64>().ok())
-        .unwrap_or(0);
-    let next = (now + 1).to_string();
-    sql.exec(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        sql::sql_params![postgres::STORE_VERSION_KEY, next.as_bytes()],
-    )?;
-    Ok(())
+    apply::bump_version(sql).map(|_| ())
 }
 
 impl Store {
@@ -678,7 +677,7 @@ impl Store {
             Engine::Postgres(_) => sql::Dialect::Postgres,
         };
         {
-            let tx = engine.begin(true)?;
+            let tx = engine.begin_schema()?;
             engine.batch(&schema::schema(dialect))?;
             let sql = engine.sql();
             let version = SCHEMA_VERSION.to_string();

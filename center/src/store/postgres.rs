@@ -13,13 +13,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::error::Error as StdError;
+use std::time::Duration;
 
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Statement};
 
 use super::apply;
 use super::engine::{IngestOps, IngestStore, IngestTx, Unit};
-use super::sql::{Param, Sql, SqlExt as _, SqlRow};
+use super::sql::{Param, Sql, SqlRow};
 use crate::error::{CenterError, Result};
 
 /// Most prepared statements kept per connection (the store uses a few dozen).
@@ -121,9 +122,9 @@ impl PgConn {
         blocking(|| f(client)).map_err(|e| pg_error(what, e))
     }
 
-    /// Opens a transaction: a write one takes the store's one write lock
-    /// (`pg_advisory_xact_lock` on [`WRITE_LOCK_KEY`], what SQLite's `BEGIN
-    /// IMMEDIATE` gives), a read one sees one snapshot. Every writer of a store,
+    /// Opens a transaction: a write one takes the store's one write lock (the
+    /// row lock of the store version's row, what SQLite's `BEGIN IMMEDIATE`
+    /// gives: see [`WRITE_LOCK_SQL`]), a read one sees one snapshot. Every writer of a store,
     /// the ingest writer and the offline commands alike, opens its transactions
     /// here.
     pub fn begin(&self, write: bool) -> Result<()> {
@@ -132,8 +133,8 @@ impl PgConn {
         }
         self.batch("BEGIN ISOLATION LEVEL READ COMMITTED")?;
         if let Err(e) = self.exec(
-            "SELECT pg_advisory_xact_lock(?1)",
-            &[Param::Int(WRITE_LOCK_KEY)],
+            WRITE_LOCK_SQL,
+            &[Param::Text(apply::STORE_VERSION_KEY), Param::Blob(b"0")],
         ) {
             let _ = self.batch("ROLLBACK");
             return Err(e);
@@ -426,7 +427,7 @@ impl IngestStore for PgIngest {
     type Tx<'t> = PgTx<'t>;
 
     /// A write transaction. One writer at a time holds the store's write lock
-    /// (`pg_advisory_xact_lock`), as SQLite's `BEGIN IMMEDIATE` does.
+    /// ([`WRITE_LOCK_SQL`]), as SQLite's `BEGIN IMMEDIATE` does.
     fn write(&mut self) -> Result<PgTx<'_>> {
         PgTx::begin(&self.conn, true)
     }
@@ -443,27 +444,73 @@ impl IngestStore for PgIngest {
     fn maintain(&mut self) -> Result<()> {
         Ok(())
     }
-}
 
-/// The advisory lock every writer of a PostgreSQL store takes for its
-/// transaction (an arbitrary constant: "pollsync" in ASCII).
-pub const WRITE_LOCK_KEY: i64 = 0x706f_6c6c_7379_6e63;
-
-impl apply::Engine for PgConn {
-    /// The store's version: a counter every writer of the store moves in its
-    /// transaction (`meta` key `store_version`; 0 until one does).
-    fn version(&self) -> Result<i64> {
-        let v = self.first(
-            "SELECT value FROM meta WHERE key = ?1",
-            &[Param::Text(STORE_VERSION_KEY)],
-            |r| r.blob(0),
-        )?;
-        Ok(v.and_then(|b| String::from_utf8(b).ok())
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0))
+    /// Several `center serve` replicas may share one database.
+    fn shared(&self) -> bool {
+        true
     }
 }
 
-/// `meta` key of the PostgreSQL store's version counter (see
-/// [`IngestOps::version`]).
-pub const STORE_VERSION_KEY: &str = "store_version";
+/// A connection of its own that waits for notifications on one channel (LISTEN):
+/// how a replica hears what the others decided (`ingest::relay`).
+pub struct PgListener {
+    client: Client,
+}
+
+impl PgListener {
+    /// Connects to `url` and listens on `channel` (a constant identifier of ours).
+    pub fn listen(url: &str, channel: &'static str) -> Result<PgListener> {
+        debug_assert!(channel.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        let mut client =
+            blocking(|| Client::connect(url, NoTls)).map_err(|e| pg_error("cannot connect", e))?;
+        blocking(|| client.batch_execute(&format!("LISTEN {channel}")))
+            .map_err(|e| pg_error("LISTEN", e))?;
+        Ok(PgListener { client })
+    }
+
+    /// The next notification's payload, waiting at most `timeout_ms` (`None`:
+    /// none came). An error means the connection is gone: listen again.
+    pub fn next(&mut self, timeout_ms: u64) -> Result<Option<String>> {
+        use postgres::fallible_iterator::FallibleIterator as _;
+        if self.client.is_closed() {
+            return Err(CenterError::Postgres {
+                detail: "the listening connection is closed".into(),
+            });
+        }
+        let mut notifications = self.client.notifications();
+        let mut waiting = notifications.timeout_iter(Duration::from_millis(timeout_ms));
+        let next =
+            blocking(|| waiting.next()).map_err(|e| pg_error("waiting for notifications", e))?;
+        Ok(next.map(|n| n.payload().to_owned()))
+    }
+}
+
+/// The write lock every writer of a PostgreSQL store takes first in its
+/// transaction: an upsert of the store version's row that changes nothing but
+/// holds the row's lock until the transaction ends, so writers take turns. Plain
+/// row locking, as every PostgreSQL-compatible engine has (no advisory locks);
+/// READ COMMITTED then lets each later statement see what the previous writer
+/// committed.
+pub const WRITE_LOCK_SQL: &str = "INSERT INTO meta (key, value) VALUES (?1, ?2)
+     ON CONFLICT (key) DO UPDATE SET value = meta.value";
+
+impl apply::Engine for PgConn {
+    /// The store's version: a counter every writer of the store moves in its
+    /// transaction (`meta` key [`apply::STORE_VERSION_KEY`]; 0 until one does).
+    fn version(&self) -> Result<i64> {
+        apply::stored_version(self)
+    }
+
+    fn mark_written(&self) -> Result<i64> {
+        apply::bump_version(self)
+    }
+
+    /// `pg_notify`: delivered to every listener when the transaction commits.
+    fn announce(&self, channel: &'static str, payload: &str) -> Result<()> {
+        self.each(
+            "SELECT pg_notify(?1, ?2)",
+            &[Param::Text(channel), Param::Text(payload)],
+            &mut |_| Ok(()),
+        )
+    }
+}

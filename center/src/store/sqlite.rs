@@ -52,6 +52,11 @@ impl IngestStore for SqliteIngest {
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(())
     }
+
+    /// One `center serve` per folder.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 impl Unit for Transaction<'_> {
@@ -88,5 +93,16 @@ impl Unit for Savepoint<'_> {
 impl apply::Engine for Connection {
     fn version(&self) -> Result<i64> {
         apply::data_version(self)
+    }
+
+    /// SQLite's data version moves by itself for every other connection and never
+    /// for our own commits: nothing to write.
+    fn mark_written(&self) -> Result<i64> {
+        apply::data_version(self)
+    }
+
+    /// Nobody to tell: one `center serve` per folder.
+    fn announce(&self, _channel: &'static str, _payload: &str) -> Result<()> {
+        Ok(())
     }
 }

@@ -1,0 +1,287 @@
+//! How the replicas of a shared store (SPEC §11) tell each other what they
+//! decided, so that every replica's event stream and pace show the whole center:
+//! each writer sends its group's decisions in the group's own transaction
+//! (PostgreSQL's `NOTIFY`, delivered only if it commits), and a listener thread on
+//! every replica passes the other replicas' decisions on to its subscribers.
+//!
+//! The wire form is JSON, in chunks under PostgreSQL's payload limit; a replica
+//! skips its own. Relayed decisions go to the event stream and the pace only: a
+//! replica's `/metrics` counters stay its own (a scraper sums the replicas).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use pollsync_proto::pb::RejectReason;
+use serde::{Deserialize, Serialize};
+
+use super::Shared;
+use super::events::IngestEvent;
+use crate::error::{CenterError, Result};
+use crate::store::now_unix_ms;
+use crate::store::postgres::PgListener;
+
+/// The notification channel the replicas share.
+pub const EVENTS_CHANNEL: &str = "pollsync_events";
+/// Most bytes of one notification's payload (PostgreSQL refuses 8,000 and more).
+pub const MAX_PAYLOAD_BYTES: usize = 7_000;
+/// Longest the listener waits for a notification before it looks whether the
+/// center is shutting down.
+pub const LISTEN_POLL_MS: u64 = 500;
+/// Wait before listening again after the connection was lost.
+pub const RELISTEN_BACKOFF_MS: u64 = 1_000;
+
+/// One decision as it travels between replicas.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Wire {
+    Accepted {
+        station: String,
+        sequence: u64,
+        ballots: u64,
+        counted: i64,
+        closed: Vec<String>,
+    },
+    Duplicate {
+        station: String,
+        sequence: u64,
+    },
+    Rejected {
+        station: String,
+        sequence: u64,
+        reason: String,
+        detail: String,
+        alert: bool,
+    },
+}
+
+/// One notification: who decided, and what.
+#[derive(Debug, Serialize, Deserialize)]
+struct Announcement {
+    from: String,
+    events: Vec<Wire>,
+}
+
+fn to_wire(event: &IngestEvent) -> Wire {
+    match event.clone() {
+        IngestEvent::Accepted {
+            station,
+            sequence,
+            ballots,
+            counted,
+            closed,
+        } => Wire::Accepted {
+            station,
+            sequence,
+            ballots,
+            counted,
+            closed,
+        },
+        IngestEvent::Duplicate { station, sequence } => Wire::Duplicate { station, sequence },
+        IngestEvent::Rejected {
+            station,
+            sequence,
+            reason,
+            detail,
+            alert,
+        } => Wire::Rejected {
+            station,
+            sequence,
+            reason: reason.to_owned(),
+            detail,
+            alert,
+        },
+    }
+}
+
+/// The reject reason named `name` (`None`: no such reason).
+fn reason_named(name: &str) -> Option<&'static str> {
+    (0..64)
+        .filter_map(|n| RejectReason::try_from(n).ok())
+        .map(|r| r.short_name())
+        .find(|short| *short == name)
+}
+
+fn from_wire(wire: Wire) -> Option<IngestEvent> {
+    Some(match wire {
+        Wire::Accepted {
+            station,
+            sequence,
+            ballots,
+            counted,
+            closed,
+        } => IngestEvent::Accepted {
+            station,
+            sequence,
+            ballots,
+            counted,
+            closed,
+        },
+        Wire::Duplicate { station, sequence } => IngestEvent::Duplicate { station, sequence },
+        Wire::Rejected {
+            station,
+            sequence,
+            reason,
+            detail,
+            alert,
+        } => IngestEvent::Rejected {
+            station,
+            sequence,
+            reason: reason_named(&reason)?,
+            detail,
+            alert,
+        },
+    })
+}
+
+/// `events` decided by replica `from`, as payloads of at most
+/// [`MAX_PAYLOAD_BYTES`] each, in order. A decision too long for one payload
+/// alone travels without its detail (the deciding replica's log has it).
+pub fn announcements(from: &str, events: &[IngestEvent]) -> Vec<String> {
+    let encode = |events: Vec<Wire>| {
+        serde_json::to_string(&Announcement {
+            from: from.to_owned(),
+            events,
+        })
+        .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    let mut chunk: Vec<Wire> = Vec::new();
+    let mut chunk_bytes = 0usize;
+    let overhead = encode(Vec::new()).len();
+    for event in events {
+        let mut wire = to_wire(event);
+        let mut bytes = serde_json::to_string(&wire).map_or(0, |t| t.len()) + 1;
+        if overhead + bytes > MAX_PAYLOAD_BYTES {
+            if let Wire::Rejected { detail, .. } = &mut wire {
+                *detail = "(too long to relay: see the deciding replica's log)".into();
+            }
+            bytes = serde_json::to_string(&wire).map_or(0, |t| t.len()) + 1;
+        }
+        if !chunk.is_empty() && overhead + chunk_bytes + bytes > MAX_PAYLOAD_BYTES {
+            out.push(encode(std::mem::take(&mut chunk)));
+            chunk_bytes = 0;
+        }
+        chunk.push(wire);
+        chunk_bytes += bytes;
+    }
+    if !chunk.is_empty() {
+        out.push(encode(chunk));
+    }
+    out
+}
+
+/// The decisions in `payload` if another replica than `me` made them (`None`:
+/// ours, or not an announcement).
+pub fn others(payload: &str, me: &str) -> Option<Vec<IngestEvent>> {
+    let announcement: Announcement = serde_json::from_str(payload).ok()?;
+    if announcement.from == me {
+        return None;
+    }
+    Some(
+        announcement
+            .events
+            .into_iter()
+            .filter_map(from_wire)
+            .collect(),
+    )
+}
+
+/// Starts the thread that listens on `url` for the other replicas' decisions and
+/// passes them to this replica's subscribers, until the center shuts down.
+pub(super) fn spawn_listener(
+    url: String,
+    me: String,
+    shared: Arc<Shared>,
+) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("center-relay".into())
+        .spawn(move || {
+            let mut listener: Option<PgListener> = None;
+            while !shared.closed.load(Ordering::Acquire) && Arc::strong_count(&shared) > 1 {
+                let Some(l) = listener.as_mut() else {
+                    match PgListener::listen(&url, EVENTS_CHANNEL) {
+                        Ok(l) => listener = Some(l),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot listen for the other replicas' decisions");
+                            std::thread::sleep(std::time::Duration::from_millis(RELISTEN_BACKOFF_MS));
+                        }
+                    }
+                    continue;
+                };
+                match l.next(LISTEN_POLL_MS) {
+                    Ok(Some(payload)) => {
+                        if let Some(events) = others(&payload, &me) {
+                            shared.publisher.relayed(events, now_unix_ms());
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the other replicas' decisions; listening again");
+                        listener = None;
+                    }
+                }
+            }
+        })
+        .map_err(|source| CenterError::Thread {
+            what: "replica relay",
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepted(sequence: u64) -> IngestEvent {
+        IngestEvent::Accepted {
+            station: "S-0001".into(),
+            sequence,
+            ballots: 40,
+            counted: 39,
+            closed: vec![],
+        }
+    }
+
+    #[test]
+    fn decisions_cross_over_in_order_and_a_replica_skips_its_own() {
+        let events: Vec<IngestEvent> = (1..=500)
+            .map(accepted)
+            .chain([
+                IngestEvent::Duplicate {
+                    station: "S-0002".into(),
+                    sequence: 3,
+                },
+                IngestEvent::Rejected {
+                    station: "S-0003".into(),
+                    sequence: 9,
+                    reason: RejectReason::Fork.short_name(),
+                    detail: "x".repeat(MAX_PAYLOAD_BYTES),
+                    alert: true,
+                },
+            ])
+            .collect();
+        let payloads = announcements("a", &events);
+        assert!(payloads.len() > 1, "500 decisions do not fit one payload");
+        assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD_BYTES));
+        assert!(payloads.iter().all(|p| others(p, "a").is_none()));
+        let back: Vec<IngestEvent> = payloads
+            .iter()
+            .flat_map(|p| others(p, "b").unwrap_or_default())
+            .collect();
+        assert_eq!(back.len(), events.len());
+        assert_eq!(back[..501], events[..501]);
+        let IngestEvent::Rejected { reason, detail, .. } = &back[501] else {
+            panic!("the fork comes last: {:?}", back[501]);
+        };
+        assert_eq!(*reason, "FORK");
+        assert!(detail.contains("too long"));
+    }
+
+    #[test]
+    fn a_payload_that_is_not_an_announcement_is_ignored() {
+        assert!(others("not json", "b").is_none());
+        let unknown = r#"{"from":"a","events":[{"kind":"rejected","station":"S","sequence":1,"reason":"NO_SUCH","detail":"","alert":false}]}"#;
+        assert_eq!(others(unknown, "b"), Some(vec![]));
+    }
+}
