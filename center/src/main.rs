@@ -23,8 +23,15 @@ struct Cli {
     #[arg(long, global = true, default_value = DEFAULT_DATA_DIR, value_name = "DIR")]
     data: PathBuf,
     /// A PostgreSQL store instead of the data folder: `postgres://USER@HOST:PORT/DB`
-    /// (SPEC §11). Every command of that center takes the same `--store`.
-    #[arg(long, global = true, value_name = "URL")]
+    /// (SPEC §11). Every command of that center takes the same `--store`. A
+    /// password is best given as `PGPASSWORD`, not in the URL (which `ps` shows).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "POLLSYNC_STORE",
+        hide_env_values = true
+    )]
     store: Option<String>,
     #[command(subcommand)]
     command: Command,

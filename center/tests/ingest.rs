@@ -19,11 +19,11 @@ async fn push(h: &IngestHandle, peer: &str, batch: pb::SignedBatch) -> pb::Ack {
 }
 
 fn tallies(center: &Center) -> BTreeMap<String, BTreeMap<String, TallySheet>> {
-    Store::open(&center.data).unwrap().tally_map().unwrap()
+    Store::open_at(&center.store).unwrap().tally_map().unwrap()
 }
 
 fn alerts(center: &Center) -> Vec<(String, String, u64)> {
-    Store::open(&center.data)
+    Store::open_at(&center.store)
         .unwrap()
         .alerts()
         .unwrap()
@@ -56,7 +56,7 @@ fn s1_events() -> (Vec<StationEvent>, Vec<StationEvent>) {
 #[tokio::test]
 async fn a_chain_without_its_zero_report_counts_and_raises_no_zero_report_for_that_station_only() {
     let center = Center::new();
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     let mut honest = center.chain("S-0001");
     let mut bare = center.chain("S-0002").without_zero_report();
     let (a1, a2) = s1_events();
@@ -79,7 +79,7 @@ async fn a_chain_without_its_zero_report_counts_and_raises_no_zero_report_for_th
         alerts(&center),
         vec![("S-0002".to_string(), "NO_ZERO_REPORT".to_string(), 1)]
     );
-    let stored = Store::open(&center.data).unwrap().alerts().unwrap();
+    let stored = Store::open_at(&center.store).unwrap().alerts().unwrap();
     assert!(
         stored[0]
             .detail
@@ -92,7 +92,7 @@ async fn a_chain_without_its_zero_report_counts_and_raises_no_zero_report_for_th
     assert_eq!(t["S-0002"], truth(&[a1.clone(), a2].concat()));
     assert_eq!(t["S-0001"], truth(&a1));
     // The audit names it as a finding, not a difference.
-    let report = pollsync_center::audit::audit(&Store::open(&center.data).unwrap()).unwrap();
+    let report = pollsync_center::audit::audit(&Store::open_at(&center.store).unwrap()).unwrap();
     assert!(report.is_clean(), "{:?}", report.differences);
     assert_eq!(
         report.findings,
@@ -106,7 +106,7 @@ async fn a_chain_without_its_zero_report_counts_and_raises_no_zero_report_for_th
 #[tokio::test]
 async fn honest_chains_of_two_stations_give_exact_tallies() {
     let center = Center::new();
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     let mut s1 = center.chain("S-0001");
     let mut s2 = center.chain("S-0002");
     let (a1, a2) = s1_events();
@@ -151,7 +151,7 @@ async fn honest_chains_of_two_stations_give_exact_tallies() {
     assert_eq!(d.write_in["王五"], 2);
     assert!(alerts(&center).is_empty());
     // The raw signed bytes are kept for audit.
-    let stored = Store::open(&center.data)
+    let stored = Store::open_at(&center.store)
         .unwrap()
         .batches(Some("S-0001"))
         .unwrap();
@@ -173,7 +173,7 @@ async fn a_replay_is_duplicate_and_counted_once_also_after_a_restart() {
     let (a1, a2) = s1_events();
     let b1 = s1.batch(&a1);
     let b2 = s1.batch(&a2);
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     assert_eq!(
         push(&h, "S-0001", b1.clone()).await.kind(),
         AckKind::Accepted
@@ -190,7 +190,7 @@ async fn a_replay_is_duplicate_and_counted_once_also_after_a_restart() {
     h.shutdown();
     writer.join().unwrap();
     // A new writer (a center restart) knows both.
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     let reply = h.hello(&s1.peer(), hello_for(&s1, 2)).await.unwrap();
     assert_eq!(reply.center_head_sequence, 2);
     assert_eq!(reply.center_head_hash, s1.prev().to_vec());
@@ -208,7 +208,7 @@ async fn a_ballot_id_of_an_earlier_batch_is_refused_and_counted_once_also_after_
     let center = Center::new();
     let mut s1 = center.chain("S-0001");
     let (a1, a2) = s1_events();
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     assert_eq!(
         push(&h, "S-0001", s1.batch(&a1)).await.kind(),
         AckKind::Accepted
@@ -228,7 +228,7 @@ async fn a_ballot_id_of_an_earlier_batch_is_refused_and_counted_once_also_after_
     h.shutdown();
     writer.join().unwrap();
     // After a restart the writer knows the ids from the stored batches alone.
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     let mut again = center.chain("S-0001");
     again.batch(&a1); // advance the chain past batch 1, as stored
     let mut honest = again.clone();
@@ -267,7 +267,7 @@ async fn a_flooding_station_stores_at_most_its_alert_limit_and_others_are_unaffe
         b.signature[0] ^= 1;
         b
     };
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     let answers: Vec<_> = (0..flood).map(|_| h.submit("S-0001", bad(&s1))).collect();
     let honest = h.submit("S-0002", s2.batch(&a1));
     for a in answers {
@@ -284,7 +284,7 @@ async fn a_flooding_station_stores_at_most_its_alert_limit_and_others_are_unaffe
     h.shutdown();
     writer.join().unwrap();
     // A restarted writer counts what is stored: still no more alerts.
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     assert_eq!(push(&h, "S-0001", bad(&s1)).await.reason(), R::BadSignature);
     assert_eq!(
         push(&h, "S-0001", s1.batch(&a1)).await.kind(),
@@ -304,7 +304,7 @@ async fn a_flooding_station_stores_at_most_its_alert_limit_and_others_are_unaffe
 #[tokio::test]
 async fn a_fork_is_rejected_alerted_and_quarantines_the_station() {
     let center = Center::new();
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     let mut s1 = center.chain("S-0001");
     let mut clone = s1.clone();
     let honest = vec![ballot(1, "D-001", &[F, N, N], &[])];
@@ -351,7 +351,7 @@ async fn a_fork_is_rejected_alerted_and_quarantines_the_station() {
     );
     assert_eq!(tallies(&center)["S-0001"], truth(&honest));
     // Quarantine survives a restart.
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     assert_eq!(h.refused(&s1.peer()), Some(R::Quarantined));
     h.shutdown();
     writer.join().unwrap();
@@ -360,7 +360,7 @@ async fn a_fork_is_rejected_alerted_and_quarantines_the_station() {
 #[tokio::test]
 async fn a_gap_answers_the_expected_sequence_without_an_alert() {
     let center = Center::new();
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     let mut s1 = center.chain("S-0001");
     let b1 = s1.batch(&[ballot(1, "D-001", &[F, N, N], &[])]);
     let b2 = s1.batch(&[ballot(2, "D-001", &[F, N, N], &[])]);
@@ -387,7 +387,7 @@ async fn a_gap_answers_the_expected_sequence_without_an_alert() {
 #[tokio::test]
 async fn a_batch_signed_by_another_stations_key_is_bad_signature() {
     let center = Center::new();
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     // S-0001's batch signed with S-0002's key, pushed on S-0001's connection.
     let mut forged = center.chain("S-0001");
     forged.set_key(center.bundle("S-0002").signing_key().unwrap());
@@ -429,7 +429,7 @@ async fn a_batch_signed_by_another_stations_key_is_bad_signature() {
 #[tokio::test]
 async fn a_ballot_after_close_is_after_close() {
     let center = Center::new();
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     let mut s1 = center.chain("S-0001");
     let sheet = TallySheet {
         issued: 1,
@@ -464,7 +464,7 @@ async fn a_ballot_after_close_is_after_close() {
     assert_eq!(ack.kind(), AckKind::Accepted);
     h.shutdown();
     writer.join().unwrap();
-    let store = Store::open(&center.data).unwrap();
+    let store = Store::open_at(&center.store).unwrap();
     let t001 = store
         .tallies()
         .unwrap()
@@ -483,7 +483,7 @@ async fn a_ballot_after_close_is_after_close() {
 #[tokio::test]
 async fn cancels_work_and_a_bad_cancel_rejects_the_batch() {
     let center = Center::new();
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     let mut s1 = center.chain("S-0001");
     let b1 = vec![
         ballot(1, "D-001", &[F, A, N], &["王五"]),
@@ -520,7 +520,7 @@ async fn cancels_work_and_a_bad_cancel_rejects_the_batch() {
 #[tokio::test]
 async fn after_any_rejection_the_tallies_are_those_of_the_honest_batches() {
     let center = Center::new();
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     let mut s1 = center.chain("S-0001");
     let mut s2 = center.chain("S-0002");
     let (a1, a2) = s1_events();
@@ -589,7 +589,7 @@ async fn after_any_rejection_the_tallies_are_those_of_the_honest_batches() {
 #[tokio::test]
 async fn hello_checks_identity_election_definition_and_state() {
     let center = Center::new();
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     let s1 = center.chain("S-0001");
     let ok = h.hello(&s1.peer(), hello_for(&s1, 0)).await.unwrap();
     assert_eq!(ok.center_head_sequence, 0);
@@ -632,7 +632,7 @@ async fn hello_checks_identity_election_definition_and_state() {
 #[tokio::test]
 async fn a_revocation_by_another_process_cuts_the_station_off_within_the_refresh_interval() {
     let center = Center::new();
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     let mut s1 = center.chain("S-0001");
     assert_eq!(
         push(
@@ -646,7 +646,7 @@ async fn a_revocation_by_another_process_cuts_the_station_off_within_the_refresh
     );
     assert_eq!(h.refused(&s1.peer()), None);
     // `center revoke` in another process: its own connection to the store.
-    pollsync_center::commands::revoke::revoke(&center.data, "S-0001", "test").unwrap();
+    pollsync_center::commands::revoke::revoke(&center.store, "S-0001", "test").unwrap();
     let start = Instant::now();
     while h.refused(&s1.peer()).is_none() {
         assert!(
@@ -679,7 +679,7 @@ async fn a_revocation_by_another_process_cuts_the_station_off_within_the_refresh
 async fn a_reenrolled_station_signs_with_its_new_key_and_old_keys_stay() {
     let center = Center::new();
     let mut old = center.chain("S-0001");
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     assert_eq!(
         push(
             &h,
@@ -693,7 +693,7 @@ async fn a_reenrolled_station_signs_with_its_new_key_and_old_keys_stay() {
     // Re-enroll while the writer runs (another process would do the same).
     let out = center.path("new-bundles");
     pollsync_center::commands::enroll::enroll(
-        &center.data,
+        &center.store,
         &pollsync_center::commands::enroll::EnrollRequest {
             stations: vec!["S-0001".into()],
             out_dir: out.clone(),
@@ -722,7 +722,7 @@ async fn a_reenrolled_station_signs_with_its_new_key_and_old_keys_stay() {
     assert_eq!(ack.kind(), AckKind::Accepted);
     h.shutdown();
     writer.join().unwrap();
-    let store = Store::open(&center.data).unwrap();
+    let store = Store::open_at(&center.store).unwrap();
     let keys = store.keys_of("S-0001").unwrap();
     assert_eq!(
         keys.iter()
@@ -740,7 +740,7 @@ async fn a_reenrolled_station_signs_with_its_new_key_and_old_keys_stay() {
 #[tokio::test]
 async fn submits_after_shutdown_are_not_answered() {
     let center = Center::new();
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     let mut s1 = center.chain("S-0001");
     let before = h.submit("S-0001", s1.batch(&[]));
     h.shutdown();
@@ -753,7 +753,7 @@ async fn submits_after_shutdown_are_not_answered() {
 #[tokio::test]
 async fn heartbeats_and_connections_reach_the_store() {
     let center = Center::new();
-    let (h, writer) = ingest::start(&center.data).unwrap();
+    let (h, writer) = ingest::start(&center.store).unwrap();
     h.connection("S-0001", true);
     h.heartbeat(
         "S-0001",
@@ -770,7 +770,7 @@ async fn heartbeats_and_connections_reach_the_store() {
     assert!(s1.enrolled);
     h.shutdown();
     writer.join().unwrap();
-    let rows = Store::open(&center.data).unwrap().stations().unwrap();
+    let rows = Store::open_at(&center.store).unwrap().stations().unwrap();
     let s1 = rows.iter().find(|s| s.station == "S-0001").unwrap();
     assert!(s1.connected);
     assert_eq!((s1.local_head_sequence, s1.sealed_unacknowledged), (7, 3));
@@ -826,7 +826,7 @@ mod exactly_once {
     #[tokio::test]
     async fn a_cancel_before_its_ballot_in_the_same_batch_is_refused() {
         let center = Center::new();
-        let (h, writer) = ingest::start(&center.data).unwrap();
+        let (h, writer) = ingest::start(&center.store).unwrap();
         let mut s1 = center.chain("S-0001");
         let backwards = s1.batch(&[cancel(7), ballot(7, "D-001", &[F, N, N], &[])]);
         let ack = push(&h, "S-0001", backwards).await;
@@ -856,7 +856,7 @@ mod exactly_once {
     #[tokio::test]
     async fn a_close_with_many_write_in_names_is_accepted() {
         let center = Center::new();
-        let (h, writer) = ingest::start(&center.data).unwrap();
+        let (h, writer) = ingest::start(&center.store).unwrap();
         let mut s1 = center.chain("S-0001");
         let names: Vec<String> = (0..1_100).map(|i| format!("选民{i}")).collect();
         let mut events: Vec<StationEvent> = names
@@ -889,7 +889,7 @@ mod exactly_once {
             let mut chain = center.chain("S-0001");
             let events = chain_events(&spec);
             let batches: Vec<_> = events.iter().map(|e| chain.batch(e)).collect();
-            let (h, writer) = ingest::start(&center.data).unwrap();
+            let (h, writer) = ingest::start(&center.store).unwrap();
             let shuffled: Vec<_> = order
                 .iter()
                 .map(|i| h.submit("S-0001", batches[i.index(batches.len())].clone()))
@@ -911,7 +911,7 @@ mod exactly_once {
             let all: Vec<StationEvent> = events.concat();
             prop_assert_eq!(&tallies(&center)["S-0001"], &truth(&all));
             prop_assert_eq!(
-                Store::open(&center.data).unwrap().batches(Some("S-0001")).unwrap().len(),
+                Store::open_at(&center.store).unwrap().batches(Some("S-0001")).unwrap().len(),
                 batches.len()
             );
         }

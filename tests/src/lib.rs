@@ -92,11 +92,32 @@ pub struct Center {
     /// The operators' HTTP address while serving.
     pub http: Option<String>,
     process: Option<Child>,
+    /// The PostgreSQL server this center's store lives on, when the test owns it
+    /// ([`ENGINE_ENV`]); stopped after the center.
+    pg: Option<pg::PgServer>,
+}
+
+/// Environment variable choosing the engine of the centers [`Center::init`] makes:
+/// `postgres` puts each on a PostgreSQL server of its own (`.ci/run` runs the
+/// storage-facing suites once more so); anything else, or unset, SQLite.
+pub const ENGINE_ENV: &str = "POLLSYNC_TEST_ENGINE";
+
+/// Whether [`ENGINE_ENV`] asks for PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var(ENGINE_ENV).is_ok_and(|v| v == "postgres")
 }
 
 impl Center {
-    /// `center init` with `election` in `root/center-data`, then `center enroll --all`.
+    /// `center init` with `election` in `root/center-data` (on a PostgreSQL server
+    /// of its own if [`ENGINE_ENV`] says so), then `center enroll --all`.
     pub fn init(root: &Path, election: &Path) -> Center {
+        if on_postgres() {
+            let server = pg::PgServer::start();
+            let url = server.create_database("center");
+            let mut center = Center::init_on(root, election, &url);
+            center.pg = Some(server);
+            return center;
+        }
         let data = root.join("center-data");
         let bundles = root.join("bundles");
         ok(Command::new(bin("center"))
@@ -116,6 +137,7 @@ impl Center {
             grpc: None,
             http: None,
             process: None,
+            pg: None,
         }
     }
 
@@ -129,6 +151,7 @@ impl Center {
             grpc: None,
             http: None,
             process: None,
+            pg: None,
         };
         ok(center.command().args(["init", "--election"]).arg(election));
         ok(center
@@ -149,7 +172,13 @@ impl Center {
             grpc: None,
             http: None,
             process: None,
+            pg: None,
         }
+    }
+
+    /// Its store, opened on whichever engine it is.
+    pub fn open_store(&self) -> pollsync_center::store::Store {
+        pollsync_center::store::Store::open_at(&self.location()).expect("center store opens")
     }
 
     /// Where its store is.
@@ -169,6 +198,7 @@ impl Center {
             grpc: None,
             http: None,
             process: None,
+            pg: None,
         }
     }
 
@@ -199,6 +229,9 @@ impl Center {
                     .arg(bin("center"))
                     .arg("--data")
                     .arg(&self.data);
+                if let Some(url) = &self.store {
+                    sh.args(["--store", url]);
+                }
                 sh
             }
             None => self.command(),

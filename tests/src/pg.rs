@@ -195,11 +195,20 @@ impl PgServer {
 
     /// Makes a new, empty database.
     pub fn create_database(&self, name: &str) -> String {
-        let mut admin =
-            postgres::Client::connect(&self.url("postgres"), postgres::NoTls).expect("connect");
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .expect("create database");
+        let admin_url = self.url("postgres");
+        // On a thread of its own: the blocking client runs a runtime of its own,
+        // which it cannot inside an async test.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut admin =
+                    postgres::Client::connect(&admin_url, postgres::NoTls).expect("connect");
+                admin
+                    .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                    .expect("create database");
+            })
+            .join()
+            .expect("database created");
+        });
         self.url(name)
     }
 }

@@ -122,8 +122,10 @@ impl Day {
             head,
             "the center's head is the station's"
         );
-        let stored = pollsync_center::store::Store::open(&self.day.center.data)
-            .expect("center store")
+        let stored = self
+            .day
+            .center
+            .open_store()
             .batch_counts()
             .expect("batch counts");
         assert_eq!(

@@ -102,8 +102,9 @@ impl Day {
             "the center holds exactly what {ids:?} recorded"
         );
         let heads = center_heads(&self.center);
-        let stored = pollsync_center::store::Store::open(&self.center.data)
-            .expect("center store")
+        let stored = self
+            .center
+            .open_store()
             .batch_counts()
             .expect("batch counts");
         for s in stations {

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use pollsync_center::store::Store;
 use pollsync_election::{Ballot, BallotId, ElectionDefinition, StationEvent, TallySheet};
 use pollsync_proto::limits::{MAX_BATCH_BYTES, MAX_MESSAGE_BYTES};
 use pollsync_proto::pb::{self, AckKind, RejectReason};
@@ -105,7 +104,7 @@ impl Day {
     }
 
     fn accepted(&self) -> Accepted {
-        let store = Store::open(&self.center.data).expect("center store opens");
+        let store = self.center.open_store();
         store
             .batches(None)
             .expect("batches read")
@@ -408,8 +407,9 @@ async fn tampered_batches_are_rejected_raised_and_never_counted() {
         rejected(RejectReason::BadSignature, 1, head.sequence + 1)
     );
     push.finish().await.expect("the call ends cleanly");
-    let row = Store::open(&day.center.data)
-        .expect("store")
+    let row = day
+        .center
+        .open_store()
         .stations()
         .expect("stations")
         .into_iter()
@@ -470,10 +470,7 @@ async fn certificates_for_no_station_of_the_election_get_nothing_in() {
     assert!(day.accepted().is_empty(), "nothing got in");
 
     // The election's own CA, for a station the election does not have.
-    let meta = Store::open(&day.center.data)
-        .expect("store")
-        .meta()
-        .expect("meta");
+    let meta = day.center.open_store().meta().expect("meta");
     let ca = meta.ca(None).expect("the CA");
     const STRANGER: &str = "S-STRANGER";
     assert!(day.def.station(STRANGER).is_none());
@@ -624,7 +621,7 @@ async fn a_missing_zero_report_is_flagged() {
     let held = center_tallies(&day.center);
     assert_eq!(held[&bare][&contest].returned, 1);
     // The honest station's batch 1, as the center holds it, opens with its report.
-    let store = Store::open(&day.center.data).expect("center store opens");
+    let store = day.center.open_store();
     let first = store
         .batches(Some(&honest.id))
         .expect("batches read")
@@ -726,7 +723,7 @@ async fn a_revoked_station_is_refused_and_nothing_more_from_it_counts() {
         day.batches_of(&revoked.id),
         (1..=head.sequence).collect::<Vec<_>>()
     );
-    let store = Store::open(&day.center.data).expect("store");
+    let store = day.center.open_store();
     for t in store.tallies().expect("tallies") {
         if t.station == revoked.id {
             assert!(!t.closed, "{}: a close after revocation counted", t.contest);

@@ -28,15 +28,35 @@ pub const MAX_PREPARED_STATEMENTS: usize = 256;
 
 /// Runs `f`, which blocks its thread on the database, so that it may be called
 /// from anywhere: on a worker of a multi-threaded tokio runtime through
-/// `block_in_place` (the postgres client cannot run its own runtime there
-/// otherwise), elsewhere directly.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
+/// `block_in_place`, inside a current-thread runtime on a thread of its own (the
+/// postgres client cannot run its own runtime on a runtime's thread), elsewhere
+/// directly.
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
         }
-        _ => f(),
+        Ok(_) => std::thread::scope(|s| match s.spawn(f).join() {
+            Ok(t) => t,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+        Err(_) => f(),
     }
+}
+
+/// Environment variable read for the password when the URL has none (as libpq
+/// does), so that it need not be on a command line.
+pub const PASSWORD_ENV: &str = "PGPASSWORD";
+
+/// Connects to `url` (its password, if it has none, from [`PASSWORD_ENV`]).
+fn connect(url: &str) -> Result<Client> {
+    let mut config: postgres::Config = url.parse().map_err(|e| pg_error("the store's URL", e))?;
+    if config.get_password().is_none()
+        && let Some(password) = std::env::var_os(PASSWORD_ENV)
+    {
+        config.password(password.as_encoded_bytes());
+    }
+    blocking(|| config.connect(NoTls)).map_err(|e| pg_error("cannot connect", e))
 }
 
 /// One PostgreSQL connection of the store.
@@ -68,7 +88,19 @@ fn pg_error(what: &str, e: postgres::Error) -> CenterError {
 fn pg_words(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+        None => match e.source() {
+            // "invalid configuration: password missing", "error connecting to
+            // server: Connection refused": the cause says what to mend.
+            Some(cause) if !e.to_string().contains(&cause.to_string()) => {
+                let hint = if cause.to_string().contains("password missing") {
+                    format!(" (give it in {PASSWORD_ENV})")
+                } else {
+                    String::new()
+                };
+                format!("{e}: {cause}{hint}")
+            }
+            _ => e.to_string(),
+        },
     }
 }
 
@@ -83,8 +115,7 @@ impl PgConn {
     /// Connects to `url` (`postgres://user@host:port/db`, no TLS: the database is
     /// reached on a private network or a socket).
     pub fn connect(url: &str) -> Result<PgConn> {
-        let client =
-            blocking(|| Client::connect(url, NoTls)).map_err(|e| pg_error("cannot connect", e))?;
+        let client = connect(url)?;
         Ok(PgConn {
             url: url.to_owned(),
             in_transaction: std::cell::Cell::new(false),
@@ -98,8 +129,7 @@ impl PgConn {
     fn reconnect_if_lost(&self) -> Result<()> {
         let mut slot = self.client.borrow_mut();
         if slot.as_ref().is_some_and(Client::is_closed) && !self.in_transaction.get() {
-            let fresh = blocking(|| Client::connect(&self.url, NoTls))
-                .map_err(|e| pg_error("cannot connect again", e))?;
+            let fresh = connect(&self.url)?;
             if let Some(old) = slot.replace(fresh) {
                 blocking(|| drop(old));
             }
@@ -109,10 +139,10 @@ impl PgConn {
     }
 
     /// Runs `f` on the client, off any runtime worker ([`blocking`]).
-    fn with<T>(
+    fn with<T: Send>(
         &self,
         what: &str,
-        f: impl FnOnce(&mut Client) -> std::result::Result<T, postgres::Error>,
+        f: impl FnOnce(&mut Client) -> std::result::Result<T, postgres::Error> + Send,
     ) -> Result<T> {
         self.reconnect_if_lost()?;
         let mut slot = self.client.borrow_mut();
@@ -143,7 +173,7 @@ impl PgConn {
     }
 
     /// Runs `statement` (prepared from `sql`) with `params` bound, on the client.
-    fn run<T>(
+    fn run<T: Send>(
         &self,
         sql: &str,
         params: &[Param<'_>],
@@ -151,7 +181,8 @@ impl PgConn {
             &mut Client,
             &Statement,
             &[&(dyn ToSql + Sync)],
-        ) -> std::result::Result<T, postgres::Error>,
+        ) -> std::result::Result<T, postgres::Error>
+        + Send,
     ) -> Result<T> {
         let statement = self.statement(sql)?;
         let bound: Vec<Bound<'_>> = params.iter().copied().map(Bound).collect();
@@ -461,8 +492,7 @@ impl PgListener {
     /// Connects to `url` and listens on `channel` (a constant identifier of ours).
     pub fn listen(url: &str, channel: &'static str) -> Result<PgListener> {
         debug_assert!(channel.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
-        let mut client =
-            blocking(|| Client::connect(url, NoTls)).map_err(|e| pg_error("cannot connect", e))?;
+        let mut client = connect(url)?;
         blocking(|| client.batch_execute(&format!("LISTEN {channel}")))
             .map_err(|e| pg_error("LISTEN", e))?;
         Ok(PgListener { client })

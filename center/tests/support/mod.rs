@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use pollsync_center::store::StoreLocation;
+
 use ed25519_dalek::SigningKey;
 use pollsync_center::commands::{enroll, init};
 use pollsync_election::{Ballot, BallotId, Mark, Station, StationEvent, TallySheet};
@@ -17,12 +19,25 @@ use pollsync_proto::{ChainHead, EnrollmentBundle, pb};
 /// S-0002, T-002 (1 seat) at S-0003: the shared test election.
 pub const ELECTION: &str = include_str!("../../../tests/fixtures/three-stations.toml");
 
-/// A center initialised and fully enrolled in a temporary folder.
+/// The tests' own PostgreSQL servers (shared with the end-to-end tests' library).
+#[path = "../../../tests/src/pg.rs"]
+pub mod pg;
+
+/// Environment variable: `postgres` puts each [`Center`] on a PostgreSQL server
+/// of its own (`.ci/run` runs the ingest suite so once more).
+pub const ENGINE_ENV: &str = "POLLSYNC_TEST_ENGINE";
+
+/// A center initialised and fully enrolled in a temporary folder (or, if
+/// [`ENGINE_ENV`] says so, on a PostgreSQL server of its own).
 pub struct Center {
     pub tmp: tempfile::TempDir,
     pub data: PathBuf,
+    /// Where the store is: `data`, or the PostgreSQL database.
+    pub store: StoreLocation,
     pub bundles: PathBuf,
     pub election_file: PathBuf,
+    /// Stopped when the center is dropped.
+    _pg: Option<pg::PgServer>,
 }
 
 impl Center {
@@ -36,9 +51,16 @@ impl Center {
         std::fs::write(&election_file, toml).unwrap();
         let data = tmp.path().join("center-data");
         let bundles = tmp.path().join("bundles");
-        init::init(&data, &election_file, &[], None).unwrap();
+        let (store, pg) = if std::env::var(ENGINE_ENV).is_ok_and(|v| v == "postgres") {
+            let server = pg::PgServer::start();
+            let url = server.create_database("center");
+            (StoreLocation::Postgres(url), Some(server))
+        } else {
+            (StoreLocation::Folder(data.clone()), None)
+        };
+        init::init(&store, &election_file, &[], None).unwrap();
         enroll::enroll(
-            &data,
+            &store,
             &enroll::EnrollRequest {
                 all: true,
                 out_dir: bundles.clone(),
@@ -49,8 +71,10 @@ impl Center {
         Center {
             tmp,
             data,
+            store,
             bundles,
             election_file,
+            _pg: pg,
         }
     }
 
