@@ -139,6 +139,13 @@ fn draw_ballot(
         }
     }
     let mut write_in = Vec::new();
+    // A write-in must not be a formal candidate's name (the name generator may
+    // have given one of these to a candidate of a large election).
+    let free_names: Vec<&str> = WRITE_IN_NAMES
+        .iter()
+        .copied()
+        .filter(|name| !contest.candidates.iter().any(|c| c.name == *name))
+        .collect();
     if void && for_ids.len() <= seats {
         // Make it void for sure: FOR everybody not yet marked.
         for id in &ids {
@@ -147,16 +154,17 @@ fn draw_ballot(
                 for_ids.push(id.to_string());
             }
         }
-        if for_ids.len() <= seats {
-            write_in.push(WRITE_IN_NAMES[0].to_string());
+        if for_ids.len() <= seats
+            && let Some(name) = free_names.first()
+        {
+            write_in.push((*name).to_string());
         }
-    } else if !void && for_ids.len() < seats && rng.random_bool(turnout.write_in_share) {
-        write_in.push(
-            WRITE_IN_NAMES
-                .choose(rng)
-                .unwrap_or(&WRITE_IN_NAMES[0])
-                .to_string(),
-        );
+    } else if !void
+        && for_ids.len() < seats
+        && rng.random_bool(turnout.write_in_share)
+        && let Some(name) = free_names.choose(rng)
+    {
+        write_in.push((*name).to_string());
     }
     BallotChoices {
         contest: contest.id.clone(),
@@ -220,6 +228,39 @@ mod tests {
             a.iter().any(|sc| sc.truth.void > 0),
             "some void ballots are drawn"
         );
+    }
+
+    #[test]
+    fn a_write_in_is_never_a_formal_candidates_name() {
+        // Every write-in name is some candidate's: none may be written in, and
+        // every ballot is still drawn (a refused one would panic in `count`).
+        let mut def = generate(&SMALL, 3).expect("small");
+        for contest in &mut def.contests {
+            for (candidate, name) in contest.candidates.iter_mut().zip(WRITE_IN_NAMES) {
+                candidate.name = name.to_string();
+            }
+        }
+        let many = Turnout {
+            write_in_share: 0.5,
+            ..USUAL
+        };
+        let drawn = draw(&def, 4, &many);
+        for sc in &drawn {
+            let contest = def
+                .contests
+                .iter()
+                .find(|c| c.id == sc.contest)
+                .expect("contest");
+            for ballot in &sc.ballots {
+                for name in &ballot.write_in {
+                    assert!(
+                        !contest.candidates.iter().any(|c| &c.name == name),
+                        "{name} is a candidate of {}",
+                        contest.id
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!   close; ballots per second from the first push to the last acknowledgement,
 //!   against the baseline of inserting the same number of ballots as SQLite rows
 //!   (WAL, `synchronous=FULL`, 10k rows per transaction) measured in the same run
-//!   (`bench::ingest`);
+//!   (`bench::ingest`); `P1PG` the same with the center's store on a private
+//!   PostgreSQL, served by one process and by two (reported, no target);
 //! - P2 live latency, two figures: seal to counted (every beichen station's agent
 //!   running while ballots are recorded at a busy polling-day rate, with nothing
 //!   held back for a group, K = 1: p99 from `record` returning to the ballot's batch
@@ -18,6 +19,8 @@
 //!   (`bench::import`);
 //! - P5 catch-up: a station back with 10,000 unsent ballots; time from
 //!   reconnecting to everything acknowledged (`bench::catch_up`);
+//! - P6 growth: P1's work at 1×, 4× and 10× beichen, the center's cost per ballot
+//!   and peak memory at each size (`bench::growth`; reported, no target);
 //! - P7 hostile memory: `center import` of a crafted 50 MB export, peak memory above
 //!   the same import of an honest export (`bench::hostile`).
 //!
@@ -33,6 +36,7 @@ mod catch_up;
 mod center_process;
 mod connections;
 mod grouped;
+mod growth;
 pub mod hostile;
 mod import;
 mod ingest;
@@ -55,8 +59,9 @@ pub use import::P4_BALLOTS;
 pub use ingest::{BASELINE_ROWS_PER_TX, CONNECT_CONCURRENCY};
 pub use latency::{P2_BALLOTS_PER_S, P2_DURATION_MS};
 
-/// Every measurement, in SPEC order.
-pub const ALL: [&str; 6] = ["P1", "P2", "P3", "P4", "P5", "P7"];
+/// Every measurement, in SPEC order (`P1PG`: P1 with the center on PostgreSQL,
+/// one replica and two).
+pub const ALL: [&str; 8] = ["P1", "P1PG", "P2", "P3", "P4", "P5", "P6", "P7"];
 
 /// Runs of P4 and P5 (the median is reported).
 pub const REPEATS: usize = 3;
@@ -189,6 +194,22 @@ pub async fn run(options: &BenchOptions, root: &Path) -> anyhow::Result<Vec<Figu
         let dir = root.join(id);
         let figure = match id.as_str() {
             "P1" => ingest::p1_ingest(&dir, options.seed, workers, &say).await,
+            "P1PG" => {
+                let mut on_pg = ingest::p1_postgres(&dir, options.seed, workers, &say)
+                    .await
+                    .context("P1 on PostgreSQL failed")?;
+                let last = on_pg.pop().context("P1 on PostgreSQL measured nothing")?;
+                for figure in on_pg {
+                    say(&format!(
+                        "P1PG: {} {} ({})",
+                        round(figure.measured),
+                        figure.unit,
+                        figure.note
+                    ));
+                    figures.push(figure);
+                }
+                Ok(last)
+            }
             "P2" => {
                 let grouped = grouped::p2_grouped(&dir.join("grouped"), options.seed, workers)
                     .await
@@ -212,6 +233,22 @@ pub async fn run(options: &BenchOptions, root: &Path) -> anyhow::Result<Vec<Figu
             "P3" => connections::p3_connections(&dir, options.seed, &say).await,
             "P4" => import::p4_import(&dir, options.seed).await,
             "P5" => catch_up::p5_catch_up(&dir, options.seed, workers).await,
+            "P6" => {
+                let mut sizes = growth::p6_growth(&dir, options.seed, workers, &say)
+                    .await
+                    .context("P6 failed")?;
+                let last = sizes.pop().context("P6 measured nothing")?;
+                for figure in sizes {
+                    say(&format!(
+                        "P6: {} {} ({})",
+                        round(figure.measured),
+                        figure.unit,
+                        figure.note
+                    ));
+                    figures.push(figure);
+                }
+                Ok(last)
+            }
             "P7" => {
                 let serve = hostile::p7_hostile_pushes(&dir.join("serve"), options.seed)
                     .await

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use pollsync_center::CenterError;
 use pollsync_center::commands::{enroll, init};
 use pollsync_center::server::ServerError;
+use pollsync_center::store::StoreLocation;
 use pollsync_election::{ElectionDefinition, StationKind};
 use pollsync_station::StationError;
 use pollsync_station::store::Store;
@@ -159,6 +160,8 @@ pub struct Fleet {
     pub root: PathBuf,
     pub definition: Arc<ElectionDefinition>,
     pub center_dir: PathBuf,
+    /// Where the center's store is: `center_dir`, or a PostgreSQL database.
+    pub store: StoreLocation,
     /// Where stations reach the center (the address in their bundles).
     pub address: SocketAddr,
     pub stations: Vec<FleetStation>,
@@ -173,6 +176,19 @@ impl Fleet {
     /// `workers` threads: much of it waits on the disk). The port stays bound until
     /// the center serves on it.
     pub fn prepare(root: &Path, election_toml: &str, workers: usize) -> Result<Fleet> {
+        Fleet::prepare_on(root, election_toml, workers, None, true)
+    }
+
+    /// [`Fleet::prepare`] with the center's store on PostgreSQL at `url` (an empty
+    /// database) if given; `agents`: whether every station will run an agent at
+    /// once (the open-files limit must then hold them all).
+    pub fn prepare_on(
+        root: &Path,
+        election_toml: &str,
+        workers: usize,
+        url: Option<&str>,
+        agents: bool,
+    ) -> Result<Fleet> {
         if root.exists() {
             let mut entries = std::fs::read_dir(root).map_err(io_error(root))?;
             if entries.next().is_some() {
@@ -186,7 +202,9 @@ impl Fleet {
         std::fs::write(&election_file, election_toml).map_err(io_error(&election_file))?;
         let (_, definition) = pollsync_center::validate::load_file(&election_file)
             .map_err(|errors| CenterError::Definition { errors })?;
-        check_open_files(definition.stations.len())?;
+        if agents {
+            check_open_files(definition.stations.len())?;
+        }
 
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
             .map_err(io_error(Path::new("127.0.0.1:0")))?;
@@ -194,7 +212,11 @@ impl Fleet {
             .local_addr()
             .map_err(io_error(Path::new("127.0.0.1:0")))?;
         let center_dir = root.join(CENTER_DIR);
-        init::init(&center_dir, &election_file, &[address.to_string()], None)?;
+        let store = match url {
+            Some(url) => StoreLocation::Postgres(url.to_owned()),
+            None => StoreLocation::Folder(center_dir.clone()),
+        };
+        init::init(&store, &election_file, &[address.to_string()], None)?;
         let bundles = root.join(BUNDLES_DIR);
         // `center enroll` in slices side by side: writing each bundle waits on the disk.
         let ids: Vec<String> = definition.stations.iter().map(|s| s.id.clone()).collect();
@@ -204,7 +226,7 @@ impl Fleet {
             .collect();
         let enrolled = on_threads(slices, workers, |stations: Vec<String>| {
             enroll::enroll(
-                &center_dir,
+                &store,
                 &enroll::EnrollRequest {
                     stations,
                     out_dir: bundles.clone(),
@@ -239,6 +261,7 @@ impl Fleet {
             root: root.to_path_buf(),
             definition: Arc::new(definition),
             center_dir,
+            store,
             address,
             stations,
             reserved: Some(listener),
@@ -250,7 +273,7 @@ impl Fleet {
     pub fn start_center(&mut self, threads: usize) -> Result<CenterHandle> {
         // Free the port just before the center binds it with a deep accept queue.
         drop(self.reserved.take());
-        CenterHandle::start(&self.center_dir, self.address, threads)
+        CenterHandle::start(&self.store, self.address, threads)
     }
 
     /// Delete everything under the fleet's folder, the stations' folders side by side

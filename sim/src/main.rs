@@ -84,8 +84,10 @@ enum Command {
     /// in DIR on a free loopback port, print `listening ADDR`, stop when stdin closes.
     #[command(hide = true)]
     BenchCenter {
-        #[arg(long)]
-        data: PathBuf,
+        #[arg(long, required_unless_present = "store")]
+        data: Option<PathBuf>,
+        #[arg(long, conflicts_with = "data")]
+        store: Option<String>,
     },
     /// P7's process of `sim bench` (not for people): `center import` of FILE… into
     /// the center store in DIR; prints the JSON report; exits 1 unless all is clean.
@@ -167,8 +169,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::BenchCenter { data } => {
-            bench::serve_child(&data)?;
+        Command::BenchCenter { data, store } => {
+            let location = match (store, data) {
+                (Some(url), _) => pollsync_center::store::StoreLocation::Postgres(url),
+                (None, Some(dir)) => pollsync_center::store::StoreLocation::Folder(dir),
+                (None, None) => anyhow::bail!("bench-center needs --data or --store"),
+            };
+            bench::serve_child(&location)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchImport { data, files } => {

@@ -2,7 +2,8 @@
 //! each in its own folder, driven as an operator and election workers would, with a
 //! ground truth drawn by `pollsync-sim` to compare the results against.
 
-pub mod pg;
+/// The tests' private PostgreSQL servers (`sim` starts them for its benchmarks too).
+pub use pollsync_sim::pg;
 pub mod proxy;
 pub mod rogue;
 

@@ -15,7 +15,7 @@ use super::{AppState, VIEW_TIMEOUT_MS};
 use crate::error::CenterError;
 use std::sync::Arc;
 
-use crate::store::{Records, Store};
+use crate::store::Records;
 use crate::{commands, overview, results, status};
 
 /// The dashboard: one static page that reads the API and the event stream.
@@ -127,8 +127,8 @@ pub(super) async fn read_store<T: Send + 'static>(
 ) -> Result<T, ReadFailure> {
     let work = async {
         let _permit = permits.acquire().await.ok()?;
-        let location = Arc::clone(&state.store);
-        tokio::task::spawn_blocking(move || Store::open_at(&location).and_then(|s| compute(&s)))
+        let pool = Arc::clone(&state.store);
+        tokio::task::spawn_blocking(move || pool.get().and_then(|s| compute(&*s)))
             .await
             .ok()
     };

@@ -62,13 +62,11 @@ impl StoreFigures {
 pub(super) async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let work = async {
         let _permit = state.views.acquire().await.ok()?;
-        let location = Arc::clone(&state.store);
-        tokio::task::spawn_blocking(move || {
-            Store::open_at(&location).and_then(|s| StoreFigures::read(&s))
-        })
-        .await
-        .ok()?
-        .ok()
+        let pool = Arc::clone(&state.store);
+        tokio::task::spawn_blocking(move || pool.get().and_then(|s| StoreFigures::read(&s)))
+            .await
+            .ok()?
+            .ok()
     };
     // Without the store's figures (busy, or failing) the ingest's are still served.
     let figures = tokio::time::timeout(Duration::from_millis(VIEW_TIMEOUT_MS), work)

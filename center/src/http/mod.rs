@@ -20,6 +20,7 @@ mod metrics;
 mod tls;
 
 use crate::store::StoreLocation;
+use crate::store::pool::StorePool;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -43,7 +44,8 @@ pub const MAX_EVENT_STREAMS: usize = 64;
 /// What the handlers share.
 #[derive(Clone)]
 struct AppState {
-    store: Arc<StoreLocation>,
+    /// Open stores for the readers (as many as their permits).
+    store: Arc<StorePool>,
     ingest: IngestHandle,
     views: Arc<Semaphore>,
     token: Option<Arc<Token>>,
@@ -189,7 +191,10 @@ pub async fn serve_http_with(
     }
     let (stop_tx, stop) = watch::channel(false);
     let state = AppState {
-        store: Arc::new(store.into()),
+        store: StorePool::new(
+            store.into(),
+            MAX_CONCURRENT_VIEWS + log::MAX_CONCURRENT_LOG_READS,
+        ),
         ingest,
         views: Arc::new(Semaphore::new(MAX_CONCURRENT_VIEWS)),
         token: config.token.map(Arc::new),

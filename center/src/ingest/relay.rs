@@ -28,6 +28,8 @@ pub const MAX_PAYLOAD_BYTES: usize = 7_000;
 /// Longest the listener waits for a notification before it looks whether the
 /// center is shutting down.
 pub const LISTEN_POLL_MS: u64 = 500;
+/// SQLSTATE of a feature the engine does not have (`feature_not_supported`).
+const NOT_SUPPORTED: &str = "0A000";
 /// Wait before listening again after the connection was lost.
 pub const RELISTEN_BACKOFF_MS: u64 = 1_000;
 
@@ -202,6 +204,10 @@ pub(super) fn spawn_listener(
                 let Some(l) = listener.as_mut() else {
                     match PgListener::listen(&url, EVENTS_CHANNEL) {
                         Ok(l) => listener = Some(l),
+                        Err(e) if e.to_string().contains(NOT_SUPPORTED) => {
+                            tracing::warn!(error = %e, "this database has no LISTEN: the other replicas' decisions are not relayed");
+                            return;
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "cannot listen for the other replicas' decisions");
                             std::thread::sleep(std::time::Duration::from_millis(RELISTEN_BACKOFF_MS));

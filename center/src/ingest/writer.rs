@@ -85,6 +85,8 @@ pub(super) struct Writer<S: IngestStore> {
     last_log_checkpoint: Instant,
     /// This replica's side of the log lease (a shared store only).
     lease: Option<LogLease>,
+    /// Whether each group's decisions are announced to the other replicas.
+    announce: bool,
     /// When the writer last read the presence other replicas wrote.
     last_presence_read: Instant,
 }
@@ -146,10 +148,21 @@ impl<S: IngestStore> Writer<S> {
             log_key,
             last_log_checkpoint: Instant::now(),
             lease: None,
+            announce: false,
             last_presence_read: Instant::now(),
         };
         if writer.store.shared() {
             writer.lease = Some(LogLease::new(&writer.shared.replica));
+            // An engine without NOTIFY (some PostgreSQL-compatible distributed
+            // engines) would fail every group that announces: find out once,
+            // outside any transaction, and announce only where it works.
+            match writer.store.ops().announce(relay::EVENTS_CHANNEL, "") {
+                Ok(()) => writer.announce = true,
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "this database has no NOTIFY: the event stream of each replica shows its own decisions only"
+                ),
+            }
         }
         writer.reload()?;
         // The log is published from the start, even before its first leaf.
@@ -553,7 +566,7 @@ impl<S: IngestStore> Writer<S> {
         // Other writers of a shared store re-read what this group changed, and
         // hear what it decided once it commits.
         let version = tx.ops().mark_written()?;
-        if self.lease.is_some() {
+        if self.announce {
             for payload in relay::announcements(&self.shared.replica, &self.group_events) {
                 tx.ops().announce(relay::EVENTS_CHANNEL, &payload)?;
             }

@@ -12,6 +12,7 @@
 pub mod apply;
 pub mod engine;
 pub mod log;
+pub mod pool;
 pub mod postgres;
 pub mod records;
 pub mod schema;

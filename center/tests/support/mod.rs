@@ -19,8 +19,9 @@ use pollsync_proto::{ChainHead, EnrollmentBundle, pb};
 /// S-0002, T-002 (1 seat) at S-0003: the shared test election.
 pub const ELECTION: &str = include_str!("../../../tests/fixtures/three-stations.toml");
 
-/// The tests' own PostgreSQL servers (shared with the end-to-end tests' library).
-#[path = "../../../tests/src/pg.rs"]
+/// The tests' own PostgreSQL servers (`sim`'s, which its benchmarks start too;
+/// included as source: `sim` depends on this crate).
+#[path = "../../../sim/src/pg.rs"]
 pub mod pg;
 
 /// Environment variable: `postgres` puts each [`Center`] on a PostgreSQL server

@@ -8,14 +8,16 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, ensure};
+use pollsync_center::store::StoreLocation;
 
-/// `sim bench-center --data DIR`: serve the center store in `data` on a free
-/// loopback port, print `listening ADDR`, stop cleanly when stdin closes.
-pub fn serve_child(data: &Path) -> anyhow::Result<()> {
+/// `sim bench-center --data DIR` (or `--store URL`): serve the center store at
+/// `store` on a free loopback port, print `listening ADDR`, stop cleanly when
+/// stdin closes.
+pub fn serve_child(store: &StoreLocation) -> anyhow::Result<()> {
     // A free port: bound and let go just before the center binds it.
     let address = std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let center = crate::fleet::CenterHandle::start(data, address, threads)?;
+    let center = crate::fleet::CenterHandle::start(store, address, threads)?;
     println!("listening {address}");
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
@@ -65,12 +67,15 @@ pub struct CenterProcess {
 }
 
 impl CenterProcess {
-    pub fn start(data: &Path) -> anyhow::Result<CenterProcess> {
+    pub fn start(store: impl Into<StoreLocation>) -> anyhow::Result<CenterProcess> {
         let exe = std::env::current_exe().context("finding this program")?;
-        let mut child = Command::new(exe)
-            .arg("bench-center")
-            .arg("--data")
-            .arg(data)
+        let mut command = Command::new(exe);
+        command.arg("bench-center");
+        match &store.into() {
+            StoreLocation::Folder(data) => command.arg("--data").arg(data),
+            StoreLocation::Postgres(url) => command.args(["--store", url]),
+        };
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -11,7 +11,7 @@ use anyhow::ensure;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::setup::{beichen_fleet, per_station};
+use super::setup::{beichen_fleet_on, per_station};
 use super::{Figure, P1, center_process, link};
 use crate::ballots::StationContest;
 use crate::fleet::{Part, on_workers};
@@ -20,6 +20,9 @@ use crate::fleet::{Part, on_workers};
 pub const BASELINE_ROWS_PER_TX: usize = 10_000;
 /// Connections P1 sets up at once before its clock starts.
 pub const CONNECT_CONCURRENCY: usize = 64;
+/// Most stations connected at once (a wave): under this machine's open-files
+/// limit in the benchmark's process and the center's alike.
+pub const MAX_LINKS_AT_ONCE: usize = 4_000;
 
 /// P1: every station of beichen closes with its whole day recorded and sealed,
 /// then all push at once; ballots per second until the last is acknowledged.
@@ -29,7 +32,123 @@ pub(super) async fn p1_ingest(
     workers: usize,
     say: &dyn Fn(&str),
 ) -> anyhow::Result<Figure> {
-    let (fleet, drawn) = beichen_fleet(dir, seed, workers).await?;
+    let (baseline_s, day) = baseline_and_day(dir, seed, workers, say, None, 1, 1).await?;
+    let rate = day.rate();
+    let baseline = day.total as f64 / baseline_s;
+    Ok(P1.figure(
+        rate,
+        Some(baseline),
+        format!(
+            "{}; baseline {} SQLite rows in {baseline_s:.2} s",
+            day.note(),
+            day.total
+        ),
+    ))
+}
+
+/// P1 with the center's store on PostgreSQL (a private server this run starts),
+/// served by one replica, then by two, each on a fresh database and fleet:
+/// reported beside the same run's SQLite-row baseline, without a target.
+pub(super) async fn p1_postgres(
+    dir: &Path,
+    seed: u64,
+    workers: usize,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<Vec<Figure>> {
+    say("P1 on PostgreSQL: starting a private server");
+    let server = tokio::task::spawn_blocking(crate::pg::PgServer::start).await?;
+    let mut figures = Vec::new();
+    for replicas in [1usize, 2] {
+        let name = format!("p1_{replicas}");
+        // Blocks this worker a moment (on a thread of its own inside).
+        let url = server.create_database(&name);
+        let (baseline_s, day) = baseline_and_day(
+            &dir.join(&name),
+            seed,
+            workers,
+            say,
+            Some(&url),
+            replicas,
+            1,
+        )
+        .await?;
+        figures.push(Figure {
+            id: "P1",
+            what: format!("ingest on PostgreSQL, {replicas} replica(s)"),
+            measured: day.rate(),
+            unit: "ballots/s",
+            target: None,
+            baseline: Some(day.total as f64 / baseline_s),
+            holds: true,
+            note: format!(
+                "on PostgreSQL ({replicas} center process(es), stations split evenly): {}; baseline {} SQLite rows in {baseline_s:.2} s",
+                day.note(),
+                day.total
+            ),
+        });
+    }
+    drop(server);
+    Ok(figures)
+}
+
+/// What one P1 day measured.
+pub(super) struct Day {
+    pub(super) total: u64,
+    pub(super) batches: usize,
+    pub(super) stations: usize,
+    pub(super) elapsed_s: f64,
+    /// Peak resident memory of each center process, MiB.
+    pub(super) peaks_mib: Vec<f64>,
+    pub(super) reconcile_ms: f64,
+    pub(super) contests: usize,
+}
+
+impl Day {
+    fn rate(&self) -> f64 {
+        self.total as f64 / self.elapsed_s
+    }
+
+    pub(super) fn note(&self) -> String {
+        let peaks: Vec<String> = self.peaks_mib.iter().map(|p| format!("{p:.0}")).collect();
+        format!(
+            "{} ballots in {} batches from {} stations (each wave connected before its clock) all acknowledged in {:.2} s; center peak RSS {} MiB; results of {} contests then computed in {:.0} ms",
+            self.total,
+            self.batches,
+            self.stations,
+            self.elapsed_s,
+            peaks.join(" + "),
+            self.contests,
+            self.reconcile_ms
+        )
+    }
+}
+
+/// Records and seals the day of beichen `scale` times over at every station,
+/// measures the SQLite-row baseline of as many ballots, then serves the center (on
+/// PostgreSQL at `url` if given, by `replicas` processes) and has every station
+/// push its day at once (in waves of [`MAX_LINKS_AT_ONCE`]).
+pub(super) async fn measure_day(
+    dir: &Path,
+    seed: u64,
+    workers: usize,
+    say: &dyn Fn(&str),
+    scale: u64,
+) -> anyhow::Result<(f64, Day)> {
+    baseline_and_day(dir, seed, workers, say, None, 1, scale).await
+}
+
+/// See [`measure_day`].
+async fn baseline_and_day(
+    dir: &Path,
+    seed: u64,
+    workers: usize,
+    say: &dyn Fn(&str),
+    url: Option<&str>,
+    replicas: usize,
+    scale: u64,
+) -> anyhow::Result<(f64, Day)> {
+    ensure!(replicas >= 1, "at least one center process");
+    let (fleet, drawn) = beichen_fleet_on(dir, seed, workers, url, scale).await?;
     let total: u64 = drawn.iter().map(|sc| sc.ballots.len() as u64).sum();
     let days = per_station(&fleet, drawn);
     say(&format!(
@@ -87,45 +206,57 @@ pub(super) async fn p1_ingest(
         anyhow::Ok((bundle, store.head()?, store.unacknowledged()?))
     })
     .await?;
-    let center = center_process::CenterProcess::start(&fleet.center_dir)?;
-    let connecting = Arc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
-    let mut opening = tokio::task::JoinSet::new();
-    let mut batches_total = 0usize;
-    for item in loaded {
-        let (bundle, head, batches) = item?;
-        batches_total += batches.len();
-        let address = center.address.clone();
-        let connecting = Arc::clone(&connecting);
-        opening.spawn(async move {
-            let _permit = connecting.acquire().await?;
-            let link = link::Link::open(&address, &bundle, head).await?;
-            anyhow::Ok((link, batches))
-        });
-    }
-    let mut links = Vec::new();
-    while let Some(opened) = opening.join_next().await {
-        links.push(opened??);
-    }
+    let centers = (0..replicas)
+        .map(|_| center_process::CenterProcess::start(&fleet.store))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Stations connect in waves of at most MAX_LINKS_AT_ONCE (beichen is one
+    // wave); each wave's links open before its clock starts, so the clock measures
+    // the center.
+    let loaded: Vec<_> = loaded.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    let batches_total: usize = loaded.iter().map(|(_, _, b)| b.len()).sum();
+    let waves = loaded.len().div_ceil(MAX_LINKS_AT_ONCE).max(1);
     say(&format!(
-        "P1: {} stations connected; all push {batches_total} batches at once",
-        links.len()
+        "P1: {} stations push {batches_total} batches to {replicas} center process(es), in {waves} wave(s) of all at once",
+        loaded.len()
     ));
-    let started = Instant::now();
-    let mut pushing = tokio::task::JoinSet::new();
-    for (mut link, batches) in links {
-        pushing.spawn(async move { link.push_all(batches).await });
+    let mut elapsed = std::time::Duration::ZERO;
+    let mut items = loaded.into_iter().enumerate().peekable();
+    while items.peek().is_some() {
+        let connecting = Arc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
+        let mut opening = tokio::task::JoinSet::new();
+        for (i, (bundle, head, batches)) in items.by_ref().take(MAX_LINKS_AT_ONCE) {
+            let address = centers[i % replicas].address.clone();
+            let connecting = Arc::clone(&connecting);
+            opening.spawn(async move {
+                let _permit = connecting.acquire().await?;
+                let link = link::Link::open(&address, &bundle, head).await?;
+                anyhow::Ok((link, batches))
+            });
+        }
+        let mut links = Vec::new();
+        while let Some(opened) = opening.join_next().await {
+            links.push(opened??);
+        }
+        let started = Instant::now();
+        let mut pushing = tokio::task::JoinSet::new();
+        for (mut link, batches) in links {
+            pushing.spawn(async move { link.push_all(batches).await });
+        }
+        while let Some(pushed) = pushing.join_next().await {
+            pushed??;
+        }
+        elapsed += started.elapsed();
     }
-    while let Some(pushed) = pushing.join_next().await {
-        pushed??;
+    let mut peaks_mib = Vec::new();
+    for center in centers {
+        peaks_mib.push(center.memory_mib()?.1);
+        center.stop()?;
     }
-    let elapsed = started.elapsed();
-    let (_, center_peak_mib) = center.memory_mib()?;
-    center.stop()?;
 
     let reconciled_at = Instant::now();
-    let data = fleet.center_dir.clone();
+    let location = fleet.store.clone();
     let (counted, contests) = tokio::task::spawn_blocking(move || {
-        let store = pollsync_center::store::Store::open(&data)?;
+        let store = pollsync_center::store::Store::open_at(&location)?;
         let results = pollsync_center::results::compute(&store, None)?;
         let counted: u64 = store.tallies()?.iter().map(|t| t.computed.returned).sum();
         anyhow::Ok((counted, results.outcomes.len()))
@@ -136,17 +267,17 @@ pub(super) async fn p1_ingest(
         counted == total,
         "the center counted {counted} ballots of {total}"
     );
-    let rate = total as f64 / elapsed.as_secs_f64();
-    let baseline = total as f64 / baseline_s;
-    Ok(P1.figure(
-        rate,
-        Some(baseline),
-        format!(
-            "{total} ballots in {batches_total} batches from {} stations (connected before the clock) all acknowledged in {:.2} s; center peak RSS {center_peak_mib:.0} MiB; results of {contests} contests then computed in {:.0} ms; baseline {total} SQLite rows in {baseline_s:.2} s",
-            fleet.stations.len(),
-            elapsed.as_secs_f64(),
-            reconcile.as_secs_f64() * 1e3
-        ),
+    Ok((
+        baseline_s,
+        Day {
+            total,
+            batches: batches_total,
+            stations: fleet.stations.len(),
+            elapsed_s: elapsed.as_secs_f64(),
+            peaks_mib,
+            reconcile_ms: reconcile.as_secs_f64() * 1e3,
+            contests,
+        },
     ))
 }
 

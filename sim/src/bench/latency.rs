@@ -36,7 +36,7 @@ pub(super) async fn p2_latency(
     workers: usize,
     say: &dyn Fn(&str),
 ) -> anyhow::Result<Figure> {
-    let (mut fleet, drawn) = beichen_fleet_with(dir, seed, workers, Some(1)).await?;
+    let (mut fleet, drawn) = beichen_fleet_with(dir, seed, workers, Some(1), None, 1).await?;
     // The ballots each station will record, one at a time, in drawn order.
     let mut queue: Vec<VecDeque<(String, BallotChoices)>> = per_station(&fleet, drawn)
         .into_iter()

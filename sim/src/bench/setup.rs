@@ -18,7 +18,20 @@ pub(super) async fn beichen_fleet(
     seed: u64,
     workers: usize,
 ) -> anyhow::Result<(Fleet, Vec<StationContest>)> {
-    beichen_fleet_with(dir, seed, workers, None).await
+    beichen_fleet_with(dir, seed, workers, None, None, 1).await
+}
+
+/// Beichen `scale` times over (as many voters per station, `scale` times the
+/// stations and ballots, the same contests), its center's store on PostgreSQL at
+/// `url` if given; no agents (the stations push through the benchmark's links).
+pub(super) async fn beichen_fleet_on(
+    dir: &Path,
+    seed: u64,
+    workers: usize,
+    url: Option<&str>,
+    scale: u64,
+) -> anyhow::Result<(Fleet, Vec<StationContest>)> {
+    beichen_fleet_with(dir, seed, workers, None, url, scale).await
 }
 
 /// [`beichen_fleet`], as a test election with anonymity set `k` if given.
@@ -27,16 +40,26 @@ pub(super) async fn beichen_fleet_with(
     seed: u64,
     workers: usize,
     k: Option<u32>,
+    url: Option<&str>,
+    scale: u64,
 ) -> anyhow::Result<(Fleet, Vec<StationContest>)> {
-    let mut definition = generate::generate(&BEICHEN, seed)?;
+    ensure!(scale >= 1, "a scale of at least 1");
+    let mut preset = BEICHEN.clone();
+    preset.district.registered *= scale;
+    preset.town.registered *= scale;
+    let mut definition = generate::generate(&preset, seed)?;
     if let Some(k) = k {
         definition.election.mode = pollsync_election::Mode::Test;
         definition.election.min_ballots_per_batch = k;
     }
     let toml = definition.to_toml_string();
     let root = dir.to_path_buf();
-    let fleet =
-        tokio::task::spawn_blocking(move || Fleet::prepare(&root, &toml, workers)).await??;
+    let url = url.map(str::to_owned);
+    let fleet = tokio::task::spawn_blocking(move || {
+        // Agents run at every station only in the latency measurement (`k`).
+        Fleet::prepare_on(&root, &toml, workers, url.as_deref(), k.is_some())
+    })
+    .await??;
     let drawn = ballots::draw(&fleet.definition, seed, &USUAL);
     Ok((fleet, drawn))
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use pollsync_center::ingest::IngestHandle;
 use pollsync_center::listen::Limits;
 use pollsync_center::server::{self, Running};
+use pollsync_center::store::StoreLocation;
 
 use super::{FleetError, LISTEN_BACKLOG, Result, io_error, lock};
 
@@ -17,7 +18,10 @@ use super::{FleetError, LISTEN_BACKLOG, Result, io_error, lock};
 /// It is started as `center serve` starts one (`pollsync_center::server`), without
 /// the operators' HTTP server.
 pub struct CenterHandle {
+    /// Its store's folder (for a PostgreSQL store, the folder it would have had).
     pub data_dir: PathBuf,
+    /// Where its store is.
+    pub store: StoreLocation,
     pub address: SocketAddr,
     pub ingest: IngestHandle,
     runtime: Option<tokio::runtime::Runtime>,
@@ -27,7 +31,15 @@ pub struct CenterHandle {
 impl CenterHandle {
     /// Start the ingest writer and the gRPC server (mTLS, as `center serve`) on
     /// `address`, with `threads` runtime threads.
-    pub fn start(data_dir: &Path, address: SocketAddr, threads: usize) -> Result<CenterHandle> {
+    pub fn start(
+        store: &StoreLocation,
+        address: SocketAddr,
+        threads: usize,
+    ) -> Result<CenterHandle> {
+        let data_dir = match store {
+            StoreLocation::Folder(dir) => dir.as_path(),
+            StoreLocation::Postgres(_) => Path::new("."),
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("center")
@@ -37,11 +49,12 @@ impl CenterHandle {
         let running = {
             let _in_runtime = runtime.enter();
             let listener = listen(address)?;
-            server::start(data_dir, listener, Limits::from_process(), None)
+            server::start(store, listener, Limits::from_process(), None)
                 .map_err(FleetError::Serve)?
         };
         Ok(CenterHandle {
             data_dir: data_dir.to_path_buf(),
+            store: store.clone(),
             address,
             ingest: running.ingest.clone(),
             runtime: Some(runtime),
@@ -52,8 +65,8 @@ impl CenterHandle {
     /// A second connection to the center's store, for reading while it serves.
     pub fn reader(&self) -> Result<CenterReader> {
         Ok(CenterReader {
-            store: Arc::new(Mutex::new(pollsync_center::store::Store::open(
-                &self.data_dir,
+            store: Arc::new(Mutex::new(pollsync_center::store::Store::open_at(
+                &self.store,
             )?)),
         })
     }

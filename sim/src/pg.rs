@@ -1,6 +1,6 @@
 //! A private PostgreSQL server for the tests of the store's second engine (SPEC
-//! §11): a new cluster in a temporary folder, on a free loopback port, with its
-//! socket in that folder, started with Debian's binaries (`initdb`, `pg_ctl`); as
+//! §11) and for `sim bench`'s figures on it: a new cluster in a temporary folder,
+//! on a free loopback port, with its socket in that folder, started with Debian's binaries (`initdb`, `pg_ctl`); as
 //! the `postgres` user when the tests run as root (initdb refuses root). Dropping
 //! it stops the server at once and removes the folder.
 //!
