@@ -22,6 +22,9 @@ pub struct PgServer {
     bin: PathBuf,
     port: u16,
     run_as_postgres: bool,
+    /// The `postgres` user's password when the cluster asks for passwords
+    /// ([`PgServer::start_with_passwords`]); `None`: every local login is trusted.
+    admin_password: Option<String>,
 }
 
 fn bin_dir() -> PathBuf {
@@ -76,6 +79,16 @@ fn is_root() -> bool {
 impl PgServer {
     /// Makes a cluster and starts its server; panics naming what failed.
     pub fn start() -> PgServer {
+        PgServer::make(None)
+    }
+
+    /// [`PgServer::start`], with a cluster that asks every login for its password
+    /// (SCRAM), as a new user's server would; `postgres`'s is `admin_password`.
+    pub fn start_with_passwords(admin_password: &str) -> PgServer {
+        PgServer::make(Some(admin_password.to_owned()))
+    }
+
+    fn make(admin_password: Option<String>) -> PgServer {
         let folder = tempfile::Builder::new()
             .prefix("pollsync-pg")
             .tempdir()
@@ -85,7 +98,12 @@ impl PgServer {
             port: free_port(),
             run_as_postgres: is_root(),
             folder,
+            admin_password,
         };
+        let pwfile = server.folder.path().join("admin-password");
+        if let Some(password) = &server.admin_password {
+            std::fs::write(&pwfile, password).expect("password file");
+        }
         if server.run_as_postgres {
             server.check(
                 Command::new("chown")
@@ -95,19 +113,15 @@ impl PgServer {
                 "chown the cluster folder to postgres",
             );
         }
-        server.pg(
-            "initdb",
-            &[
-                "-D",
-                &server.data().display().to_string(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-locale",
-            ],
-        );
+        let data = server.data().display().to_string();
+        let pwfile_arg = format!("--pwfile={}", pwfile.display());
+        let mut args = vec!["-D", &data, "-U", "postgres", "-E", "UTF8", "--no-locale"];
+        match &server.admin_password {
+            Some(_) => args.extend(["--auth=scram-sha-256", &pwfile_arg]),
+            None => args.push("--auth=trust"),
+        }
+        server.pg("initdb", &args);
+        let _ = std::fs::remove_file(&pwfile);
         server.start_server();
         server
     }
@@ -188,13 +202,31 @@ impl PgServer {
         );
     }
 
-    /// The server's URL for database `database` (the user `postgres`, trusted).
+    /// The server's URL for database `database` as the user `postgres` (with its
+    /// password, if the cluster asks for one).
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        match &self.admin_password {
+            Some(password) => format!(
+                "postgres://postgres:{password}@127.0.0.1:{}/{database}",
+                self.port
+            ),
+            None => format!("postgres://postgres@127.0.0.1:{}/{database}", self.port),
+        }
     }
 
-    /// Makes a new, empty database.
-    pub fn create_database(&self, name: &str) -> String {
+    /// Makes a login role `role` with `password` and an empty database `name` it
+    /// owns, as a new user would for pollsync; returns the URL for that role,
+    /// without the password.
+    pub fn create_owned_database(&self, name: &str, role: &str, password: &str) -> String {
+        self.admin(&[
+            format!("CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'"),
+            format!("CREATE DATABASE \"{name}\" OWNER \"{role}\""),
+        ]);
+        format!("postgres://{role}@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Runs `statements` as `postgres`, each on its own.
+    fn admin(&self, statements: &[String]) {
         let admin_url = self.url("postgres");
         // On a thread of its own: the blocking client runs a runtime of its own,
         // which it cannot inside an async test.
@@ -202,13 +234,18 @@ impl PgServer {
             s.spawn(|| {
                 let mut admin =
                     postgres::Client::connect(&admin_url, postgres::NoTls).expect("connect");
-                admin
-                    .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-                    .expect("create database");
+                for statement in statements {
+                    admin.batch_execute(statement).expect(statement);
+                }
             })
             .join()
-            .expect("database created");
+            .expect("statements run");
         });
+    }
+
+    /// Makes a new, empty database.
+    pub fn create_database(&self, name: &str) -> String {
+        self.admin(&[format!("CREATE DATABASE \"{name}\"")]);
         self.url(name)
     }
 }

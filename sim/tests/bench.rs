@@ -59,7 +59,7 @@ fn an_unknown_measurement_is_refused_by_name() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("P9") && err.contains("P1, P2, P3, P4, P5"),
+        err.contains("P9") && err.contains("P1, P1PG, P2, P3, P4, P5, P6, P7"),
         "{err}"
     );
 }

@@ -386,3 +386,65 @@ fn a_day_with_the_center_on_postgresql_counts_exactly_the_truth() {
         ok(std::process::Command::new(pollsync_tests::bin("pollsync-verify")).arg(&evidence));
     assert!(verified.contains("V9 standing changes: 1"), "{verified}");
 }
+
+/// A new user's PostgreSQL asks for passwords: the center takes its store from
+/// `POLLSYNC_STORE` and the password from `PGPASSWORD`, never from its command
+/// line, and a missing or wrong password is named as such.
+#[test]
+fn a_password_protected_postgresql_is_used_from_the_environment() {
+    use pollsync_tests::{bin, small_election};
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let server = PgServer::start_with_passwords("admin-secret");
+    let url = server.create_owned_database("pollsync", "pollsync", "center-secret");
+    assert!(!url.contains("secret"), "{url}");
+    let (file, def) = small_election(root.path(), 72);
+    let center = |args: &[&str], password: Option<&str>| {
+        let mut cmd = std::process::Command::new(bin("center"));
+        cmd.args(args)
+            .env("POLLSYNC_STORE", &url)
+            .env_remove("PGPASSWORD")
+            .current_dir(root.path());
+        if let Some(p) = password {
+            cmd.env("PGPASSWORD", p);
+        }
+        let out = cmd.output().expect("center runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let election = file.display().to_string();
+    let init = ["init", "--election", election.as_str()];
+
+    let (ok, _, err) = center(&init, None);
+    assert!(!ok);
+    assert!(
+        err.contains("password missing (give it in PGPASSWORD)"),
+        "{err}"
+    );
+    let (ok, _, err) = center(&init, Some("wrong"));
+    assert!(!ok);
+    assert!(
+        err.contains("28P01"),
+        "the server's refusal is shown: {err}"
+    );
+
+    let (ok, out, err) = center(&init, Some("center-secret"));
+    assert!(ok, "{err}");
+    assert!(out.contains(&url) && !out.contains("secret"), "{out}");
+    let (ok, _, err) = center(
+        &["enroll", "--all", "--out-dir", "bundles"],
+        Some("center-secret"),
+    );
+    assert!(ok, "{err}");
+    let (ok, status, err) = center(&["status", "--json"], Some("center-secret"));
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    assert_eq!(
+        status["stations"]["total"].as_u64(),
+        Some(def.stations.len() as u64),
+        "{status}"
+    );
+}

@@ -283,7 +283,7 @@ pub fn start_with(
             drop(store);
             let conn = crate::store::postgres::PgConn::connect(url)?;
             // Detached: it ends within a poll once the center shuts down.
-            relay::spawn_listener(url.clone(), shared.replica.clone(), Arc::clone(&shared))?;
+            relay::spawn_listener(url.clone(), shared.replica.clone(), &shared)?;
             spawn_writer(
                 crate::store::postgres::PgIngest::new(conn),
                 ctx,

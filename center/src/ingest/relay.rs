@@ -8,8 +8,8 @@
 //! skips its own. Relayed decisions go to the event stream and the pace only: a
 //! replica's `/metrics` counters stay its own (a scraper sums the replicas).
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
 use pollsync_proto::pb::RejectReason;
@@ -190,17 +190,26 @@ pub fn others(payload: &str, me: &str) -> Option<Vec<IngestEvent>> {
 }
 
 /// Starts the thread that listens on `url` for the other replicas' decisions and
-/// passes them to this replica's subscribers, until the center shuts down.
+/// passes them to this replica's subscribers, until the center shuts down (or
+/// everything else let go of `shared`: the thread holds it only weakly, so that
+/// it never keeps the writer alive).
 pub(super) fn spawn_listener(
     url: String,
     me: String,
-    shared: Arc<Shared>,
+    shared: &Arc<Shared>,
 ) -> Result<JoinHandle<()>> {
+    let shared: Weak<Shared> = Arc::downgrade(shared);
     std::thread::Builder::new()
         .name("center-relay".into())
         .spawn(move || {
             let mut listener: Option<PgListener> = None;
-            while !shared.closed.load(Ordering::Acquire) && Arc::strong_count(&shared) > 1 {
+            loop {
+                let open = shared
+                    .upgrade()
+                    .is_some_and(|s| !s.closed.load(Ordering::Acquire));
+                if !open {
+                    return;
+                }
                 let Some(l) = listener.as_mut() else {
                     match PgListener::listen(&url, EVENTS_CHANNEL) {
                         Ok(l) => listener = Some(l),
@@ -210,14 +219,17 @@ pub(super) fn spawn_listener(
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "cannot listen for the other replicas' decisions");
-                            std::thread::sleep(std::time::Duration::from_millis(RELISTEN_BACKOFF_MS));
+                            std::thread::sleep(std::time::Duration::from_millis(
+                                RELISTEN_BACKOFF_MS,
+                            ));
                         }
                     }
                     continue;
                 };
                 match l.next(LISTEN_POLL_MS) {
                     Ok(Some(payload)) => {
-                        if let Some(events) = others(&payload, &me) {
+                        if let (Some(events), Some(shared)) = (others(&payload, &me), shared.upgrade())
+                        {
                             shared.publisher.relayed(events, now_unix_ms());
                         }
                     }

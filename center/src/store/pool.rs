@@ -80,31 +80,3 @@ impl Drop for PooledStore {
         debug_assert!(idle.len() <= self.pool.max_idle);
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Records as _;
-
-    #[test]
-    fn stores_are_lent_again_and_at_most_max_idle_are_kept() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("center-data");
-        let election = dir.path().join("election.toml");
-        std::fs::write(
-            &election,
-            include_str!("../../../tests/fixtures/three-stations.toml"),
-        )
-        .expect("election");
-        crate::commands::init::init(&data, &election, &[], None).expect("init");
-        let pool = StorePool::new(StoreLocation::Folder(data), 2);
-        let lent: Vec<PooledStore> = (0..3).map(|_| pool.get().expect("store")).collect();
-        assert_eq!(pool.idle(), 0);
-        assert_eq!(lent[0].stations().expect("stations").len(), 3);
-        drop(lent);
-        assert_eq!(pool.idle(), 2, "the third store is closed, not kept");
-        let again = pool.get().expect("store");
-        assert_eq!(pool.idle(), 1, "a waiting store is lent again");
-        assert_eq!(again.meta().expect("meta").election_id, "test-2021");
-    }
-}
