@@ -156,12 +156,36 @@ const P5: Target = Target {
 
 /// What to run.
 pub struct BenchOptions {
-    /// Measurement ids (P1…P5); empty means all.
+    /// Measurement ids ([`ALL`]); empty means all.
     pub only: Vec<String>,
     /// Seed of the elections and ballots.
     pub seed: u64,
     /// Print progress lines to stderr.
     pub verbose: bool,
+}
+
+/// Of a measurement that gives several figures: reports and keeps all but the
+/// last, which it returns (to be reported and kept as any single figure is).
+fn all_but_last(
+    id: &str,
+    measured: anyhow::Result<Vec<Figure>>,
+    figures: &mut Vec<Figure>,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<Figure> {
+    let mut measured = measured?;
+    let last = measured
+        .pop()
+        .with_context(|| format!("{id} measured nothing"))?;
+    for figure in measured {
+        say(&format!(
+            "{id}: {} {} ({})",
+            round(figure.measured),
+            figure.unit,
+            figure.note
+        ));
+        figures.push(figure);
+    }
+    Ok(last)
 }
 
 /// Runs the chosen measurements in order, each in its own folder under `root`.
@@ -195,20 +219,8 @@ pub async fn run(options: &BenchOptions, root: &Path) -> anyhow::Result<Vec<Figu
         let figure = match id.as_str() {
             "P1" => ingest::p1_ingest(&dir, options.seed, workers, &say).await,
             "P1PG" => {
-                let mut on_pg = ingest::p1_postgres(&dir, options.seed, workers, &say)
-                    .await
-                    .context("P1 on PostgreSQL failed")?;
-                let last = on_pg.pop().context("P1 on PostgreSQL measured nothing")?;
-                for figure in on_pg {
-                    say(&format!(
-                        "P1PG: {} {} ({})",
-                        round(figure.measured),
-                        figure.unit,
-                        figure.note
-                    ));
-                    figures.push(figure);
-                }
-                Ok(last)
+                let on_pg = ingest::p1_postgres(&dir, options.seed, workers, &say).await;
+                all_but_last(id, on_pg, &mut figures, &say)
             }
             "P2" => {
                 let grouped = grouped::p2_grouped(&dir.join("grouped"), options.seed, workers)
@@ -234,20 +246,8 @@ pub async fn run(options: &BenchOptions, root: &Path) -> anyhow::Result<Vec<Figu
             "P4" => import::p4_import(&dir, options.seed).await,
             "P5" => catch_up::p5_catch_up(&dir, options.seed, workers).await,
             "P6" => {
-                let mut sizes = growth::p6_growth(&dir, options.seed, workers, &say)
-                    .await
-                    .context("P6 failed")?;
-                let last = sizes.pop().context("P6 measured nothing")?;
-                for figure in sizes {
-                    say(&format!(
-                        "P6: {} {} ({})",
-                        round(figure.measured),
-                        figure.unit,
-                        figure.note
-                    ));
-                    figures.push(figure);
-                }
-                Ok(last)
+                let sizes = growth::p6_growth(&dir, options.seed, workers, &say).await;
+                all_but_last(id, sizes, &mut figures, &say)
             }
             "P7" => {
                 let serve = hostile::p7_hostile_pushes(&dir.join("serve"), options.seed)

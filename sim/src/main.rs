@@ -61,10 +61,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure the performance targets of SPEC §9 (P1–P5) on this machine, each
-    /// checked for correctness as it is measured: a table (id, what, target,
-    /// measured, ratio to the baseline), or JSON with --json. Exits 1 if a target
-    /// does not hold. Build with --release for meaningful figures.
+    /// Measure the performance targets of SPEC §9 (P1–P7, and P1PG: P1 on
+    /// PostgreSQL) on this machine, each checked for correctness as it is
+    /// measured: a table (id, what, target, measured, ratio to the baseline), or
+    /// JSON with --json. Exits 1 if a target does not hold. Build with --release
+    /// for meaningful figures.
     Bench {
         /// Only these measurements, e.g. `--only P1,P5`.
         #[arg(long, value_delimiter = ',', value_name = "P1,…")]

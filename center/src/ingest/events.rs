@@ -10,15 +10,17 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use pollsync_proto::pb::RejectReason;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use tokio::sync::broadcast;
 
 /// Events kept for a slow reader before it starts losing the oldest.
 pub const EVENT_BUFFER: usize = 4_096;
 
-/// One durable decision of the ingest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One durable decision of the ingest (read back by the other replicas of a
+/// shared store: `ingest::relay`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum IngestEvent {
     /// A batch applied: its ballots are in the tallies.
@@ -52,12 +54,28 @@ pub enum IngestEvent {
         sequence: u64,
         /// The reject reason's short name, e.g. `BAD_SIGNATURE`; `/metrics` counts
         /// rejections by it.
-        reason: &'static str,
+        #[serde(deserialize_with = "reason_by_name")]
+        reason: ReasonName,
         /// What was wrong, in words naming the batch.
         detail: String,
         /// Whether the rejection raises an alert.
         alert: bool,
     },
+}
+
+/// A reject reason's short name. (A name, not `&'static str` written out, so that
+/// serde does not take the field as borrowed from the input.)
+pub type ReasonName = &'static str;
+
+/// Reads a reject reason by its short name (`FORK`); a name no reason has is an
+/// error.
+fn reason_by_name<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let name = String::deserialize(d)?;
+    (0..64)
+        .filter_map(|n| RejectReason::try_from(n).ok())
+        .map(|r| r.short_name())
+        .find(|short| *short == name)
+        .ok_or_else(|| serde::de::Error::custom(format!("no reject reason is named {name:?}")))
 }
 
 /// Width of one step of the pace.

@@ -12,8 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
-use pollsync_proto::pb::RejectReason;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::Shared;
 use super::events::IngestEvent;
@@ -33,160 +32,60 @@ const NOT_SUPPORTED: &str = "0A000";
 /// Wait before listening again after the connection was lost.
 pub const RELISTEN_BACKOFF_MS: u64 = 1_000;
 
-/// One decision as it travels between replicas.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Wire {
-    Accepted {
-        station: String,
-        sequence: u64,
-        ballots: u64,
-        counted: i64,
-        closed: Vec<String>,
-    },
-    Duplicate {
-        station: String,
-        sequence: u64,
-    },
-    Rejected {
-        station: String,
-        sequence: u64,
-        reason: String,
-        detail: String,
-        alert: bool,
-    },
-}
-
 /// One notification: who decided, and what.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Announcement {
     from: String,
-    events: Vec<Wire>,
-}
-
-fn to_wire(event: &IngestEvent) -> Wire {
-    match event.clone() {
-        IngestEvent::Accepted {
-            station,
-            sequence,
-            ballots,
-            counted,
-            closed,
-        } => Wire::Accepted {
-            station,
-            sequence,
-            ballots,
-            counted,
-            closed,
-        },
-        IngestEvent::Duplicate { station, sequence } => Wire::Duplicate { station, sequence },
-        IngestEvent::Rejected {
-            station,
-            sequence,
-            reason,
-            detail,
-            alert,
-        } => Wire::Rejected {
-            station,
-            sequence,
-            reason: reason.to_owned(),
-            detail,
-            alert,
-        },
-    }
-}
-
-/// The reject reason named `name` (`None`: no such reason).
-fn reason_named(name: &str) -> Option<&'static str> {
-    (0..64)
-        .filter_map(|n| RejectReason::try_from(n).ok())
-        .map(|r| r.short_name())
-        .find(|short| *short == name)
-}
-
-fn from_wire(wire: Wire) -> Option<IngestEvent> {
-    Some(match wire {
-        Wire::Accepted {
-            station,
-            sequence,
-            ballots,
-            counted,
-            closed,
-        } => IngestEvent::Accepted {
-            station,
-            sequence,
-            ballots,
-            counted,
-            closed,
-        },
-        Wire::Duplicate { station, sequence } => IngestEvent::Duplicate { station, sequence },
-        Wire::Rejected {
-            station,
-            sequence,
-            reason,
-            detail,
-            alert,
-        } => IngestEvent::Rejected {
-            station,
-            sequence,
-            reason: reason_named(&reason)?,
-            detail,
-            alert,
-        },
-    })
+    events: Vec<IngestEvent>,
 }
 
 /// `events` decided by replica `from`, as payloads of at most
-/// [`MAX_PAYLOAD_BYTES`] each, in order. A decision too long for one payload
-/// alone travels without its detail (the deciding replica's log has it).
+/// [`MAX_PAYLOAD_BYTES`] each, in order: `{"from": …, "events": […]}`. A decision
+/// too long for one payload alone travels without its detail (the deciding
+/// replica's log has it).
 pub fn announcements(from: &str, events: &[IngestEvent]) -> Vec<String> {
-    let encode = |events: Vec<Wire>| {
-        serde_json::to_string(&Announcement {
-            from: from.to_owned(),
-            events,
-        })
-        .unwrap_or_default()
-    };
+    let head = format!(
+        "{{\"from\":{},\"events\":[",
+        serde_json::to_string(from).unwrap_or_default()
+    );
+    let overhead = head.len() + "]}".len();
+    let encode = |event: &IngestEvent| serde_json::to_string(event).unwrap_or_default();
     let mut out = Vec::new();
-    let mut chunk: Vec<Wire> = Vec::new();
+    let mut chunk: Vec<String> = Vec::new();
     let mut chunk_bytes = 0usize;
-    let overhead = encode(Vec::new()).len();
+    let mut flush = |chunk: &mut Vec<String>| {
+        if !chunk.is_empty() {
+            out.push(format!("{head}{}]}}", chunk.join(",")));
+            chunk.clear();
+        }
+    };
     for event in events {
-        let mut wire = to_wire(event);
-        let mut bytes = serde_json::to_string(&wire).map_or(0, |t| t.len()) + 1;
-        if overhead + bytes > MAX_PAYLOAD_BYTES {
-            if let Wire::Rejected { detail, .. } = &mut wire {
+        let mut text = encode(event);
+        if overhead + text.len() > MAX_PAYLOAD_BYTES
+            && let IngestEvent::Rejected { .. } = event
+        {
+            let mut shorter = event.clone();
+            if let IngestEvent::Rejected { detail, .. } = &mut shorter {
                 *detail = "(too long to relay: see the deciding replica's log)".into();
             }
-            bytes = serde_json::to_string(&wire).map_or(0, |t| t.len()) + 1;
+            text = encode(&shorter);
         }
-        if !chunk.is_empty() && overhead + chunk_bytes + bytes > MAX_PAYLOAD_BYTES {
-            out.push(encode(std::mem::take(&mut chunk)));
+        if overhead + chunk_bytes + text.len() + 1 > MAX_PAYLOAD_BYTES {
+            flush(&mut chunk);
             chunk_bytes = 0;
         }
-        chunk.push(wire);
-        chunk_bytes += bytes;
+        chunk_bytes += text.len() + 1;
+        chunk.push(text);
     }
-    if !chunk.is_empty() {
-        out.push(encode(chunk));
-    }
+    flush(&mut chunk);
     out
 }
 
 /// The decisions in `payload` if another replica than `me` made them (`None`:
-/// ours, or not an announcement).
+/// ours, or not an announcement of this version).
 pub fn others(payload: &str, me: &str) -> Option<Vec<IngestEvent>> {
     let announcement: Announcement = serde_json::from_str(payload).ok()?;
-    if announcement.from == me {
-        return None;
-    }
-    Some(
-        announcement
-            .events
-            .into_iter()
-            .filter_map(from_wire)
-            .collect(),
-    )
+    (announcement.from != me).then_some(announcement.events)
 }
 
 /// Starts the thread that listens on `url` for the other replicas' decisions and
@@ -250,6 +149,7 @@ pub(super) fn spawn_listener(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pollsync_proto::pb::RejectReason;
 
     fn accepted(sequence: u64) -> IngestEvent {
         IngestEvent::Accepted {
@@ -299,7 +199,14 @@ mod tests {
     #[test]
     fn a_payload_that_is_not_an_announcement_is_ignored() {
         assert!(others("not json", "b").is_none());
+        assert!(
+            others("", "b").is_none(),
+            "the start-up probe's empty payload"
+        );
         let unknown = r#"{"from":"a","events":[{"kind":"rejected","station":"S","sequence":1,"reason":"NO_SUCH","detail":"","alert":false}]}"#;
-        assert_eq!(others(unknown, "b"), Some(vec![]));
+        assert!(
+            others(unknown, "b").is_none(),
+            "a reason this version lacks"
+        );
     }
 }
