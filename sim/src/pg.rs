@@ -25,6 +25,8 @@ pub struct PgServer {
     /// The `postgres` user's password when the cluster asks for passwords
     /// ([`PgServer::start_with_passwords`]); `None`: every local login is trusted.
     admin_password: Option<String>,
+    /// Serves TCP over TLS only ([`PgServer::start_with_tls`]).
+    tls: bool,
 }
 
 fn bin_dir() -> PathBuf {
@@ -79,16 +81,23 @@ fn is_root() -> bool {
 impl PgServer {
     /// Makes a cluster and starts its server; panics naming what failed.
     pub fn start() -> PgServer {
-        PgServer::make(None)
+        PgServer::make(None, None)
     }
 
     /// [`PgServer::start`], with a cluster that asks every login for its password
     /// (SCRAM), as a new user's server would; `postgres`'s is `admin_password`.
     pub fn start_with_passwords(admin_password: &str) -> PgServer {
-        PgServer::make(Some(admin_password.to_owned()))
+        PgServer::make(Some(admin_password.to_owned()), None)
     }
 
-    fn make(admin_password: Option<String>) -> PgServer {
+    /// [`PgServer::start`], with a server that takes TCP connections over TLS
+    /// (1.3) only, with this certificate and key (PEM); a plain TCP connection is
+    /// refused by `pg_hba.conf`. Its own Unix socket stays open to the tests.
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> PgServer {
+        PgServer::make(None, Some((cert_pem, key_pem)))
+    }
+
+    fn make(admin_password: Option<String>, tls: Option<(&str, &str)>) -> PgServer {
         let folder = tempfile::Builder::new()
             .prefix("pollsync-pg")
             .tempdir()
@@ -99,6 +108,7 @@ impl PgServer {
             run_as_postgres: is_root(),
             folder,
             admin_password,
+            tls: tls.is_some(),
         };
         let pwfile = server.folder.path().join("admin-password");
         if let Some(password) = &server.admin_password {
@@ -122,6 +132,36 @@ impl PgServer {
         }
         server.pg("initdb", &args);
         let _ = std::fs::remove_file(&pwfile);
+        if let Some((cert, key)) = tls {
+            let data = server.data();
+            std::fs::write(data.join("server.crt"), cert).expect("server certificate");
+            std::fs::write(data.join("server.key"), key).expect("server key");
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 trust\n\
+                 hostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .expect("pg_hba.conf");
+            if server.run_as_postgres {
+                server.check(
+                    Command::new("chown")
+                        .args(["postgres:postgres"])
+                        .arg(data.join("server.crt"))
+                        .arg(data.join("server.key"))
+                        .arg(data.join("pg_hba.conf"))
+                        .output(),
+                    "chown the TLS files to postgres",
+                );
+            }
+            server.check(
+                Command::new("chmod")
+                    .arg("0600")
+                    .arg(data.join("server.key"))
+                    .output(),
+                "chmod the server key",
+            );
+        }
         server.start_server();
         server
     }
@@ -134,9 +174,10 @@ impl PgServer {
         let out = out.unwrap_or_else(|e| panic!("{what}: {e}"));
         assert!(
             out.status.success(),
-            "{what} failed: {}{}",
+            "{what} failed: {}{}\nserver log:\n{}",
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.folder.path().join("server.log")).unwrap_or_default()
         );
     }
 
@@ -157,11 +198,14 @@ impl PgServer {
     }
 
     fn start_server(&self) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
             self.port,
             self.folder.path().display()
         );
+        if self.tls {
+            options.push_str(" -c ssl=on -c ssl_min_protocol_version=TLSv1.3");
+        }
         self.pg(
             "pg_ctl",
             &[
@@ -227,7 +271,15 @@ impl PgServer {
 
     /// Runs `statements` as `postgres`, each on its own.
     fn admin(&self, statements: &[String]) {
-        let admin_url = self.url("postgres");
+        // Through the server's Unix socket (a TLS-only server refuses plain TCP).
+        let mut admin_url = format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.folder.path().display(),
+            self.port
+        );
+        if let Some(password) = &self.admin_password {
+            admin_url.push_str(&format!(" password={password}"));
+        }
         // On a thread of its own: the blocking client runs a runtime of its own,
         // which it cannot inside an async test.
         std::thread::scope(|s| {

@@ -448,3 +448,79 @@ fn a_password_protected_postgresql_is_used_from_the_environment() {
         "{status}"
     );
 }
+
+/// A database reached over TLS: the center verifies the server's certificate
+/// against the CA in `PGSSLROOTCERT` (TLS 1.3), refuses another CA's, says what is
+/// missing without one, and a plain connection is what the server refuses.
+#[test]
+fn a_database_over_tls_is_verified_and_used() {
+    use pollsync_tests::{bin, small_election};
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+    // The database's own CA and server certificate (ECDSA P-256: what a DBA's
+    // OpenSSL makes), and a CA that did not sign it.
+    let authority = || {
+        let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).expect("CA certificate");
+        (cert.pem(), Issuer::new(params, key))
+    };
+    let (db_ca_pem, db_ca) = authority();
+    let (other_ca_pem, _) = authority();
+    let server_key = KeyPair::generate().expect("server key");
+    let server_cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("server params")
+        .signed_by(&server_key, &db_ca)
+        .expect("server certificate");
+    let root = tempfile::tempdir().expect("tempdir");
+    let server = PgServer::start_with_tls(&server_cert.pem(), &server_key.serialize_pem());
+    let plain_url = server.create_database("tls");
+    let url = format!("{plain_url}?sslmode=require");
+    let ca_file = root.path().join("db-ca.pem");
+    std::fs::write(&ca_file, db_ca_pem).expect("CA file");
+    let other_file = root.path().join("other-ca.pem");
+    std::fs::write(&other_file, other_ca_pem).expect("CA file");
+    let (file, _) = small_election(root.path(), 73);
+    let center = |store: &str, roots: Option<&std::path::Path>, args: &[&str]| {
+        let mut cmd = std::process::Command::new(bin("center"));
+        cmd.args(["--store", store])
+            .args(args)
+            .env_remove("PGSSLROOTCERT")
+            .current_dir(root.path());
+        if let Some(r) = roots {
+            cmd.env("PGSSLROOTCERT", r);
+        }
+        let out = cmd.output().expect("center runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let election = file.display().to_string();
+    let init = ["init", "--election", election.as_str()];
+
+    let (ok, err) = center(&url, None, &init);
+    assert!(!ok);
+    assert!(err.contains("set PGSSLROOTCERT"), "{err}");
+    let (ok, err) = center(&url, Some(&other_file), &init);
+    assert!(!ok, "another CA's trust is not this server's");
+    assert!(err.contains("cannot connect"), "{err}");
+    let (ok, err) = center(&plain_url, None, &init);
+    assert!(!ok, "the server takes TLS only");
+    assert!(
+        err.contains("28000"),
+        "the server's refusal is named: {err}"
+    );
+
+    let (ok, err) = center(&url, Some(&ca_file), &init);
+    assert!(ok, "{err}");
+    let (ok, err) = center(
+        &url,
+        Some(&ca_file),
+        &["enroll", "--all", "--out-dir", "bundles"],
+    );
+    assert!(ok, "{err}");
+    let (ok, err) = center(&url, Some(&ca_file), &["audit"]);
+    assert!(ok, "{err}");
+}

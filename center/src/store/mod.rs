@@ -12,6 +12,7 @@
 pub mod apply;
 pub mod engine;
 pub mod log;
+pub mod pg_link;
 pub mod pool;
 pub mod postgres;
 pub mod records;

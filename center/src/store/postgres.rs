@@ -20,6 +20,7 @@ use postgres::{Client, NoTls, Statement};
 
 use super::apply;
 use super::engine::{IngestOps, IngestStore, IngestTx, Unit};
+use super::pg_link::{self, Link};
 use super::sql::{Param, Sql, SqlRow};
 use crate::error::{CenterError, Result};
 
@@ -48,7 +49,8 @@ fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 /// does), so that it need not be on a command line.
 pub const PASSWORD_ENV: &str = "PGPASSWORD";
 
-/// Connects to `url` (its password, if it has none, from [`PASSWORD_ENV`]).
+/// Connects to `url` (its password, if it has none, from [`PASSWORD_ENV`]), over
+/// TLS unless the database is on this machine (`store::pg_link`).
 fn connect(url: &str) -> Result<Client> {
     let mut config: postgres::Config = url.parse().map_err(|e| pg_error("the store's URL", e))?;
     if config.get_password().is_none()
@@ -56,7 +58,12 @@ fn connect(url: &str) -> Result<Client> {
     {
         config.password(password.as_encoded_bytes());
     }
-    blocking(|| config.connect(NoTls)).map_err(|e| pg_error("cannot connect", e))
+    let link = pg_link::link_from_env(&mut config)?;
+    blocking(|| match link {
+        Link::Plain => config.connect(NoTls),
+        Link::Tls(tls) => config.connect(tls),
+    })
+    .map_err(|e| pg_error("cannot connect", e))
 }
 
 /// One PostgreSQL connection of the store.
@@ -112,8 +119,8 @@ pub fn dollar_placeholders(sql: &str) -> String {
 }
 
 impl PgConn {
-    /// Connects to `url` (`postgres://user@host:port/db`, no TLS: the database is
-    /// reached on a private network or a socket).
+    /// Connects to `url` (`postgres://user@host:port/db`; over the network by TLS
+    /// only: `store::pg_link`).
     pub fn connect(url: &str) -> Result<PgConn> {
         let client = connect(url)?;
         Ok(PgConn {
