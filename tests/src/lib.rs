@@ -752,3 +752,46 @@ pub fn assert_results_are_truth(
     );
     decided
 }
+
+// ---------------------------------------------------------------------------------
+// Folders and the independent Python verifier.
+
+/// Copies the folder `from` into `to`, subfolders included (a device's data, an
+/// evidence folder).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create folder");
+    for entry in std::fs::read_dir(from).expect("read folder") {
+        let entry = entry.expect("folder entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// The Python interpreter to run the Python verifier with (`POLLSYNC_PYTHON`, by
+/// default `python3`).
+pub fn python() -> String {
+    std::env::var("POLLSYNC_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// The Python verifier's script, when this machine can run it; with
+/// `POLLSYNC_REQUIRE_PYTHON_VERIFIER=1` (CI) it must.
+pub fn python_verifier() -> Option<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../verify/python/pollsync_verify.py");
+    let usable = script.exists()
+        && Command::new(python())
+            .args(["-c", "import cryptography"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if std::env::var_os("POLLSYNC_REQUIRE_PYTHON_VERIFIER").is_some_and(|v| v == "1") {
+        assert!(
+            usable,
+            "the Python verifier must run here: python3 with cryptography, and {}",
+            script.display()
+        );
+    }
+    usable.then_some(script)
+}

@@ -2,6 +2,7 @@
 //! catches a tally row and a batch byte changed behind the center's back.
 
 use pollsync_sim::ballots::{self, USUAL};
+use pollsync_tests::copy_dir;
 use pollsync_tests::{Center, Station, record_day, run, small_election};
 
 #[test]
@@ -291,18 +292,5 @@ fn audit_checks_the_transparency_log_against_what_it_records() {
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
         let differences = report["differences"].to_string();
         assert!(differences.contains(named), "{what}: {differences}");
-    }
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
     }
 }

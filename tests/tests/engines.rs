@@ -476,7 +476,7 @@ fn a_database_over_tls_is_verified_and_used() {
     let root = tempfile::tempdir().expect("tempdir");
     let server = PgServer::start_with_tls(&server_cert.pem(), &server_key.serialize_pem());
     let plain_url = server.create_database("tls");
-    let url = format!("{plain_url}?sslmode=require");
+    let url = format!("{plain_url}?sslmode=verify-full");
     let ca_file = root.path().join("db-ca.pem");
     std::fs::write(&ca_file, db_ca_pem).expect("CA file");
     let other_file = root.path().join("other-ca.pem");

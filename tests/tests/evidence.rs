@@ -9,31 +9,7 @@ use std::process::Command;
 
 use pollsync_sim::ballots::{self, USUAL};
 use pollsync_tests::{Center, Station, bin, ok, record_day, run, small_election};
-
-/// The Python interpreter to run the Python verifier with (`POLLSYNC_PYTHON`, by
-/// default `python3`).
-fn python() -> String {
-    std::env::var("POLLSYNC_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// The Python verifier, when this machine can run it; with
-/// `POLLSYNC_REQUIRE_PYTHON_VERIFIER=1` (CI) it must.
-fn python_verifier() -> Option<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../verify/python/pollsync_verify.py");
-    let usable = script.exists()
-        && Command::new(python())
-            .args(["-c", "import cryptography"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if std::env::var_os("POLLSYNC_REQUIRE_PYTHON_VERIFIER").is_some_and(|v| v == "1") {
-        assert!(
-            usable,
-            "the Python verifier must run here: python3 with cryptography, and {}",
-            script.display()
-        );
-    }
-    usable.then_some(script)
-}
+use pollsync_tests::{copy_dir, python, python_verifier};
 
 /// A day's evidence: every station of a small election records and closes; one
 /// device is replaced, one station revoked, one clone forks and is released.
@@ -91,19 +67,6 @@ fn day_evidence(root: &Path) -> PathBuf {
     let out = root.join("evidence");
     ok(center.command().arg("export-evidence").arg(&out));
     out
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn files_of(dir: &Path, base: &Path, out: &mut Vec<PathBuf>) {

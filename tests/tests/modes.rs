@@ -11,6 +11,7 @@ use std::process::Command;
 use pollsync_election::Mode;
 use pollsync_sim::ballots::{self, USUAL};
 use pollsync_sim::generate::{Preset, SMALL, generate_to_file};
+use pollsync_tests::python_verifier;
 use pollsync_tests::{Center, Station, bin, center_heads, ok, record_day, run};
 
 const SEED: u64 = 61;
@@ -31,19 +32,6 @@ fn election(root: &Path, mode: Mode) -> (PathBuf, pollsync_election::ElectionDef
     };
     let def = generate_to_file(&preset, SEED, &path).expect("election");
     (path, def)
-}
-
-fn python_verifier() -> Option<PathBuf> {
-    let python = std::env::var("POLLSYNC_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../verify/python/pollsync_verify.py");
-    let usable = Command::new(&python)
-        .args(["-c", "import cryptography"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if std::env::var_os("POLLSYNC_REQUIRE_PYTHON_VERIFIER").is_some_and(|v| v == "1") {
-        assert!(usable, "the Python verifier must run here");
-    }
-    usable.then_some(script)
 }
 
 /// What the official center shows the public and its operators: its results and
@@ -191,7 +179,7 @@ fn a_rehearsal_never_counts_at_the_official_center_and_every_refusal_names_the_m
         .args(["--mode", "test"])
         .arg(&evidence));
     if let Some(script) = python_verifier() {
-        let python = std::env::var("POLLSYNC_PYTHON").unwrap_or_else(|_| "python3".into());
+        let python = pollsync_tests::python();
         let out = run(Command::new(&python)
             .arg(&script)
             .args(["--mode", "official"])

@@ -57,6 +57,7 @@ use pollsync_station::store::{Provisioned, new_ballot_id};
 use pollsync_station::sync::core::{Core, DeadLink, Goal, Timeout};
 use pollsync_station::sync::recover;
 use pollsync_station::sync::sender::{self, AckOutcome, SessionStart, Stop};
+use pollsync_tests::copy_dir;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestError, TestRunner};
 
@@ -159,19 +160,6 @@ impl Template {
 
 fn station_dir(root: &Path, id: &str) -> PathBuf {
     root.join("stations").join(id)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create folder");
-    for entry in std::fs::read_dir(from).expect("read folder") {
-        let entry = entry.expect("folder entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy file");
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------

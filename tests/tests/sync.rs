@@ -207,15 +207,6 @@ fn contest_result<'a>(results: &'a serde_json::Value, id: &str) -> &'a serde_jso
         .unwrap_or_else(|| panic!("no contest {id} in the results"))
 }
 
-/// Copy a directory tree (a station device cloned byte for byte).
-fn clone_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
-    }
-}
-
 #[test]
 fn a_cloned_station_that_forks_is_raised_and_quarantined_and_counts_stay_honest() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -235,7 +226,7 @@ fn a_cloned_station_that_forks_is_raised_and_quarantined_and_counts_stay_honest(
         id: id.clone(),
         data: root.path().join("clone"),
     };
-    clone_dir(&original.data, &clone.data);
+    pollsync_tests::copy_dir(&original.data, &clone.data);
     original.ok(&["record", "--contest", &contest, "--for", &candidate]);
     original.ok(&["sync", "--timeout-s", "30"]);
     clone.ok(&["record", "--contest", &contest, "--against", &candidate]);

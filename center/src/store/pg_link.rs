@@ -74,6 +74,19 @@ pub fn link_for(config: &mut postgres::Config, roots: Option<&Path>) -> Result<L
     }
 }
 
+/// `url` with libpq's verifying modes (`sslmode=verify-full`, `verify-ca`), which
+/// the client library does not know, read as `require`: this link verifies the
+/// server's certificate and name whenever it uses TLS.
+pub fn with_known_sslmode(url: &str) -> std::borrow::Cow<'_, str> {
+    if url.contains("sslmode=verify-") {
+        url.replace("sslmode=verify-full", "sslmode=require")
+            .replace("sslmode=verify-ca", "sslmode=require")
+            .into()
+    } else {
+        url.into()
+    }
+}
+
 /// The link to `config`'s database, the CA file taken from [`ROOT_CERT_ENV`].
 pub fn link_from_env(config: &mut postgres::Config) -> Result<Link> {
     let roots: Option<PathBuf> = std::env::var_os(ROOT_CERT_ENV).map(PathBuf::from);
@@ -155,6 +168,18 @@ mod tests {
                 .is_some_and(|e| e.contains("TLS is required")),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn libpq_verifying_modes_are_read_as_require() {
+        for url in [
+            "postgres://u@db.example/x?sslmode=verify-full",
+            "postgres://u@db.example/x?sslmode=verify-ca&application_name=c",
+        ] {
+            let c = config(&with_known_sslmode(url));
+            assert_eq!(c.get_ssl_mode(), SslMode::Require, "{url}");
+        }
+        assert_eq!(with_known_sslmode("postgres://u@h/x"), "postgres://u@h/x");
     }
 
     #[test]

@@ -52,7 +52,9 @@ pub const PASSWORD_ENV: &str = "PGPASSWORD";
 /// Connects to `url` (its password, if it has none, from [`PASSWORD_ENV`]), over
 /// TLS unless the database is on this machine (`store::pg_link`).
 fn connect(url: &str) -> Result<Client> {
-    let mut config: postgres::Config = url.parse().map_err(|e| pg_error("the store's URL", e))?;
+    let mut config: postgres::Config = pg_link::with_known_sslmode(url)
+        .parse()
+        .map_err(|e| pg_error("the store's URL", e))?;
     if config.get_password().is_none()
         && let Some(password) = std::env::var_os(PASSWORD_ENV)
     {
