@@ -177,15 +177,20 @@ fn all_but_last(
         .pop()
         .with_context(|| format!("{id} measured nothing"))?;
     for figure in measured {
-        say(&format!(
-            "{id}: {} {} ({})",
-            round(figure.measured),
-            figure.unit,
-            figure.note
-        ));
-        figures.push(figure);
+        keep(id, figure, figures, say);
     }
     Ok(last)
+}
+
+/// Reports `figure` as measurement `id`'s and keeps it.
+fn keep(id: &str, figure: Figure, figures: &mut Vec<Figure>, say: &dyn Fn(&str)) {
+    say(&format!(
+        "{id}: {} {} ({})",
+        round(figure.measured),
+        figure.unit,
+        figure.note
+    ));
+    figures.push(figure);
 }
 
 /// Runs the chosen measurements in order, each in its own folder under `root`.
@@ -230,13 +235,7 @@ pub async fn run(options: &BenchOptions, root: &Path) -> anyhow::Result<Vec<Figu
                     latency::p2_latency(&dir.join("sealed"), options.seed, workers, &say).await;
                 match sealed {
                     Ok(sealed) => {
-                        say(&format!(
-                            "P2: {} {} ({})",
-                            round(sealed.measured),
-                            sealed.unit,
-                            sealed.note
-                        ));
-                        figures.push(sealed);
+                        keep(id, sealed, &mut figures, &say);
                         Ok(grouped)
                     }
                     Err(e) => Err(e),
@@ -253,25 +252,13 @@ pub async fn run(options: &BenchOptions, root: &Path) -> anyhow::Result<Vec<Figu
                 let serve = hostile::p7_hostile_pushes(&dir.join("serve"), options.seed)
                     .await
                     .context("P7 (serve) failed")?;
-                say(&format!(
-                    "P7: {} {} ({})",
-                    round(serve.measured),
-                    serve.unit,
-                    serve.note
-                ));
-                figures.push(serve);
+                keep(id, serve, &mut figures, &say);
                 hostile::p7_hostile_import(&dir.join("import"), options.seed).await
             }
             _ => unreachable!("checked above"),
         }
         .with_context(|| format!("{id} failed"))?;
-        say(&format!(
-            "{id}: {} {} ({})",
-            round(figure.measured),
-            figure.unit,
-            figure.note
-        ));
-        figures.push(figure);
+        keep(id, figure, &mut figures, &say);
     }
     Ok(figures)
 }

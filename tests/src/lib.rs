@@ -119,21 +119,26 @@ impl Center {
             center.pg = Some(server);
             return center;
         }
-        let data = root.join("center-data");
-        let bundles = root.join("bundles");
-        ok(Command::new(bin("center"))
-            .arg("--data")
-            .arg(&data)
-            .args(["init", "--election"])
-            .arg(election));
-        ok(Command::new(bin("center"))
-            .arg("--data")
-            .arg(&data)
-            .args(["enroll", "--all", "--out-dir"])
-            .arg(&bundles));
+        Center::at(root.join("center-data"), None, root.join("bundles")).init_enrolled(election)
+    }
+
+    /// `center init --store URL` with `election` (a PostgreSQL store), then `center
+    /// enroll --all` into `root/bundles`.
+    pub fn init_on(root: &Path, election: &Path, url: &str) -> Center {
+        Center::at(
+            root.join("center-data-unused"),
+            Some(url.to_owned()),
+            root.join("bundles"),
+        )
+        .init_enrolled(election)
+    }
+
+    /// A center whose store is at `data` (or the PostgreSQL `store`), its bundles
+    /// in `bundles`; not serving.
+    fn at(data: PathBuf, store: Option<String>, bundles: PathBuf) -> Center {
         Center {
             data,
-            store: None,
+            store,
             bundles,
             grpc: None,
             http: None,
@@ -142,39 +147,21 @@ impl Center {
         }
     }
 
-    /// `center init --store URL` with `election` (a PostgreSQL store), then `center
-    /// enroll --all` into `root/bundles`.
-    pub fn init_on(root: &Path, election: &Path, url: &str) -> Center {
-        let center = Center {
-            data: root.join("center-data-unused"),
-            store: Some(url.to_owned()),
-            bundles: root.join("bundles"),
-            grpc: None,
-            http: None,
-            process: None,
-            pg: None,
-        };
-        ok(center.command().args(["init", "--election"]).arg(election));
-        ok(center
+    /// `center init` with `election`, then `center enroll --all` into its bundles.
+    fn init_enrolled(self, election: &Path) -> Center {
+        ok(self.command().args(["init", "--election"]).arg(election));
+        ok(self
             .command()
             .args(["enroll", "--all", "--out-dir"])
-            .arg(&center.bundles));
-        center
+            .arg(&self.bundles));
+        self
     }
 
     /// Another `center serve` replica of this center's PostgreSQL store (not
     /// serving yet; its own gRPC and HTTP ports once it does).
     pub fn replica(&self) -> Center {
         assert!(self.store.is_some(), "replicas share a PostgreSQL store");
-        Center {
-            data: self.data.clone(),
-            store: self.store.clone(),
-            bundles: self.bundles.clone(),
-            grpc: None,
-            http: None,
-            process: None,
-            pg: None,
-        }
+        Center::at(self.data.clone(), self.store.clone(), self.bundles.clone())
     }
 
     /// Its store, opened on whichever engine it is.
@@ -192,15 +179,7 @@ impl Center {
 
     /// A center initialised and enrolled already (by the test itself).
     pub fn existing(data: PathBuf, bundles: PathBuf) -> Center {
-        Center {
-            data,
-            store: None,
-            bundles,
-            grpc: None,
-            http: None,
-            process: None,
-            pg: None,
-        }
+        Center::at(data, None, bundles)
     }
 
     pub fn command(&self) -> Command {

@@ -269,17 +269,15 @@ impl<S: IngestStore> Writer<S> {
                 }
             }
         };
-        let signed = store::log::checkpoint(tx.ops(), &self.log_key)?;
-        if signed.is_none() {
+        // Nothing to sign (another writer just did): the transaction rolls back.
+        let Some(size) = store::log::checkpoint(tx.ops(), &self.log_key)? else {
             return Ok(());
-        }
+        };
         if let Some(row) = lease_row {
             tx.ops().set_log_lease(&row.to_text())?;
         }
         tx.commit()?;
-        if let Some(size) = signed {
-            tracing::debug!(size, "transparency log checkpoint published");
-        }
+        tracing::debug!(size, "transparency log checkpoint published");
         Ok(())
     }
 

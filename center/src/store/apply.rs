@@ -15,6 +15,7 @@ use pollsync_proto::limits::{MAX_DETAIL_CHARS, truncate_chars};
 use rusqlite::Connection;
 
 use super::engine::IngestOps;
+use super::records::meta_value;
 use super::sql::{Sql, SqlExt as _, SqlRow, sql_params};
 use super::state::{Effects, StationKey, StationState};
 use super::{EvidenceBatch, ForkEvidence, KeyRow, hash32, to_i64, to_u64};
@@ -36,12 +37,8 @@ pub const STORE_VERSION_KEY: &str = "store_version";
 
 /// The store's version counter as stored (0 until a writer moves it).
 pub fn stored_version(conn: &dyn Sql) -> Result<i64> {
-    let v = conn.first(
-        "SELECT value FROM meta WHERE key = ?1",
-        sql_params![STORE_VERSION_KEY],
-        |r| r.blob(0),
-    )?;
-    Ok(v.and_then(|b| String::from_utf8(b).ok())
+    Ok(meta_value(conn, STORE_VERSION_KEY)?
+        .and_then(|b| String::from_utf8(b).ok())
         .and_then(|t| t.parse().ok())
         .unwrap_or(0))
 }
@@ -54,11 +51,7 @@ pub fn bump_version(conn: &dyn Sql) -> Result<i64> {
         .ok_or_else(|| CenterError::Corrupt {
             detail: "the store's version counter is at its maximum".into(),
         })?;
-    conn.exec(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        sql_params![STORE_VERSION_KEY, next.to_string().as_bytes()],
-    )?;
+    put_meta(conn, STORE_VERSION_KEY, next.to_string().as_bytes())?;
     Ok(next)
 }
 
@@ -67,20 +60,20 @@ pub const LOG_LEASE_KEY: &str = "log_lease";
 
 /// The log lease row as stored (`None`: none, or not text).
 pub fn log_lease(conn: &dyn Sql) -> Result<Option<String>> {
-    let v = conn.first(
-        "SELECT value FROM meta WHERE key = ?1",
-        sql_params![LOG_LEASE_KEY],
-        |r| r.blob(0),
-    )?;
-    Ok(v.and_then(|b| String::from_utf8(b).ok()))
+    Ok(meta_value(conn, LOG_LEASE_KEY)?.and_then(|b| String::from_utf8(b).ok()))
 }
 
 /// Stores the log lease row.
 pub fn set_log_lease(conn: &dyn Sql, row: &str) -> Result<()> {
+    put_meta(conn, LOG_LEASE_KEY, row.as_bytes())
+}
+
+/// Sets the `meta` entry `key` to `value`, whether or not it was there.
+fn put_meta(conn: &dyn Sql, key: &str, value: &[u8]) -> Result<()> {
     conn.exec(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        sql_params![LOG_LEASE_KEY, row.as_bytes()],
+        sql_params![key, value],
     )?;
     Ok(())
 }

@@ -557,12 +557,6 @@ pub struct Store {
     location: StoreLocation,
 }
 
-/// Moves the store's version on (see [`apply::STORE_VERSION_KEY`]): a serving
-/// writer on another connection or machine then reads the stations again.
-fn bump_version(sql: &dyn sql::Sql) -> Result<()> {
-    apply::bump_version(sql).map(|_| ())
-}
-
 impl Store {
     /// Creates a new store in `dir` (folder made 0700, file 0600). Refuses if a
     /// store is already there; leaves nothing behind if it fails.
@@ -734,12 +728,7 @@ impl Store {
             StoreLocation::Folder(dir) => Store::open(dir),
             StoreLocation::Postgres(url) => {
                 let conn = postgres::PgConn::connect(url)?;
-                let version = conn
-                    .first(
-                        "SELECT value FROM meta WHERE key = ?1",
-                        sql::sql_params![META_SCHEMA_VERSION],
-                        |r| r.blob(0),
-                    )
+                let version = records::meta_value(&conn, META_SCHEMA_VERSION)
                     .ok()
                     .flatten()
                     .and_then(|v| String::from_utf8(v).ok());
@@ -843,7 +832,7 @@ impl Store {
             }
             heads.insert(r.station.clone(), head);
         }
-        bump_version(sql)?;
+        apply::bump_version(sql)?;
         finish(&heads)?;
         tx.commit()
     }
@@ -905,7 +894,7 @@ impl Store {
                 ),
                 now,
             )?;
-            bump_version(sql)?;
+            apply::bump_version(sql)?;
         }
         tx.commit()?;
         Ok(changed > 0)
@@ -980,7 +969,7 @@ impl Store {
             ),
             now,
         )?;
-        bump_version(sql)?;
+        apply::bump_version(sql)?;
         tx.commit()?;
         Ok(Released {
             retired_key_no: retire.and_then(|k| u32::try_from(k).ok()),

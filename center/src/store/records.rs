@@ -25,7 +25,8 @@ pub trait AsSql {
     fn sql(&self) -> &dyn Sql;
 }
 
-fn meta_value(sql: &dyn Sql, key: &str) -> Result<Option<Vec<u8>>> {
+/// The `meta` entry `key`, if there is one.
+pub(crate) fn meta_value(sql: &dyn Sql, key: &str) -> Result<Option<Vec<u8>>> {
     sql.first(
         "SELECT value FROM meta WHERE key = ?1",
         sql_params![key],
